@@ -1,0 +1,240 @@
+"""config.yaml -> typed, frozen settings.
+
+Only this module reads the file and the environment. Secrets may be written as `${ENV_VAR}`;
+a bad file fails with one line naming the key path and the reason (`ConfigError`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import yaml
+
+from broker.models import BotType, SpeedMode
+
+__all__ = [
+    "Account",
+    "ApiKey",
+    "ConfigError",
+    "DiscordSettings",
+    "HookSettings",
+    "RedisSettings",
+    "ServerSettings",
+    "Settings",
+    "TaskSettings",
+    "load_settings",
+]
+
+DEFAULT_USER_AGENT = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/136.0.0.0 Safari/537.36"
+)
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message is one line with the key path."""
+
+
+class Account(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One Discord user account that runs Midjourney jobs."""
+
+    id: str
+    guild_id: str
+    channel_id: str
+    token: str = msgspec.field(default="")
+    user_agent: str = DEFAULT_USER_AGENT
+    enabled: bool = True
+    core_size: int = 3
+    queue_size: int = 10
+    timeout_minutes: float = 5.0
+    #: how long a task may wait in the queue before it fails (it never waits forever)
+    queue_timeout_minutes: float = 60.0
+    modes: tuple[SpeedMode, ...] = (SpeedMode.FAST, SpeedMode.RELAX)
+    remix: bool = False
+    niji_remix: bool = False
+    bots: tuple[BotType, ...] = (BotType.MID_JOURNEY, BotType.NIJI_JOURNEY, BotType.INSIGHT_FACE)
+    #: DM channels with the bots, used for the image seed (found at start when empty)
+    mj_dm_channel_id: str = ""
+    niji_dm_channel_id: str = ""
+    remark: str = ""
+    weight: int = 1
+
+    def __repr__(self) -> str:
+        # The token must never reach a log line through a repr.
+        return f"Account(id={self.id!r}, channel_id={self.channel_id!r})"
+
+    __str__ = __repr__
+
+
+class ApiKey(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    name: str
+    secret: str
+
+    def __repr__(self) -> str:
+        return f"ApiKey(name={self.name!r})"
+
+    __str__ = __repr__
+
+
+class ServerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    host: str = "127.0.0.1"
+    port: int = 8080
+    #: origins allowed by CORS; browser front ends call the API directly
+    cors_origins: tuple[str, ...] = ("*",)
+    #: largest request body accepted, in bytes (images arrive base64 in JSON)
+    max_body_bytes: int = 32 * 1024 * 1024
+
+
+class RedisSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    #: empty = start/use the embedded Valkey on `embedded_port`
+    url: str = ""
+    embedded_port: int = 6390
+    data_dir: str = "var/redis"
+
+
+class DiscordSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    rest_url: str = "https://discord.com/api/v9"
+    gateway_url: str = "wss://gateway.discord.gg/"
+    cdn_url: str = "https://cdn.discordapp.com"
+    #: where Vary (Region) masks are posted (the Midjourney activity host)
+    inpaint_url: str = "https://936929561302675456.discordsays.com"
+    build_number: int = 9999
+
+
+class HookSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    default_url: str = ""
+    #: HMAC-SHA256 key; when set every delivery carries X-Mjbroker-Signature
+    secret: str = ""
+    request_timeout_seconds: float = 10.0
+    give_up_minutes: float = 10.0
+    #: allow hooks to link-local / cloud-metadata addresses (off: SSRF guard)
+    allow_private_addresses: bool = False
+    concurrency: int = 64
+
+
+class TaskSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    retention_days: float = 30.0
+    max_image_bytes: int = 10 * 1024 * 1024
+    max_prompt_chars: int = 8192
+    ledger_path: str = "var/ledger.db"
+    #: how often the worker looks for timed-out tasks
+    sweep_seconds: float = 5.0
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    server: ServerSettings = ServerSettings()
+    redis: RedisSettings = RedisSettings()
+    discord: DiscordSettings = DiscordSettings()
+    hooks: HookSettings = HookSettings()
+    tasks: TaskSettings = TaskSettings()
+    api_keys: tuple[ApiKey, ...] = ()
+    banned_words: tuple[str, ...] = ()
+    accounts: tuple[Account, ...] = ()
+
+    def account(self, account_id: str) -> Account | None:
+        for account in self.accounts:
+            if account.id == account_id:
+                return account
+        return None
+
+    @property
+    def redis_url(self) -> str:
+        return self.redis.url or f"redis://127.0.0.1:{self.redis.embedded_port}/0"
+
+    def secrets(self) -> list[str]:
+        """Every secret value, so tests and log filters can check none leaks."""
+        values = [a.token for a in self.accounts] + [k.secret for k in self.api_keys] + [self.hooks.secret]
+        return [v for v in values if v]
+
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _expand(node: Any, environ: Mapping[str, str], path: str) -> Any:
+    if isinstance(node, str):
+
+        def sub(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in environ:
+                raise ConfigError(f"{path}: environment variable {name} is not set")
+            return environ[name]
+
+        return _ENV_REF.sub(sub, node)
+    if isinstance(node, list):
+        return [_expand(v, environ, f"{path}[{i}]") for i, v in enumerate(node)]
+    if isinstance(node, dict):
+        out = {}
+        for key, value in node.items():
+            # Snowflakes written unquoted in YAML arrive as ints; ids are strings everywhere else.
+            if str(key).endswith("_id") and isinstance(value, int) and not isinstance(value, bool):
+                value = str(value)
+            out[key] = _expand(value, environ, f"{path}.{key}" if path else str(key))
+        return out
+    return node
+
+
+def _validate(settings: Settings) -> None:
+    seen: set[str] = set()
+    for i, account in enumerate(settings.accounts):
+        where = f"accounts[{i}]"
+        if account.id in seen:
+            raise ConfigError(f"{where}.id: duplicate account id {account.id!r}")
+        seen.add(account.id)
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", account.id):
+            raise ConfigError(f"{where}.id: use letters, digits, '_', '-' or '.' (got {account.id!r})")
+        if account.core_size < 1:
+            raise ConfigError(f"{where}.core_size: must be at least 1")
+        if account.queue_size < 0:
+            raise ConfigError(f"{where}.queue_size: must not be negative")
+        if account.timeout_minutes <= 0:
+            raise ConfigError(f"{where}.timeout_minutes: must be positive")
+        if account.enabled and not account.token:
+            raise ConfigError(f"{where}.token: an enabled account needs a token")
+    names = [k.name for k in settings.api_keys]
+    if len(set(names)) != len(names):
+        raise ConfigError("api_keys: names must be unique")
+    for i, key in enumerate(settings.api_keys):
+        if not key.secret:
+            raise ConfigError(f"api_keys[{i}].secret: must not be empty")
+
+
+def parse_settings(document: Any, environ: Mapping[str, str] | None = None) -> Settings:
+    """Build `Settings` from an already-loaded YAML document."""
+    env = os.environ if environ is None else environ
+    if document is None:
+        document = {}
+    if not isinstance(document, dict):
+        raise ConfigError("config: the top level must be a mapping")
+    expanded = _expand(document, env, "")
+    try:
+        settings = msgspec.convert(expanded, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        # msgspec says "... - at `$.accounts[0].core_size`"; turn it into "accounts[0].core_size: ...".
+        text = str(exc)
+        reason, _, where = text.partition(" - at `$")
+        key = where.rstrip("`").lstrip(".") or "config"
+        raise ConfigError(f"{key}: {reason}") from None
+    _validate(settings)
+    return settings
+
+
+def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read the config file (`MJBROKER_CONFIG`, else ./config.yaml)."""
+    env = os.environ if environ is None else environ
+    config_path = Path(path or env.get("MJBROKER_CONFIG") or "config.yaml")
+    try:
+        text = config_path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{config_path}: cannot read ({exc.strerror})") from None
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{config_path}:{where} invalid YAML") from None
+    return parse_settings(document, env)

@@ -1,0 +1,76 @@
+"""Every Redis key and stream name, in one place.
+
+Keys that one Lua script touches together carry the same hash tag (`{account}` or `{task}`), so
+the same code runs on Redis Cluster and managed Valkey.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "EVENTS_GROUP",
+    "EVENTS_STREAM",
+    "account_lease",
+    "account_ready",
+    "account_running",
+    "account_seq",
+    "account_status",
+    "account_waiting",
+    "bridge_rpc",
+    "bridge_rpc_reply",
+    "task_blob",
+    "task_record",
+]
+
+PREFIX = "mjb"
+
+#: raw gateway dispatches from the bridge to the workers (a stream with one consumer group)
+EVENTS_STREAM = f"{PREFIX}:events"
+EVENTS_GROUP = "workers"
+
+
+def task_record(task_id: str) -> str:
+    """Hash {v: revision, d: task JSON}: the live record of one task."""
+    return f"{PREFIX}:task:{{{task_id}}}"
+
+
+def task_blob(task_id: str, name: str) -> str:
+    """Bytes the bridge needs to run the task (uploaded images, a vary-region mask)."""
+    return f"{PREFIX}:task:{{{task_id}}}:blob:{name}"
+
+
+def account_waiting(account_id: str) -> str:
+    """Sorted set of queued task ids, scored by admission order."""
+    return f"{PREFIX}:acct:{{{account_id}}}:waiting"
+
+
+def account_running(account_id: str) -> str:
+    """Sorted set of task ids holding a slot, scored by the time they got it (ms)."""
+    return f"{PREFIX}:acct:{{{account_id}}}:running"
+
+
+def account_ready(account_id: str) -> str:
+    """List of task ids that just got a slot: the bridge's wake-up call (running is the truth)."""
+    return f"{PREFIX}:acct:{{{account_id}}}:ready"
+
+
+def account_seq(account_id: str) -> str:
+    return f"{PREFIX}:acct:{{{account_id}}}:seq"
+
+
+def account_status(account_id: str) -> str:
+    """Hash with the live health of an account, written by the bridge that holds it."""
+    return f"{PREFIX}:acct:{{{account_id}}}:status"
+
+
+def account_lease(account_id: str) -> str:
+    """Which bridge process holds the account's gateway session (value = bridge id, with a TTL)."""
+    return f"{PREFIX}:acct:{{{account_id}}}:lease"
+
+
+def bridge_rpc(account_id: str) -> str:
+    """List of requests from web to the bridge holding the account (uploads, image seed)."""
+    return f"{PREFIX}:acct:{{{account_id}}}:rpc"
+
+
+def bridge_rpc_reply(request_id: str) -> str:
+    return f"{PREFIX}:rpc:{{{request_id}}}:reply"

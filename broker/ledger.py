@@ -1,0 +1,96 @@
+"""The durable SQLite ledger of finished tasks (history, usage per account and per api key).
+
+Appends are idempotent (upsert by task id) because the workers deliver at least once.
+sqlite-utils is synchronous: async callers run it in a thread (`asyncio.to_thread`).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from broker.models import Task, encode_task
+
+__all__ = ["Ledger"]
+
+_TABLE = "tasks"
+
+
+class Ledger:
+    """One SQLite file in WAL mode; safe to share between threads of one process."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite_utils.Database(sqlite3.connect(str(self.path), check_same_thread=False))
+        self._table = self._db.table(_TABLE)
+        self._db.enable_wal()
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        if _TABLE not in self._db.table_names():
+            self._table.create(
+                {
+                    "id": str,
+                    "action": str,
+                    "status": str,
+                    "account_id": str,
+                    "api_key_name": str,
+                    "bot_type": str,
+                    "submit_time": int,
+                    "start_time": int,
+                    "finish_time": int,
+                    "prompt": str,
+                    "fail_reason": str,
+                    "image_url": str,
+                    "task_json": str,
+                },
+                pk="id",
+            )
+            self._table.create_index(["account_id", "finish_time"])
+            self._table.create_index(["api_key_name", "finish_time"])
+
+    def append(self, tasks: list[Task]) -> None:
+        rows = [
+            {
+                "id": t.id,
+                "action": str(t.action),
+                "status": str(t.status),
+                "account_id": t.instance_id,
+                "api_key_name": t.api_key_name,
+                "bot_type": str(t.bot_type),
+                "submit_time": t.submit_time,
+                "start_time": t.start_time,
+                "finish_time": t.finish_time,
+                "prompt": t.prompt,
+                "fail_reason": t.fail_reason,
+                "image_url": t.image_url,
+                "task_json": encode_task(t).decode(),
+            }
+            for t in tasks
+        ]
+        with self._lock:
+            self._table.upsert_all(rows, pk="id")
+
+    def get(self, task_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            rows = list(self._table.rows_where("id = ?", [task_id]))
+        return rows[0] if rows else None
+
+    def usage(self, column: str) -> dict[str, dict[str, int]]:
+        """Count of finished tasks per `account_id` or `api_key_name`, by status."""
+        if column not in ("account_id", "api_key_name"):
+            raise ValueError(f"cannot group the ledger by {column!r}")
+        sql = f"select {column} as k, status, count(*) as n from {_TABLE} group by {column}, status"
+        out: dict[str, dict[str, int]] = {}
+        with self._lock:
+            for key, status, count in self._db.execute(sql).fetchall():
+                out.setdefault(str(key), {})[str(status)] = int(count)
+        return out
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

@@ -1,0 +1,191 @@
+"""The task vocabulary shared by every process: Task, Button, enums and the submit reply.
+
+A `Task` is both the record kept in Redis and the JSON body of `/mj/task/{id}/fetch` and of the
+notify hook, so one encode serves all three and a fetch can return the stored bytes as they are.
+Field names are camelCase on the wire, as midjourney-proxy clients expect.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum, StrEnum
+from typing import Any
+
+import msgspec
+
+__all__ = [
+    "BotType",
+    "Button",
+    "ReturnCode",
+    "SpeedMode",
+    "SubmitResult",
+    "Task",
+    "TaskAction",
+    "TaskProperties",
+    "TaskStatus",
+    "decode_task",
+    "encode_task",
+]
+
+
+class TaskStatus(StrEnum):
+    """Where a task is in its life. Only `broker.store` moves a task between these."""
+
+    #: stored and admitted; waiting for a slot or for the bridge to send it
+    NOT_START = "NOT_START"
+    #: parked until `/mj/submit/modal` arrives; takes no slot
+    MODAL = "MODAL"
+    #: the bridge has claimed it and sent (or is sending) the interaction; never sent again
+    SUBMITTED = "SUBMITTED"
+    #: the bot reported progress
+    IN_PROGRESS = "IN_PROGRESS"
+    #: finished with a result (terminal)
+    SUCCESS = "SUCCESS"
+    #: finished without a result; `failReason` says why (terminal)
+    FAILURE = "FAILURE"
+    #: withdrawn before it ran (terminal)
+    CANCEL = "CANCEL"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in _TERMINAL
+
+
+_TERMINAL = frozenset({TaskStatus.SUCCESS, TaskStatus.FAILURE, TaskStatus.CANCEL})
+
+
+class TaskAction(StrEnum):
+    IMAGINE = "IMAGINE"
+    UPSCALE = "UPSCALE"
+    VARIATION = "VARIATION"
+    REROLL = "REROLL"
+    ZOOM = "ZOOM"
+    PAN = "PAN"
+    DESCRIBE = "DESCRIBE"
+    BLEND = "BLEND"
+    SHORTEN = "SHORTEN"
+    SWAP_FACE = "SWAP_FACE"
+
+
+class BotType(StrEnum):
+    MID_JOURNEY = "MID_JOURNEY"
+    NIJI_JOURNEY = "NIJI_JOURNEY"
+    INSIGHT_FACE = "INSIGHT_FACE"
+
+
+class SpeedMode(StrEnum):
+    FAST = "FAST"
+    RELAX = "RELAX"
+    TURBO = "TURBO"
+
+
+class ReturnCode(IntEnum):
+    """`code` of every submit reply, as midjourney-proxy defines it."""
+
+    SUCCESS = 1
+    NOT_FOUND = 3
+    VALIDATION_ERROR = 4
+    FAILURE = 9
+    EXISTED = 21  # the task waits for /mj/submit/modal
+    IN_QUEUE = 22
+    QUEUE_REJECTED = 23
+    BANNED_PROMPT = 24
+
+
+class Button(msgspec.Struct, kw_only=True, rename="camel"):
+    """A button of a finished task; `custom_id` is the bot's own, replayed unchanged by /action."""
+
+    custom_id: str
+    emoji: str = ""
+    label: str = ""
+    type: int = 2
+    style: int = 2
+
+
+class TaskProperties(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=True):
+    """The free `properties` map of midjourney-proxy, typed; unset keys are left out of the JSON."""
+
+    discord_instance_id: str | None = None
+    notify_hook: str | None = None
+    nonce: str | None = None
+    final_prompt: str | None = None
+    final_zh_prompt: str | None = None
+    message_id: str | None = None
+    message_hash: str | None = None
+    progress_message_id: str | None = None
+    referenced_message_id: str | None = None
+    interaction_id: str | None = None
+    flags: int | None = None
+    message_content: str | None = None
+    bot_type: str | None = None
+    custom_id: str | None = None
+    #: custom_id of the modal the bot opened (custom zoom, remix, describe/shorten picks, vary region)
+    modal_custom_id: str | None = None
+    #: what the modal needs from /mj/submit/modal: "prompt", "zoom", "mask"
+    modal_kind: str | None = None
+    #: image links uploaded for this task (imagine references, describe, blend, swap face)
+    image_urls: list[str] | None = None
+    blend_dimensions: str | None = None
+    prompt_en: str | None = None
+    banned_word: str | None = None
+
+
+class Task(msgspec.Struct, kw_only=True, rename="camel"):
+    """One job, as stored and as served; nulls are kept because Java-era clients test for them."""
+
+    id: str
+    action: TaskAction
+    status: TaskStatus = TaskStatus.NOT_START
+    prompt: str | None = None
+    prompt_en: str | None = None
+    description: str | None = None
+    state: str | None = None
+    submit_time: int | None = None
+    start_time: int | None = None
+    finish_time: int | None = None
+    image_url: str | None = None
+    progress: str | None = None
+    fail_reason: str | None = None
+    properties: TaskProperties = msgspec.field(default_factory=TaskProperties)
+    buttons: list[Button] = msgspec.field(default_factory=list)
+    bot_type: BotType = BotType.MID_JOURNEY
+    custom_id: str | None = None
+    seed: str | None = None
+    parent_id: str | None = None
+    #: speed mode requested through /mj-fast etc. or accountFilter.modes
+    mode: SpeedMode | None = None
+    #: the account (config id) that runs this task
+    instance_id: str | None = None
+    #: name of the api key that submitted it (for usage figures); never the secret
+    api_key_name: str | None = None
+    #: increases on every change; hooks carry it so receivers can drop stale deliveries
+    revision: int = 0
+
+    @property
+    def progress_percent(self) -> int:
+        if not self.progress:
+            return 0
+        try:
+            return int(self.progress.rstrip("%"))
+        except ValueError:
+            return 0
+
+
+class SubmitResult(msgspec.Struct, kw_only=True):
+    """The reply of every /mj/submit/* call."""
+
+    code: int
+    description: str
+    result: Any = None
+    properties: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+_task_encoder = msgspec.json.Encoder()
+_task_decoder = msgspec.json.Decoder(Task)
+
+
+def encode_task(task: Task) -> bytes:
+    return _task_encoder.encode(task)
+
+
+def decode_task(raw: bytes | str) -> Task:
+    return _task_decoder.decode(raw)

@@ -1,0 +1,328 @@
+"""The only code that writes task records, and the task state machine.
+
+Layout in Redis (see `broker.keys`):
+- a task is a hash `{v: revision, d: task JSON}`; every write is a compare-and-set on `v` (a Lua script
+  on that one key), so concurrent writers (web, bridge, workers) never lose each other's changes;
+- every successful write appends `{id, rev}` to the changes stream; the workers turn those into hook
+  deliveries, ledger rows and freed slots (at least once);
+- per account, `waiting` (queued ids by admission order) and `running` (ids holding a slot) are moved
+  only by the Lua scripts below, each touching one account's keys.
+
+State machine: NOT_START -> SUBMITTED -> IN_PROGRESS -> SUCCESS | FAILURE | CANCEL, MODAL -> NOT_START;
+progress never goes back; a terminal state is final.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import msgspec
+import redis.asyncio as aioredis
+
+from broker import keys
+from broker.models import Task, TaskStatus, decode_task, encode_task
+
+__all__ = [
+    "ALLOWED",
+    "CHANGES_STREAM",
+    "Admission",
+    "InvalidTransition",
+    "TaskStore",
+    "Update",
+]
+
+S = TaskStatus
+
+#: legal moves; staying in the same status (to add progress or properties) is always legal unless terminal
+ALLOWED: dict[TaskStatus, frozenset[TaskStatus]] = {
+    S.NOT_START: frozenset({S.SUBMITTED, S.MODAL, S.FAILURE, S.CANCEL}),
+    S.MODAL: frozenset({S.NOT_START, S.FAILURE, S.CANCEL}),
+    S.SUBMITTED: frozenset({S.IN_PROGRESS, S.SUCCESS, S.FAILURE, S.CANCEL}),
+    S.IN_PROGRESS: frozenset({S.SUCCESS, S.FAILURE, S.CANCEL}),
+    S.SUCCESS: frozenset(),
+    S.FAILURE: frozenset(),
+    S.CANCEL: frozenset(),
+}
+
+CHANGES_STREAM = f"{keys.PREFIX}:changes"
+_CHANGES_MAXLEN = 200_000
+
+
+class InvalidTransition(Exception):
+    """A write tried an illegal status move (e.g. out of a terminal state)."""
+
+    def __init__(self, task_id: str, old: TaskStatus, new: TaskStatus) -> None:
+        super().__init__(f"task {task_id}: {old} -> {new} is not allowed")
+        self.task_id = task_id
+        self.old = old
+        self.new = new
+
+
+class Update(msgspec.Struct, frozen=True):
+    """What a write did: the task as stored afterwards, and whether it changed."""
+
+    task: Task | None
+    changed: bool
+
+
+class Admission(msgspec.Struct, frozen=True):
+    """Result of the atomic admission step: 1 started, 22 queued (position >= 1), 23 rejected."""
+
+    code: int
+    position: int = 0
+
+
+# KEYS[1] task hash; ARGV: expected revision, new revision, json, ttl ms.
+_CAS = """
+local cur = redis.call('HGET', KEYS[1], 'v')
+if (cur or '-1') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'v', ARGV[2], 'd', ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return 1
+"""
+
+# KEYS: waiting, running, ready, seq; ARGV: task id, core, queue, now ms.
+_ADMIT = """
+local running = redis.call('ZCARD', KEYS[2])
+local waiting = redis.call('ZCARD', KEYS[1])
+if running < tonumber(ARGV[2]) and waiting == 0 then
+  redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
+  redis.call('RPUSH', KEYS[3], ARGV[1])
+  return {1, 0}
+end
+if waiting < tonumber(ARGV[3]) then
+  local seq = redis.call('INCR', KEYS[4])
+  redis.call('ZADD', KEYS[1], seq, ARGV[1])
+  return {22, waiting + 1}
+end
+return {23, 0}
+"""
+
+# KEYS: waiting, running, ready; ARGV: task id, core, now ms. Returns the ids that got a slot.
+_RELEASE = """
+local removed = redis.call('ZREM', KEYS[2], ARGV[1]) + redis.call('ZREM', KEYS[1], ARGV[1])
+local promoted = {}
+if removed == 0 then return promoted end
+while redis.call('ZCARD', KEYS[2]) < tonumber(ARGV[2]) do
+  local head = redis.call('ZPOPMIN', KEYS[1])
+  if #head == 0 then break end
+  redis.call('ZADD', KEYS[2], ARGV[3], head[1])
+  redis.call('RPUSH', KEYS[3], head[1])
+  table.insert(promoted, head[1])
+end
+return promoted
+"""
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def check_transition(old: Task, new: Task) -> None:
+    """Raise `InvalidTransition` when `new` is not a legal successor of `old`."""
+    if old.status == new.status:
+        if old.status.is_terminal and _differs_beyond_seed(old, new):
+            raise InvalidTransition(old.id, old.status, new.status)
+        return
+    if new.status not in ALLOWED[old.status]:
+        raise InvalidTransition(old.id, old.status, new.status)
+
+
+def _differs_beyond_seed(old: Task, new: Task) -> bool:
+    # A finished task only ever learns its seed later (/image-seed); everything else is frozen.
+    return msgspec.structs.replace(new, seed=old.seed, revision=old.revision) != old
+
+
+class TaskStore:
+    """Reads and writes task records and account queues.
+
+    :param redis: the process's client (bytes responses).
+    :param retention_seconds: how long a record lives after its last write.
+    :param clock: returns epoch milliseconds; injectable for tests.
+    """
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        *,
+        retention_seconds: float,
+        clock: Callable[[], int] = _now_ms,
+    ) -> None:
+        self.redis = redis
+        self.retention_ms = int(retention_seconds * 1000)
+        self.clock = clock
+        self._cas = redis.register_script(_CAS)
+        self._admit = redis.register_script(_ADMIT)
+        self._release = redis.register_script(_RELEASE)
+
+    # -- records -------------------------------------------------------------------------------
+
+    async def get(self, task_id: str) -> Task | None:
+        raw = await self.redis.hget(keys.task_record(task_id), "d")
+        return decode_task(raw) if raw is not None else None
+
+    async def get_raw(self, task_id: str) -> bytes | None:
+        """The stored JSON, exactly what /fetch serves."""
+        raw: bytes | None = await self.redis.hget(keys.task_record(task_id), "d")
+        return raw
+
+    async def get_many_raw(self, task_ids: Sequence[str]) -> list[bytes]:
+        if not task_ids:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for task_id in task_ids:
+                pipe.hget(keys.task_record(task_id), "d")
+            found: list[bytes | None] = await pipe.execute()
+        return [raw for raw in found if raw is not None]
+
+    async def get_many(self, task_ids: Sequence[str]) -> list[Task]:
+        return [decode_task(raw) for raw in await self.get_many_raw(task_ids)]
+
+    async def create(self, task: Task) -> Task:
+        """Store a new task (revision 1) and announce it on the changes stream."""
+        task = msgspec.structs.replace(task, revision=1)
+        ok = await self._cas(
+            keys=[keys.task_record(task.id)],
+            args=["-1", 1, encode_task(task), self.retention_ms],
+        )
+        if not ok:
+            raise ValueError(f"task {task.id} already exists")
+        await self._announce(task)
+        return task
+
+    async def delete(self, task_id: str) -> None:
+        await self.redis.delete(keys.task_record(task_id))
+
+    async def update(self, task_id: str, mutate: Callable[[Task], Task | None]) -> Update:
+        """Apply `mutate` to the current record with compare-and-set, retrying on conflict.
+
+        `mutate` returns the new task, or None to leave it as it is. It may be called more than once.
+        Progress that would go back is kept at its old value. Raises `InvalidTransition`.
+        """
+        key = keys.task_record(task_id)
+        while True:
+            rev_raw, data = await self.redis.hmget(key, ["v", "d"])
+            if data is None:
+                return Update(None, False)
+            current = decode_task(data)
+            proposed = mutate(current)
+            if proposed is None:
+                return Update(current, False)
+            if (
+                proposed.status == current.status == TaskStatus.IN_PROGRESS
+                and proposed.progress_percent < current.progress_percent
+            ):
+                proposed = msgspec.structs.replace(proposed, progress=current.progress)
+            proposed = msgspec.structs.replace(proposed, revision=current.revision)
+            if proposed == current:
+                return Update(current, False)
+            check_transition(current, proposed)
+            revision = int(rev_raw or 0) + 1
+            proposed = msgspec.structs.replace(proposed, revision=revision)
+            if await self._cas(
+                keys=[key], args=[rev_raw or b"-1", revision, encode_task(proposed), self.retention_ms]
+            ):
+                await self._announce(proposed)
+                return Update(proposed, True)
+
+    async def transition(self, task_id: str, to: TaskStatus, **changes: Any) -> Update:
+        """Move a task to `to`, setting the given Task fields (snake_case names).
+
+        A move that is not allowed from the current status raises `InvalidTransition`.
+        """
+
+        def mutate(task: Task) -> Task:
+            return msgspec.structs.replace(task, status=to, **changes)
+
+        return await self.update(task_id, mutate)
+
+    async def _announce(self, task: Task) -> None:
+        await self.redis.xadd(
+            CHANGES_STREAM,
+            {"id": task.id, "rev": task.revision},
+            maxlen=_CHANGES_MAXLEN,
+            approximate=True,
+        )
+
+    # -- blobs the bridge needs (images, masks) ------------------------------------------------
+
+    async def put_blobs(self, task_id: str, blobs: dict[str, bytes]) -> None:
+        if not blobs:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for name, data in blobs.items():
+                pipe.set(keys.task_blob(task_id, name), data, px=self.retention_ms)
+            await pipe.execute()
+
+    async def get_blob(self, task_id: str, name: str) -> bytes | None:
+        data: bytes | None = await self.redis.get(keys.task_blob(task_id, name))
+        return data
+
+    # -- account queues ------------------------------------------------------------------------
+
+    async def admit(self, account_id: str, task_id: str, *, core_size: int, queue_size: int) -> Admission:
+        """Take a slot (1), join the queue (22, with 1-based position) or be rejected (23): atomically."""
+        code, position = await self._admit(
+            keys=[
+                keys.account_waiting(account_id),
+                keys.account_running(account_id),
+                keys.account_ready(account_id),
+                keys.account_seq(account_id),
+            ],
+            args=[task_id, core_size, queue_size, self.clock()],
+        )
+        return Admission(int(code), int(position))
+
+    async def create_and_admit(
+        self, task: Task, account_id: str, *, core_size: int, queue_size: int
+    ) -> tuple[Task, Admission]:
+        """Write the record first, then admit; a rejected task's record is deleted again."""
+        task = await self.create(task)
+        admission = await self.admit(account_id, task.id, core_size=core_size, queue_size=queue_size)
+        if admission.code == 23:
+            await self.delete(task.id)
+        return task, admission
+
+    async def release(self, account_id: str, task_id: str, *, core_size: int) -> list[str]:
+        """Free the task's slot (or queue place); returns the queued ids that now got a slot.
+
+        Idempotent: releasing twice promotes nobody the second time.
+        """
+        promoted = await self._release(
+            keys=[
+                keys.account_waiting(account_id),
+                keys.account_running(account_id),
+                keys.account_ready(account_id),
+            ],
+            args=[task_id, core_size, self.clock()],
+        )
+        return [p.decode() if isinstance(p, bytes) else str(p) for p in promoted]
+
+    async def running(self, account_id: str) -> list[tuple[str, int]]:
+        """(task id, slot time ms) of tasks holding a slot, oldest first."""
+        rows = await self.redis.zrange(keys.account_running(account_id), 0, -1, withscores=True)
+        return [(member.decode(), int(score)) for member, score in rows]
+
+    async def waiting(self, account_id: str, limit: int = -1) -> list[str]:
+        rows = await self.redis.zrange(keys.account_waiting(account_id), 0, limit)
+        return [member.decode() for member in rows]
+
+    async def loads(self, account_ids: Sequence[str]) -> dict[str, tuple[int, int]]:
+        """(running, waiting) per account, in one round trip."""
+        if not account_ids:
+            return {}
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for account_id in account_ids:
+                pipe.zcard(keys.account_running(account_id))
+                pipe.zcard(keys.account_waiting(account_id))
+            counts: list[int] = await pipe.execute()
+        return {
+            account_id: (int(counts[2 * i]), int(counts[2 * i + 1]))
+            for i, account_id in enumerate(account_ids)
+        }
+
+    async def queue_position(self, account_id: str, task_id: str) -> int | None:
+        rank = await self.redis.zrank(keys.account_waiting(account_id), task_id)
+        return None if rank is None else int(rank) + 1

@@ -1,0 +1,99 @@
+"""Fake CDN: deterministic Pillow renders of job images and storage of uploaded files."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import time
+from functools import lru_cache
+from typing import Any
+
+from PIL import Image, ImageDraw
+
+__all__ = ["TILE", "attachment_payload", "cdn_path", "render", "signed_query"]
+
+log = logging.getLogger(__name__)
+
+Payload = dict[str, Any]
+
+#: Edge of one rendered tile in pixels; kept tiny so rendering never bounds throughput.
+TILE = 128
+
+_CONTENT_TYPES = {"png": "image/png", "webp": "image/webp", "jpg": "image/jpeg", "jpeg": "image/jpeg"}
+
+
+def _palette(seed: str) -> list[tuple[int, int, int]]:
+    digest = hashlib.sha256(seed.encode()).digest()
+    return [(digest[i], digest[i + 1], digest[i + 2]) for i in range(0, 30, 3)]
+
+
+def _tile(seed: str, index: int, size: int) -> Image.Image:
+    colours = _palette(f"{seed}#{index}")
+    img = Image.new("RGB", (size, size), colours[0])
+    draw = ImageDraw.Draw(img)
+    a, b = colours[1], colours[2]
+    q = size // 4
+    draw.ellipse((q, q, size - q, size - q), fill=a)
+    draw.rectangle((0, size - q, size, size), fill=b)
+    return img
+
+
+@lru_cache(maxsize=512)
+def render(seed: str, layout: str, fmt: str) -> bytes:
+    """Render an image for ``seed``: ``layout`` "grid" (2x2 tiles) or "single"; ``fmt`` png/webp/jpeg.
+
+    Same arguments give the same bytes, so a prompt always looks the same.
+    """
+    if layout == "grid":
+        img = Image.new("RGB", (TILE * 2, TILE * 2))
+        for i in range(4):
+            img.paste(_tile(seed, i, TILE), ((i % 2) * TILE, (i // 2) * TILE))
+    else:
+        img = _tile(seed, 0, TILE * 2)
+    buf = io.BytesIO()
+    pil_fmt = {"jpg": "JPEG", "jpeg": "JPEG"}.get(fmt, fmt.upper())
+    # compress_level=1 / method=0: size barely matters here, speed does.
+    if pil_fmt == "PNG":
+        img.save(buf, format="PNG", compress_level=1)
+    elif pil_fmt == "WEBP":
+        img.save(buf, format="WEBP", quality=50, method=0)
+    else:
+        img.save(buf, format=pil_fmt)
+    return buf.getvalue()
+
+
+def content_type(filename: str) -> str:
+    ext = filename.rsplit(".", 1)[-1].lower()
+    return _CONTENT_TYPES.get(ext, "application/octet-stream")
+
+
+def cdn_path(channel_id: str, attachment_id: str, filename: str, *, ephemeral: bool = False) -> str:
+    prefix = "ephemeral-attachments" if ephemeral else "attachments"
+    return f"/{prefix}/{channel_id}/{attachment_id}/{filename}"
+
+
+def signed_query(path: str, *, now: float | None = None) -> str:
+    """Discord-style signed query ``?ex=<hex>&is=<hex>&hm=<hex>&`` (not verified on read)."""
+    issued = int(now if now is not None else time.time())
+    hm = hashlib.sha256(f"{path}{issued}".encode()).hexdigest()
+    return f"?ex={issued + 86400:x}&is={issued:x}&hm={hm}&"
+
+
+def attachment_payload(
+    *, base_url: str, path: str, attachment_id: str, filename: str, size: int, width: int, height: int
+) -> Payload:
+    """An attachment object as Discord sends it inside messages."""
+    url = base_url + path + signed_query(path)
+    return {
+        "id": attachment_id,
+        "filename": filename,
+        "size": size,
+        "url": url,
+        "proxy_url": url,
+        "width": width,
+        "height": height,
+        "content_type": content_type(filename),
+        "placeholder": "",
+        "placeholder_version": 1,
+    }

@@ -1,0 +1,28 @@
+"""Shared fixtures: one real embedded Redis/Valkey per test session, flushed per test."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import redis.asyncio as aioredis
+
+from broker.redis_server import EmbeddedRedis, connect, free_port
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[EmbeddedRedis]:
+    data_dir = tempfile.mkdtemp(prefix="mjb-redis-")
+    server = EmbeddedRedis(port=free_port(), data_dir=data_dir)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def redis(redis_server: EmbeddedRedis) -> AsyncIterator[aioredis.Redis]:
+    client = connect(redis_server.url)
+    await client.flushall()
+    yield client
+    await client.aclose()

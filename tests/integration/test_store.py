@@ -1,0 +1,92 @@
+"""The task store against a real Redis: state machine, revisions, admission and release."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import redis.asyncio as aioredis
+
+from broker.models import Task, TaskAction, TaskStatus
+from broker.store import CHANGES_STREAM, InvalidTransition, TaskStore
+
+
+def _task(task_id: str) -> Task:
+    return Task(id=task_id, action=TaskAction.IMAGINE, prompt="a cat", submit_time=1, instance_id="a1")
+
+
+@pytest.fixture
+def store(redis: aioredis.Redis) -> TaskStore:
+    return TaskStore(redis, retention_seconds=3600)
+
+
+async def test_create_sets_revision_one_and_announces_change(store: TaskStore, redis: aioredis.Redis) -> None:
+    task = await store.create(_task("1"))
+    assert task.revision == 1
+    assert (await store.get("1")) == task
+    entries = await redis.xrange(CHANGES_STREAM)
+    assert [e[1] for e in entries] == [{b"id": b"1", b"rev": b"1"}]
+
+
+async def test_transition_follows_state_machine_and_terminal_is_final(store: TaskStore) -> None:
+    await store.create(_task("1"))
+    up = await store.transition("1", TaskStatus.SUBMITTED, progress="0%")
+    assert up.changed and up.task is not None and up.task.revision == 2
+    await store.transition("1", TaskStatus.IN_PROGRESS, progress="40%")
+    await store.transition("1", TaskStatus.SUCCESS, progress="100%")
+    with pytest.raises(InvalidTransition):
+        await store.transition("1", TaskStatus.IN_PROGRESS, progress="50%")
+    with pytest.raises(InvalidTransition):
+        await store.transition("1", TaskStatus.SUCCESS, image_url="http://x")
+    seeded = await store.transition("1", TaskStatus.SUCCESS, seed="123")
+    assert seeded.changed and seeded.task is not None and seeded.task.seed == "123"
+
+
+async def test_modal_only_goes_back_to_not_start(store: TaskStore) -> None:
+    await store.create(_task("1"))
+    await store.transition("1", TaskStatus.MODAL)
+    with pytest.raises(InvalidTransition):
+        await store.transition("1", TaskStatus.SUBMITTED)
+    assert (await store.transition("1", TaskStatus.NOT_START)).changed
+
+
+async def test_progress_never_goes_back(store: TaskStore) -> None:
+    await store.create(_task("1"))
+    await store.transition("1", TaskStatus.SUBMITTED)
+    await store.transition("1", TaskStatus.IN_PROGRESS, progress="60%")
+    late = await store.transition("1", TaskStatus.IN_PROGRESS, progress="20%")
+    assert not late.changed
+    assert late.task is not None and late.task.progress == "60%"
+
+
+async def test_concurrent_updates_lose_nothing(store: TaskStore) -> None:
+    await store.create(_task("1"))
+
+    async def add_state(n: int) -> None:
+        await store.update("1", lambda t: Task(**{**_fields(t), "state": (t.state or "") + f"{n},"}))
+
+    await asyncio.gather(*(add_state(n) for n in range(30)))
+    task = await store.get("1")
+    assert task is not None
+    assert sorted(int(x) for x in (task.state or "").split(",") if x) == list(range(30))
+    assert task.revision == 31
+
+
+def _fields(task: Task) -> dict[str, object]:
+    return {f: getattr(task, f) for f in task.__struct_fields__}
+
+
+async def test_admission_starts_queues_then_rejects(store: TaskStore) -> None:
+    codes = [(await store.admit("a1", str(i), core_size=3, queue_size=10)) for i in range(15)]
+    assert [c.code for c in codes] == [1] * 3 + [22] * 10 + [23] * 2
+    assert [c.position for c in codes[3:13]] == list(range(1, 11))
+
+
+async def test_release_promotes_the_oldest_queued_task_once(store: TaskStore) -> None:
+    for i in range(5):
+        await store.admit("a1", str(i), core_size=2, queue_size=10)
+    assert await store.release("a1", "0", core_size=2) == ["2"]
+    assert await store.release("a1", "0", core_size=2) == []
+    assert [t for t, _ in await store.running("a1")] == ["1", "2"]
+    assert await store.waiting("a1") == ["3", "4"]
+    assert await store.queue_position("a1", "4") == 2
