@@ -20,6 +20,7 @@ from broker.models import BotType, SpeedMode
 __all__ = [
     "Account",
     "ApiKey",
+    "BridgeSettings",
     "ConfigError",
     "DiscordSettings",
     "HookSettings",
@@ -126,12 +127,29 @@ class TaskSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     sweep_seconds: float = 5.0
 
 
+class BridgeSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The discord_bridge process: account leases and its polling rhythm."""
+
+    #: an account's lease lives this long without renewal (renewed every third of it); a killed
+    #: bridge's accounts move to another bridge within about this time
+    lease_seconds: float = 15.0
+    #: how often a bridge looks for free accounts and re-reads config.yaml
+    acquire_seconds: float = 2.0
+    #: how often each account's running set is re-read (the ready list is only a wake-up)
+    reconcile_seconds: float = 2.0
+    #: seconds to wait for the bot's modal / reply between the steps of a multi-step action
+    step_timeout_seconds: float = 20.0
+    #: seconds an /interactions POST may take before it counts as lost (failed, never resent)
+    request_timeout_seconds: float = 15.0
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     server: ServerSettings = ServerSettings()
     redis: RedisSettings = RedisSettings()
     discord: DiscordSettings = DiscordSettings()
     hooks: HookSettings = HookSettings()
     tasks: TaskSettings = TaskSettings()
+    bridge: BridgeSettings = BridgeSettings()
     api_keys: tuple[ApiKey, ...] = ()
     banned_words: tuple[str, ...] = ()
     accounts: tuple[Account, ...] = ()

@@ -7,6 +7,7 @@ the same code runs on Redis Cluster and managed Valkey.
 from __future__ import annotations
 
 __all__ = [
+    "BRIDGES",
     "EVENTS_GROUP",
     "EVENTS_STREAM",
     "account_lease",
@@ -17,6 +18,7 @@ __all__ = [
     "account_waiting",
     "bridge_rpc",
     "bridge_rpc_reply",
+    "lookup",
     "task_blob",
     "task_record",
 ]
@@ -26,6 +28,9 @@ PREFIX = "mjb"
 #: raw gateway dispatches from the bridge to the workers (a stream with one consumer group)
 EVENTS_STREAM = f"{PREFIX}:events"
 EVENTS_GROUP = "workers"
+
+#: sorted set of live bridge processes, scored by when their announcement expires (epoch ms)
+BRIDGES = f"{PREFIX}:bridges"
 
 
 def task_record(task_id: str) -> str:
@@ -65,6 +70,11 @@ def account_status(account_id: str) -> str:
 def account_lease(account_id: str) -> str:
     """Which bridge process holds the account's gateway session (value = bridge id, with a TTL)."""
     return f"{PREFIX}:acct:{{{account_id}}}:lease"
+
+
+def lookup(kind: str, value: str) -> str:
+    """Index from a Discord id (`nonce`, `message`, `interaction`, `hash`) to the task it belongs to."""
+    return f"{PREFIX}:idx:{kind}:{value}"
 
 
 def bridge_rpc(account_id: str) -> str:

@@ -124,6 +124,10 @@ class TaskProperties(msgspec.Struct, kw_only=True, rename="camel", omit_defaults
     modal_kind: str | None = None
     #: image links uploaded for this task (imagine references, describe, blend, swap face)
     image_urls: list[str] | None = None
+    #: names of the image blobs stored with the task for the bridge to upload, in order ("0.png", ...)
+    attachments: list[str] | None = None
+    #: which image of a grid an action is about (U1..U4, V1..V4)
+    index: int | None = None
     blend_dimensions: str | None = None
     prompt_en: str | None = None
     banned_word: str | None = None

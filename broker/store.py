@@ -246,6 +246,16 @@ class TaskStore:
             approximate=True,
         )
 
+    # -- indexes from Discord ids to tasks (matching events) ------------------------------------
+
+    async def index(self, kind: str, value: str, task_id: str) -> None:
+        """Remember that Discord id `value` (a nonce, message id, interaction id or job hash) is `task_id`'s."""
+        await self.redis.set(keys.lookup(kind, value), task_id, px=self.retention_ms)
+
+    async def find(self, kind: str, value: str) -> str | None:
+        found: bytes | None = await self.redis.get(keys.lookup(kind, value))
+        return found.decode() if found is not None else None
+
     # -- blobs the bridge needs (images, masks) ------------------------------------------------
 
     async def put_blobs(self, task_id: str, blobs: dict[str, bytes]) -> None:

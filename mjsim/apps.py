@@ -6,7 +6,7 @@ from typing import Any
 
 import msgspec
 
-__all__ = ["BOTS", "MIDJOURNEY", "NIJI", "INSIGHTFACE", "BotApp", "Command", "command_index"]
+__all__ = ["BOTS", "INSIGHTFACE", "MIDJOURNEY", "NIJI", "BotApp", "Command", "command_index"]
 
 Payload = dict[str, Any]
 
@@ -59,6 +59,8 @@ class BotApp(msgspec.Struct, frozen=True, kw_only=True):
             "username": self.name,
             "discriminator": "0" if self.key == "insightface" else "9282",
             "avatar": self.avatar,
+            "avatar_decoration": None,
+            "display_name": None,
             "global_name": None,
             "public_flags": 589824,
             "bot": True,

@@ -39,12 +39,24 @@ def _tile(seed: str, index: int, size: int) -> Image.Image:
     return img
 
 
-@lru_cache(maxsize=512)
+#: Distinct looks per layout/format. Seeds are hashed into this many buckets so the render cache
+#: warms up after a few dozen jobs and rendering never bounds event throughput.
+LOOKS = 48
+
+
 def render(seed: str, layout: str, fmt: str) -> bytes:
     """Render an image for ``seed``: ``layout`` "grid" (2x2 tiles) or "single"; ``fmt`` png/webp/jpeg.
 
-    Same arguments give the same bytes, so a prompt always looks the same.
+    Same arguments give the same bytes, so a prompt always looks the same (different prompts may
+    share one of ``LOOKS`` looks).
     """
+    bucket = int.from_bytes(hashlib.sha256(seed.encode()).digest()[:4], "big") % LOOKS
+    return _render_look(bucket, layout, fmt)
+
+
+@lru_cache(maxsize=4 * LOOKS)
+def _render_look(bucket: int, layout: str, fmt: str) -> bytes:
+    seed = f"look-{bucket}"
     if layout == "grid":
         img = Image.new("RGB", (TILE * 2, TILE * 2))
         for i in range(4):
@@ -94,6 +106,7 @@ def attachment_payload(
         "width": width,
         "height": height,
         "content_type": content_type(filename),
+        "ephemeral": path.startswith("/ephemeral-"),
         "placeholder": "",
         "placeholder_version": 1,
     }

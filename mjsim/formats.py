@@ -56,9 +56,17 @@ def ready_payload(state: SimState, account: Account, session_id: str) -> Payload
     guilds = []
     for gid in sorted(g for g, members in state.guild_members.items() if account.user_id in members):
         channels = [state.channels[c].payload() for c in state.guilds[gid]]
-        members = [{"user": me, "roles": [], "joined_at": "2024-01-01T00:00:00+00:00", "deaf": False, "mute": False}]
+        members = [
+            {"user": me, "roles": [], "joined_at": "2024-01-01T00:00:00+00:00", "deaf": False, "mute": False}
+        ]
         members += [
-            {"user": b.user(), "roles": [], "joined_at": "2023-01-01T00:00:00+00:00", "deaf": False, "mute": False}
+            {
+                "user": b.user(),
+                "roles": [],
+                "joined_at": "2023-01-01T00:00:00+00:00",
+                "deaf": False,
+                "mute": False,
+            }
             for b in bots
         ]
         guilds.append(
@@ -98,7 +106,14 @@ def ready_payload(state: SimState, account: Account, session_id: str) -> Payload
         "users": [b.user() for b in bots],
         "private_channels": private,
         "relationships": [],
-        "sessions": [],
+        "sessions": [
+            {
+                "session_id": session_id,
+                "status": "online",
+                "activities": [],
+                "client_info": {"client": "web", "os": "windows", "version": 0},
+            }
+        ],
         "user_settings_proto": "",
         "session_type": "normal",
         "country_code": "US",
@@ -115,9 +130,7 @@ def ready_supplemental() -> Payload:
     }
 
 
-def button(
-    custom_id: str, *, label: str | None = None, emoji: str | None = None, style: int = 2
-) -> Payload:
+def button(custom_id: str, *, label: str | None = None, emoji: str | None = None, style: int = 2) -> Payload:
     b: Payload = {"type": 2, "style": style, "custom_id": custom_id}
     if label is not None:
         b["label"] = label
@@ -206,7 +219,9 @@ def message(
     return msg
 
 
-def error_embed(title: str, description: str, *, color: int | None = COLOR_ERROR, footer: str | None = None) -> Payload:
+def error_embed(
+    title: str, description: str, *, color: int | None = COLOR_ERROR, footer: str | None = None
+) -> Payload:
     embed: Payload = {"type": "rich", "title": title, "description": description}
     if color is not None:
         embed["color"] = color
@@ -249,5 +264,11 @@ def text_input_modal(
                 }
             )
         ],
-        "application": {"id": bot.id, "name": bot.name, "icon": bot.avatar, "description": "", "bot_id": bot.id},
+        "application": {
+            "id": bot.id,
+            "name": bot.name,
+            "icon": bot.avatar,
+            "description": "",
+            "bot_id": bot.id,
+        },
     }

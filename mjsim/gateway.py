@@ -239,7 +239,8 @@ class GatewayHub:
     # -- websocket handler ------------------------------------------------------------------------
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        ws = web.WebSocketResponse(max_msg_size=16 * 1024 * 1024, autoping=True)
+        # compress=False: curl (discord.py-self) rejects a negotiated permessage-deflate response.
+        ws = web.WebSocketResponse(max_msg_size=16 * 1024 * 1024, autoping=True, compress=False)
         await ws.prepare(request)
         conn = Connection(ws, request.query.get("compress"))
         self.connections.add(conn)
@@ -262,12 +263,10 @@ class GatewayHub:
                         await conn.close(4005, "Already authenticated.")
                         break
                     session = await self._identify(conn, payload.get("d") or {})
-                    if session is None:
-                        break
                 elif op == 6:
-                    session = await self._resume(conn, payload.get("d") or {})
-                    if session is None:
-                        break
+                    session = await self._resume(conn, payload.get("d") or {}) or session
+                if conn.closed:
+                    break
         finally:
             self.connections.discard(conn)
             if session is not None and session.conn is conn:

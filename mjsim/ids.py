@@ -22,6 +22,7 @@ class IdFactory:
 
     def __init__(self, *, seed: int | None = None, clock: Callable[[], float] = time.time) -> None:
         self._rng = random.Random(seed)
+        self._seeded = seed is not None
         self._clock = clock
         self._last_ms = 0
         self._inc = 0
@@ -39,6 +40,12 @@ class IdFactory:
                 self._last_ms += 1
                 self._inc = 0
         return str((self._last_ms << 22) | (1 << 17) | self._inc)
+
+    def entity_id(self) -> str:
+        """An id for a guild/channel/account: repeatable when seeded, else a fresh snowflake."""
+        if not self._seeded:
+            return self.snowflake()
+        return str(self._rng.randrange(1 << 60, 1 << 61))
 
     def uuid4(self) -> str:
         """Return a random (seeded) version-4 UUID string: the Midjourney job hash."""

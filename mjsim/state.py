@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass, field
@@ -103,7 +104,10 @@ class Account:
             "id": self.user_id,
             "username": self.username,
             "discriminator": "0",
-            "avatar": None,
+            # A real-looking avatar hash (fixtures carry strings here, never null).
+            "avatar": hashlib.md5(self.user_id.encode()).hexdigest(),
+            "avatar_decoration": None,
+            "display_name": None,
             "global_name": self.username,
             "public_flags": 0,
             "bot": False,
@@ -231,6 +235,7 @@ class SimState:
         self.pending_uploads: dict[str, str] = {}  #: upload_id -> upload_filename
         self.files: dict[str, bytes | tuple[str, str]] = {}  #: CDN path -> bytes | (render seed, layout)
         self.face_ids: dict[tuple[str, str], str] = {}  #: (user id, idname) -> CDN url
+        self.ephemeral_messages: dict[str, Payload] = {}  #: by id; clicks on /settings need them
         self.counters = Counters()
         self.base_url = "http://127.0.0.1:0"
 
@@ -250,8 +255,8 @@ class SimState:
             token=spec.token or self.ids.token(),
             user_id=user_id,
             username=spec.username or f"simuser{n}",
-            guild_id=spec.guild_id or self.ids.snowflake(),
-            channel_id=spec.channel_id or self.ids.snowflake(),
+            guild_id=spec.guild_id or self.ids.entity_id(),
+            channel_id=spec.channel_id or self.ids.entity_id(),
             dm_channels={},
         )
         gid = account.guild_id
@@ -265,10 +270,8 @@ class SimState:
         channel.members.add(user_id)
         wanted = spec.dm_channels or {}
         for bot in (MIDJOURNEY, NIJI, INSIGHTFACE):
-            dm_id = wanted.get(bot.key) or self.ids.snowflake()
-            self.channels[dm_id] = Channel(
-                id=dm_id, guild_id=None, name="", members={user_id}, bot_id=bot.id
-            )
+            dm_id = wanted.get(bot.key) or self.ids.entity_id()
+            self.channels[dm_id] = Channel(id=dm_id, guild_id=None, name="", members={user_id}, bot_id=bot.id)
             account.dm_channels[bot.key] = dm_id
         self.accounts[account.token] = account
         self.accounts_by_user[user_id] = account
@@ -294,12 +297,13 @@ class SimState:
 
     def visible_channel(self, account: Account, channel_id: str) -> Channel | None:
         channel = self.channels.get(channel_id)
-        if channel is None or account.user_id not in channel.members:
-            if channel is not None and channel.guild_id in self.guild_members:
-                if account.user_id in self.guild_members[channel.guild_id]:
-                    return channel
+        if channel is None:
             return None
-        return channel
+        if account.user_id in channel.members:
+            return channel
+        # Guild channels are visible to every member of the guild.
+        members = self.guild_members.get(channel.guild_id or "", set())
+        return channel if account.user_id in members else None
 
     # -- messages and jobs --------------------------------------------------------------------
 

@@ -1,0 +1,190 @@
+"""Job specs and the exact content strings and button sets of Midjourney messages (§4.2, §5)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from mjsim.formats import button, row
+from mjsim.state import Account
+
+__all__ = [
+    "KNOWN_PARAMS",
+    "JobSpec",
+    "content_for",
+    "grid_components",
+    "mode_label",
+    "progress_components",
+    "single_components",
+    "unknown_params",
+]
+
+Payload = dict[str, Any]
+
+#: Parameters the bot accepts; anything else is "Invalid parameter".
+KNOWN_PARAMS = frozenset(
+    [
+        "ar",
+        "aspect",
+        "v",
+        "version",
+        "niji",
+        "s",
+        "stylize",
+        "q",
+        "quality",
+        "c",
+        "chaos",
+        "seed",
+        "sameseed",
+        "style",
+        "raw",
+        "no",
+        "iw",
+        "tile",
+        "weird",
+        "w",
+        "zoom",
+        "fast",
+        "relax",
+        "turbo",
+        "video",
+        "sref",
+        "cref",
+        "sw",
+        "cw",
+        "stop",
+        "repeat",
+        "r",
+        "p",
+        "personalize",
+        "draft",
+        "exp",
+        "oref",
+        "ow",
+        "motion",
+        "hd",
+        "test",
+        "testp",
+        "creative",
+        "uplight",
+        "upbeta",
+        "upanime",
+        "loop",
+        "end",
+        "bs",
+        "profile",
+        "public",
+        "stealth",
+    ]
+)
+
+_PARAM = re.compile(r"(?:^|\s)--([A-Za-z]+)")
+
+
+def unknown_params(prompt: str) -> list[str]:
+    return [f"--{p}" for p in _PARAM.findall(prompt) if p.lower() not in KNOWN_PARAMS]
+
+
+@dataclass
+class JobSpec:
+    """What a job will produce, fixed when the interaction is accepted."""
+
+    kind: str  #: imagine | blend | variation | upscale | upscale_hd | zoom | pan
+    prompt: str  #: normalised
+    command: str = "imagine"  #: for embed footers
+    label: str | None = None  #: "Variations (Strong)", "Zoom Out", "Pan Left", "Upscaled (Subtle)", ...
+    index: int | None = None  #: U1..U4
+    grid: bool = True
+    reply_to: Payload | None = None  #: source message (type 19 results)
+    parent_hash: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def mode_label(account: Account) -> str:
+    return account.mode.label + (", stealth" if account.stealth else "")
+
+
+def content_for(spec: JobSpec, account: Account, status: str | int) -> str:
+    """``status``: "start", a percentage, "final" or "stopped"."""
+    mention = f"<@{account.user_id}>"
+    mode = mode_label(account)
+    p = spec.prompt
+    if spec.kind == "upscale":
+        if status == "final":
+            return f"**{p}** - Image #{spec.index} {mention}"
+        tail = "(Waiting to start)" if status == "start" else f"({status}%) ({mode})"
+        if status == "stopped":
+            tail = "(Stopped)"
+        return f"Upscaling image #{spec.index} with **{p}** - {mention} {tail}"
+    head = f"**{p}** - " + (f"{spec.label} by {mention}" if spec.label else mention)
+    if status == "start":
+        return f"{head} (Waiting to start)"
+    if status == "final":
+        return f"{head} ({mode})"
+    if status == "stopped":
+        return f"{head} (Stopped)"
+    return f"{head} ({status}%) ({mode})"
+
+
+def grid_components(job_hash: str) -> list[Payload]:
+    """U1-U4 + reroll, V1-V4 (style 2, as in the recorded grids)."""
+    return [
+        row(
+            *(button(f"MJ::JOB::upsample::{i}::{job_hash}", label=f"U{i}") for i in range(1, 5)),
+            button(f"MJ::JOB::reroll::0::{job_hash}::SOLO", emoji="🔄"),
+        ),
+        row(*(button(f"MJ::JOB::variation::{i}::{job_hash}", label=f"V{i}") for i in range(1, 5))),
+    ]
+
+
+def _upscale_family(prompt: str) -> str:
+    m = re.search(r"--(?:v|version|niji)\s+([\d.]+)", prompt)
+    version = m.group(1) if m else "6"
+    if version.startswith("5"):
+        return "v5"
+    if version.startswith("7"):
+        return "v7"
+    if version == "6.1":
+        return "v6r1"
+    return "v6"
+
+
+def single_components(job_hash: str, prompt: str) -> list[Payload]:
+    """The buttons under an upscaled image."""
+    fam = _upscale_family(prompt)
+    if fam == "v5":
+        ups = [
+            button(f"MJ::JOB::upsample_v5_2x::1::{job_hash}::SOLO", label="Upscale (2x)"),
+            button(f"MJ::JOB::upsample_v5_4x::1::{job_hash}::SOLO", label="Upscale (4x)"),
+        ]
+    else:
+        ups = [
+            button(f"MJ::JOB::upsample_{fam}_2x_subtle::1::{job_hash}::SOLO", label="Upscale (Subtle)"),
+            button(f"MJ::JOB::upsample_{fam}_2x_creative::1::{job_hash}::SOLO", label="Upscale (Creative)"),
+        ]
+    return [
+        row(*ups),
+        row(
+            button(f"MJ::JOB::low_variation::1::{job_hash}::SOLO", label="Vary (Subtle)", emoji="🪄"),
+            button(f"MJ::JOB::high_variation::1::{job_hash}::SOLO", label="Vary (Strong)", emoji="🪄"),
+            button(f"MJ::Inpaint::1::{job_hash}::SOLO", label="Vary (Region)", emoji="🖌️"),
+        ),
+        row(
+            button(f"MJ::Outpaint::50::1::{job_hash}::SOLO", label="Zoom Out 2x", emoji="🔍"),
+            button(f"MJ::Outpaint::75::1::{job_hash}::SOLO", label="Zoom Out 1.5x", emoji="🔍"),
+            button(f"MJ::CustomZoom::{job_hash}", label="Custom Zoom", emoji="🔍"),
+        ),
+        row(
+            button(f"MJ::JOB::pan_left::1::{job_hash}::SOLO", emoji="⬅️"),
+            button(f"MJ::JOB::pan_right::1::{job_hash}::SOLO", emoji="➡️"),
+            button(f"MJ::JOB::pan_up::1::{job_hash}::SOLO", emoji="⬆️"),
+            button(f"MJ::JOB::pan_down::1::{job_hash}::SOLO", emoji="⬇️"),
+            button(f"MJ::BOOKMARK::{job_hash}", emoji="❤️"),
+        ),
+    ]
+
+
+def progress_components(job_hash: str) -> list[Payload]:
+    return [row(button(f"MJ::CancelJob::ByJobid::{job_hash}", label="Cancel Job", emoji="✖️"))]
