@@ -781,6 +781,8 @@ _PARSERS: Final[dict[str, Callable[[Mapping[str, object]], Change]]] = {
     "INTERACTION_CREATE": _parse_interaction_create,
     "INTERACTION_SUCCESS": _parse_interaction_success,
     "INTERACTION_FAILURE": _parse_interaction_failure,
+    # discord.py-self knows the event by this name (parse_interaction_failed); accept both spellings.
+    "INTERACTION_FAILED": _parse_interaction_failure,
     "INTERACTION_MODAL_CREATE": _parse_interaction_modal_create,
     "INTERACTION_IFRAME_MODAL_CREATE": _parse_interaction_iframe_modal_create,
 }

@@ -692,3 +692,11 @@ def test_cli_main_answers_every_line_in_order() -> None:
     assert [o["kind"] for o in out] == ["ignore", "ignore", "ignore", "error"]
     assert out[0]["messageId"] == "1"
     assert out[3]["nonce"] == "3"
+
+
+def test_interaction_failed_spelling_is_an_error_too() -> None:
+    from workers.parser import parse_event
+
+    change = parse_event("INTERACTION_FAILED", {"id": "1", "nonce": "2"})
+    assert change.kind == "error"
+    assert change.nonce == "2"

@@ -1,0 +1,158 @@
+"""Notify hooks: ordered, signed, retried with a bound, isolated per receiver, guarded addresses."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+from workers_support import (
+    HookReceiver,
+    imagine_events,
+    make_settings,
+    push,
+    running_worker,
+    snowflake,
+    submitted_task,
+    wait_final,
+)
+
+from broker.config import HookSettings
+from broker.models import TaskStatus
+from broker.redis_server import EmbeddedRedis
+from broker.store import TaskStore
+from workers.hooks import HookOutbox
+
+JOB = "9e107d9d-372b-4b3a-9b8e-3a1c2b3d4e5f"
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[HookReceiver]:
+    server = HookReceiver()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+def store(redis: aioredis.Redis) -> TaskStore:
+    return TaskStore(redis, retention_seconds=3600)
+
+
+async def _run_imagine(store: TaskStore, redis: aioredis.Redis, hook: str, prompt: str) -> str:
+    task, nonce = await submitted_task(store, prompt=prompt, hook=hook)
+    for t, d in imagine_events(prompt, nonce, JOB, start_id=snowflake(), final_id=snowflake()):
+        await push(redis, t, d)
+    return task.id
+
+
+async def test_hook_signature_verifies_with_the_configured_secret(
+    store: TaskStore,
+    redis: aioredis.Redis,
+    redis_server: EmbeddedRedis,
+    receiver: HookReceiver,
+    tmp_path: Path,
+) -> None:
+    secret = "s3cret-hook-key"
+    settings = make_settings(
+        redis_server.url, tmp_path, hooks=HookSettings(secret=secret, default_url=receiver.url("d"))
+    )
+    async with running_worker(settings):
+        task_id = await _run_imagine(store, redis, receiver.url("signed"), "a signed fox")
+        final = await wait_final(store, task_id)
+        await receiver.wait_for(lambda: any(r.version == final.revision for r in receiver.for_path("signed")))
+    for r in receiver.for_path("signed"):
+        assert r.headers["content-type"] == "application/json"
+        timestamp = r.headers["x-mjbroker-timestamp"]
+        assert abs(int(timestamp) - time.time()) < 60
+        expected = hmac.new(secret.encode(), f"{timestamp}.".encode() + r.body, hashlib.sha256).hexdigest()
+        assert hmac.compare_digest(r.headers["x-mjbroker-signature"], f"sha256={expected}")
+        assert r.task["id"] == task_id and r.task["revision"] == r.version
+        wrong = hmac.new(b"other", f"{timestamp}.".encode() + r.body, hashlib.sha256).hexdigest()
+        assert r.headers["x-mjbroker-signature"] != f"sha256={wrong}"
+    assert receiver.for_path("d") == []  # the task's own hook wins over the default
+
+
+async def test_receiver_failing_for_a_while_gets_the_deliveries_later_in_order(
+    store: TaskStore,
+    redis: aioredis.Redis,
+    redis_server: EmbeddedRedis,
+    receiver: HookReceiver,
+    tmp_path: Path,
+) -> None:
+    receiver.modes["flaky"] = "fail"
+    settings = make_settings(redis_server.url, tmp_path, hooks=HookSettings(request_timeout_seconds=2.0))
+    async with running_worker(settings):
+        task_id = await _run_imagine(store, redis, receiver.url("flaky"), "a flaky fox")
+        final = await wait_final(store, task_id)
+        await receiver.wait_for(lambda: receiver.attempts.get("flaky", 0) >= 3)
+        receiver.modes["flaky"] = "ok"
+        await receiver.wait_for(lambda: any(r.version == final.revision for r in receiver.for_path("flaky")))
+        versions = [r.version for r in receiver.for_path("flaky")]
+        assert versions == sorted(versions), versions  # never a lower version after a higher one
+        assert receiver.for_path("flaky")[-1].task["status"] == "SUCCESS"
+        outbox = HookOutbox(redis, ttl_ms=60_000)
+        async with asyncio.timeout(5):
+            while int((state := await outbox.state(task_id)).get("delivered", 0)) < final.revision:  # noqa: ASYNC110 - polls Redis state, bounded by the timeout
+                await asyncio.sleep(0.02)
+        assert "gave_up" not in state and "attempts" not in state
+
+
+async def test_receiver_that_never_answers_is_given_up_without_delaying_others(
+    store: TaskStore,
+    redis: aioredis.Redis,
+    redis_server: EmbeddedRedis,
+    receiver: HookReceiver,
+    tmp_path: Path,
+) -> None:
+    receiver.modes["hang"] = "hang"
+    hooks = HookSettings(request_timeout_seconds=0.3, give_up_minutes=1.5 / 60)
+    async with running_worker(make_settings(redis_server.url, tmp_path, hooks=hooks)):
+        stuck, _ = await submitted_task(store, prompt="stuck", hook=receiver.url("hang"))
+        await receiver.wait_for(lambda: receiver.attempts.get("hang", 0) >= 1)
+        started = time.monotonic()
+        task_id = await _run_imagine(store, redis, receiver.url("fast"), "a fast fox")
+        final = await wait_final(store, task_id)
+        await receiver.wait_for(lambda: any(r.version == final.revision for r in receiver.for_path("fast")))
+        assert time.monotonic() - started < 1.0  # not stuck behind the hanging receiver
+        outbox = HookOutbox(redis, ttl_ms=60_000)
+        async with asyncio.timeout(10):
+            while "gave_up" not in (state := await outbox.state(stuck.id)):  # noqa: ASYNC110 - polls Redis state, bounded by the timeout
+                await asyncio.sleep(0.05)
+        assert int(state["gave_up"]) == stuck.revision and state["gave_up_reason"] == "timed out"
+        assert int(state["attempts"]) >= 2
+
+
+async def test_hook_to_the_cloud_metadata_address_is_refused(
+    store: TaskStore, redis: aioredis.Redis, redis_server: EmbeddedRedis, tmp_path: Path
+) -> None:
+    async with running_worker(make_settings(redis_server.url, tmp_path)):
+        task, _ = await submitted_task(store, prompt="x", hook="http://169.254.169.254/latest/meta-data/")
+        outbox = HookOutbox(redis, ttl_ms=60_000)
+        async with asyncio.timeout(5):
+            while "gave_up" not in (state := await outbox.state(task.id)):  # noqa: ASYNC110 - polls Redis state, bounded by the timeout
+                await asyncio.sleep(0.02)
+    assert "refused" in state["gave_up_reason"] and "cloud metadata" in state["gave_up_reason"]
+    assert "latest/meta-data" not in state["gave_up_reason"]
+
+
+async def test_no_hook_before_the_task_is_submitted(
+    store: TaskStore,
+    redis: aioredis.Redis,
+    redis_server: EmbeddedRedis,
+    receiver: HookReceiver,
+    tmp_path: Path,
+) -> None:
+    async with running_worker(make_settings(redis_server.url, tmp_path)):
+        waiting, _ = await submitted_task(store, prompt="queued", hook=receiver.url("early"), submit=False)
+        sent, _ = await submitted_task(store, prompt="sent", hook=receiver.url("early"))
+        await receiver.wait_for(lambda: len(receiver.for_path("early")) >= 1)
+        await asyncio.sleep(0.2)  # give a wrong NOT_START delivery the chance to show up
+    assert {r.task["id"] for r in receiver.for_path("early")} == {sent.id}
+    assert all(r.task["status"] == TaskStatus.SUBMITTED for r in receiver.for_path("early"))
+    assert waiting.status == TaskStatus.NOT_START

@@ -1,0 +1,366 @@
+"""Test support for the worker: a real hook receiver, running workers, bridge-like tasks and events."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import itertools
+import json
+import os
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import redis.asyncio as aioredis
+import yaml
+
+from broker.config import Account, HookSettings, Settings, TaskSettings, parse_settings
+from broker.events import GatewayEvent, publish
+from broker.models import Task, TaskAction, TaskProperties, TaskStatus
+from broker.store import TaskStore
+from workers.main import WorkerRuntime, create_worker
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "fixtures" / "mj-events.jsonl"
+MJ_BOT = {"id": "936929561302675456", "username": "Midjourney Bot", "bot": True}
+CHANNEL = "1200000000000000001"
+USER = "1012345678901234567"
+
+_ids = itertools.count(int(time.time() * 1000) * 1000)
+_seq = itertools.count(1)
+
+
+def snowflake() -> str:
+    return str(next(_ids))
+
+
+# ---------------------------------------------------------------- hook receiver
+
+
+class Received(msgspec.Struct, kw_only=True):
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    at: float
+
+    @property
+    def task(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads(self.body)
+        return data
+
+    @property
+    def version(self) -> int:
+        return int(self.headers["x-mjbroker-task-version"])
+
+
+class HookReceiver:
+    """A tiny HTTP/1.1 server on loopback that records POSTs; per path mode "ok", "fail" or "hang"."""
+
+    def __init__(self) -> None:
+        self.received: list[Received] = []
+        self.attempts: dict[str, int] = {}
+        self.modes: dict[str, str] = {}
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._changed = asyncio.Condition()
+        self._handlers: set[asyncio.Task[None]] = set()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{path}"
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for handler in list(self._handlers):
+            handler.cancel()
+        await asyncio.gather(*self._handlers, return_exceptions=True)
+
+    def for_path(self, path: str) -> list[Received]:
+        return [r for r in self.received if r.path == path]
+
+    async def wait_for(self, predicate: Callable[[], bool], within: float = 10.0) -> None:
+        async with asyncio.timeout(within), self._changed:
+            await self._changed.wait_for(predicate)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        me = asyncio.current_task()
+        assert me is not None
+        self._handlers.add(me)  # type: ignore[arg-type]
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")
+                _method, target, _version = lines[0].split(" ", 2)
+                headers = {}
+                for line in lines[1:]:
+                    if ":" in line:
+                        name, value = line.split(":", 1)
+                        headers[name.strip().lower()] = value.strip()
+                body = await reader.readexactly(int(headers.get("content-length", "0")))
+                path = target.lstrip("/")
+                async with self._changed:
+                    self.attempts[path] = self.attempts.get(path, 0) + 1
+                    self._changed.notify_all()
+                mode = self.modes.get(path, "ok")
+                if mode == "hang":
+                    await asyncio.sleep(3600)
+                status = b"500 Internal Server Error" if mode == "fail" else b"200 OK"
+                if mode == "ok":
+                    async with self._changed:
+                        self.received.append(Received(path=path, headers=headers, body=body, at=time.time()))
+                        self._changed.notify_all()
+                writer.write(
+                    b"HTTP/1.1 " + status + b"\r\nContent-Length: 0\r\nConnection: keep-alive\r\n\r\n"
+                )
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
+            pass
+        finally:
+            self._handlers.discard(me)  # type: ignore[arg-type]
+            writer.close()
+
+
+# ---------------------------------------------------------------- settings and workers
+
+
+def make_settings(
+    redis_url: str,
+    tmp_path: Path,
+    *,
+    hooks: HookSettings | None = None,
+    accounts: tuple[Account, ...] | None = None,
+    sweep_seconds: float = 5.0,
+) -> Settings:
+    base = parse_settings({"redis": {"url": redis_url}}, {})
+    return msgspec.structs.replace(
+        base,
+        hooks=hooks or HookSettings(request_timeout_seconds=2.0),
+        tasks=TaskSettings(ledger_path=str(tmp_path / "ledger.db"), sweep_seconds=sweep_seconds),
+        accounts=accounts or (Account(id="a1", guild_id="g", channel_id=CHANNEL, token="t"),),
+    )
+
+
+def settings_yaml(settings: Settings) -> str:
+    return yaml.safe_dump(msgspec.to_builtins(settings))
+
+
+@contextlib.asynccontextmanager
+async def running_worker(
+    settings: Settings, *, claim_idle_seconds: float = 30.0
+) -> AsyncIterator[WorkerRuntime]:
+    """The worker the CLI runs, in-process; yields its runtime once the loops run."""
+    worker = create_worker(settings, handle_signals=False, claim_idle_seconds=claim_idle_seconds)
+    runtime: WorkerRuntime = worker.ctx["runtime"]
+    main = asyncio.create_task(worker.async_run())
+    try:
+        async with asyncio.timeout(10):
+            while not runtime._tasks:
+                if main.done():
+                    main.result()
+                await asyncio.sleep(0.01)
+        yield runtime
+    finally:
+        await worker.close()
+        with contextlib.suppress(asyncio.CancelledError):
+            await main
+
+
+async def start_worker_process(
+    config_path: Path, *, claim_idle_seconds: float = 1.0
+) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "workers",
+        "--config",
+        str(config_path),
+        "--claim-idle-seconds",
+        str(claim_idle_seconds),
+        "--log-level",
+        "WARNING",
+        cwd=str(ROOT),
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+# ---------------------------------------------------------------- tasks as web + bridge make them
+
+
+async def submitted_task(
+    store: TaskStore,
+    *,
+    prompt: str | None,
+    account: str = "a1",
+    action: TaskAction = TaskAction.IMAGINE,
+    hook: str | None = None,
+    parent_id: str | None = None,
+    index: int | None = None,
+    core_size: int = 50,
+    submit: bool = True,
+) -> tuple[Task, str]:
+    """Create and admit a task as web does, then claim and 'send' it as the bridge does.
+
+    Returns the task and its nonce (indexed before sending, as the bridge does).
+    """
+    now = int(time.time() * 1000)
+    task = Task(
+        id=f"{now}{next(_ids) % 1000:03d}{next(_seq)}",
+        action=action,
+        prompt=prompt,
+        prompt_en=prompt,
+        submit_time=now,
+        instance_id=account,
+        parent_id=parent_id,
+        properties=TaskProperties(notify_hook=hook, index=index),
+    )
+    task, admission = await store.create_and_admit(task, account, core_size=core_size, queue_size=100)
+    assert admission.code in (1, 22)
+    nonce = snowflake()
+    if submit:
+        task = await bridge_submit(store, task.id, nonce)
+    return task, nonce
+
+
+async def bridge_submit(store: TaskStore, task_id: str, nonce: str) -> Task:
+    await store.index("nonce", nonce, task_id)
+    now = int(time.time() * 1000)
+
+    def mutate(t: Task) -> Task:
+        props = msgspec.structs.replace(t.properties, nonce=nonce)
+        return msgspec.structs.replace(
+            t, status=TaskStatus.SUBMITTED, start_time=now, progress="0%", properties=props
+        )
+
+    update = await store.update(task_id, mutate)
+    assert update.task is not None
+    return update.task
+
+
+async def wait_task(
+    store: TaskStore, task_id: str, predicate: Callable[[Task], bool], within: float = 10.0
+) -> Task:
+    async with asyncio.timeout(within):
+        while True:
+            task = await store.get(task_id)
+            if task is not None and predicate(task):
+                return task
+            await asyncio.sleep(0.01)
+
+
+async def wait_final(store: TaskStore, task_id: str, within: float = 10.0) -> Task:
+    return await wait_task(store, task_id, lambda t: t.status.is_terminal, within)
+
+
+# ---------------------------------------------------------------- events as the bridge publishes them
+
+
+async def push(redis: aioredis.Redis, t: str, d: dict[str, Any], *, account: str = "a1") -> str:
+    event = GatewayEvent(
+        account=account, seq=next(_seq), t=t, d=json.dumps(d).encode(), at=int(time.time() * 1000)
+    )
+    return await publish(redis, event)
+
+
+def fixture(case_id: str, **rewrite: Any) -> dict[str, Any]:
+    """The `d` of a recorded case, with the given top-level keys replaced (ids, nonce, channel...)."""
+    for line in FIXTURES.read_text(encoding="utf-8").splitlines():
+        case = json.loads(line)
+        if case["id"] == case_id:
+            d: dict[str, Any] = copy.deepcopy(case["d"])
+            d.update({"channel_id": CHANNEL, **rewrite})
+            return d
+    raise KeyError(case_id)
+
+
+def message(
+    content: str,
+    *,
+    id: str | None = None,
+    nonce: str | None = None,
+    attachments: list[dict[str, Any]] | None = None,
+    components: list[dict[str, Any]] | None = None,
+    embeds: list[dict[str, Any]] | None = None,
+    reference: str | None = None,
+    interaction: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    d: dict[str, Any] = {
+        "id": id or snowflake(),
+        "channel_id": CHANNEL,
+        "type": 19 if reference else 0,
+        "author": MJ_BOT,
+        "content": content,
+        "attachments": attachments or [],
+        "components": components or [],
+        "embeds": embeds or [],
+        "flags": 0,
+    }
+    if nonce:
+        d["nonce"] = nonce
+    if reference:
+        d["message_reference"] = {"message_id": reference, "channel_id": CHANNEL}
+    if interaction:
+        d["interaction_metadata"] = interaction
+        d["interaction"] = interaction
+    return d
+
+
+def image(msg_id: str, name: str) -> list[dict[str, Any]]:
+    url = f"https://cdn.discordapp.com/attachments/{CHANNEL}/{msg_id}/{name}?ex=1&is=2&hm=3&"
+    return [{"id": snowflake(), "filename": name, "url": url, "content_type": "image/png"}]
+
+
+def grid_buttons(job: str) -> list[dict[str, Any]]:
+    row1 = [
+        {"type": 2, "style": 2, "label": f"U{i}", "custom_id": f"MJ::JOB::upsample::{i}::{job}"}
+        for i in range(1, 5)
+    ]
+    row1.append(
+        {"type": 2, "style": 2, "emoji": {"name": "🔄"}, "custom_id": f"MJ::JOB::reroll::0::{job}::SOLO"}
+    )
+    row2 = [
+        {"type": 2, "style": 2, "label": f"V{i}", "custom_id": f"MJ::JOB::variation::{i}::{job}"}
+        for i in range(1, 5)
+    ]
+    return [{"type": 1, "components": row1}, {"type": 1, "components": row2}]
+
+
+def imagine_events(
+    prompt: str, nonce: str, job: str, *, start_id: str, final_id: str
+) -> list[tuple[str, dict[str, Any]]]:
+    """start -> 3 progress edits -> delete -> final grid, as Midjourney sends them for /imagine."""
+    mention = f"<@{USER}>"
+    events: list[tuple[str, dict[str, Any]]] = [
+        ("MESSAGE_CREATE", message(f"**{prompt}** - {mention} (Waiting to start)", id=start_id, nonce=nonce))
+    ]
+    for pct in (15, 46, 93):
+        events.append(
+            (
+                "MESSAGE_UPDATE",
+                message(
+                    f"**{prompt}** - {mention} ({pct}%) (fast)",
+                    id=start_id,
+                    attachments=image(start_id, f"{job}_grid_0.webp"),
+                ),
+            )
+        )
+    events.append(("MESSAGE_DELETE", {"id": start_id, "channel_id": CHANNEL}))
+    events.append(
+        (
+            "MESSAGE_CREATE",
+            message(
+                f"**{prompt}** - {mention} (fast)",
+                id=final_id,
+                attachments=image(final_id, f"user_{prompt.split()[0]}_{job}.png"),
+                components=grid_buttons(job),
+            ),
+        )
+    )
+    return events

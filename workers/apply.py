@@ -1,0 +1,314 @@
+"""Apply one gateway event to its task: parse, match, then write through `TaskStore.update` only.
+
+Each change kind has one ``handle_<kind>`` method, collected into a table at start-up (as
+discord.py collects ``parse_<event>``). Every mutation is idempotent and monotonic, so duplicated or
+reordered events give the same final state:
+
+- a terminal task takes no further change (the mutate returns None), except its seed;
+- progress never goes back (the store keeps the higher value, and we keep the newer preview);
+- ``start`` binds the progress message and sets ``"0%"``; the first ``(N%)`` moves SUBMITTED ->
+  IN_PROGRESS with the preview as ``imageUrl``;
+- ``done`` / ``describe`` / ``shorten`` -> SUCCESS with image, buttons and properties; ``error`` ->
+  FAILURE with ``failReason = "[<title>] <description>"``; ``queued`` changes nothing;
+- ``modal`` records the bot's modal custom_id (NOT_START -> MODAL; a SUBMITTED task stays, the
+  state machine never goes back);
+- a captcha or an account-level notice (ban, subscription, credits) also pauses the account in
+  `keys.account_status`, since no task can get past it without a human.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+import msgspec
+import redis.asyncio as aioredis
+
+from broker import keys
+from broker.events import GatewayEvent
+from broker.models import Button, Task, TaskProperties, TaskStatus
+from broker.store import InvalidTransition, TaskStore, Update
+from workers.matching import Match, Matcher
+from workers.parser import Change, parse_event
+
+__all__ = ["ACCOUNT_NOTICES", "Applier", "Outcome"]
+
+log = logging.getLogger(__name__)
+
+S = TaskStatus
+replace = msgspec.structs.replace
+
+#: embed titles that stop the whole account, not only the task (discord-protocol.md §4.8)
+ACCOUNT_NOTICES = frozenset(
+    {
+        "credits exhausted",
+        "pending mod message",
+        "blocked",
+        "plan cancelled",
+        "subscription required",
+        "subscription paused",
+    }
+)
+_CAPTCHA_EVENT = "INTERACTION_IFRAME_MODAL_CREATE"
+_RUNNING = (S.SUBMITTED, S.IN_PROGRESS)
+
+
+class Outcome(msgspec.Struct, frozen=True):
+    """What applying one event did: the change kind, the task (if matched) and whether it changed."""
+
+    kind: str
+    task_id: str | None = None
+    changed: bool = False
+    matched_by: str | None = None
+
+
+Handler = Callable[[Task, Change, GatewayEvent], Awaitable[Update | None]]
+
+
+class Applier:
+    """Turns gateway events into task writes.
+
+    :param store: the only writer of task records.
+    :param matcher: finds the task of a change.
+    :param clock: epoch milliseconds (finishTime, startTime).
+    """
+
+    def __init__(self, store: TaskStore, matcher: Matcher, *, clock: Callable[[], int]) -> None:
+        self.store = store
+        self.redis: aioredis.Redis = store.redis
+        self.matcher = matcher
+        self.clock = clock
+        self.handlers: dict[str, Handler] = {
+            name.removeprefix("handle_"): getattr(self, name)
+            for name in dir(self)
+            if name.startswith("handle_")
+        }
+
+    async def apply(self, event: GatewayEvent) -> Outcome:
+        """Parse, match and apply one event; never raises for bad input or late events."""
+        try:
+            data = msgspec.json.decode(event.d)
+        except msgspec.DecodeError:
+            return Outcome("ignore")
+        change = parse_event(event.t, data)
+        if change.kind == "ignore" and not _worth_matching(change):
+            return Outcome("ignore")
+        if change.kind == "error" and _pauses_account(change):
+            await self._pause_account(event.account, change)
+        found = await self.matcher.match(event.account, change)
+        if found is None:
+            if change.kind != "ignore":
+                await self.matcher.count_unmatched(event.account, change)
+            return Outcome(change.kind)
+        await self._bind(found, change)
+        handler = self.handlers[change.kind]
+        try:
+            update = await handler(found.task, change, event)
+        except InvalidTransition as exc:
+            # A late event for a task that moved on (e.g. NOT_START/MODAL, or finished elsewhere).
+            log.debug("late %s event for task %s: %s", change.kind, found.task.id, exc)
+            update = None
+        return Outcome(
+            change.kind,
+            task_id=found.task.id,
+            changed=bool(update and update.changed),
+            matched_by=found.by,
+        )
+
+    # -- handlers, one per change kind ----------------------------------------------------------
+
+    async def handle_start(self, task: Task, change: Change, event: GatewayEvent) -> Update | None:
+        if change.progress is not None:
+            return await self.handle_progress(task, change, event)
+        now = self.clock()
+
+        def mutate(t: Task) -> Task | None:
+            if t.status not in _RUNNING:
+                return None
+            props = t.properties
+            props = replace(
+                props,
+                progress_message_id=props.progress_message_id or change.message_id,
+                final_prompt=props.final_prompt or change.prompt,
+                flags=props.flags if props.flags is not None else change.message_flags,
+            )
+            return replace(
+                t,
+                properties=props,
+                progress=t.progress or "0%",
+                start_time=t.start_time or now,
+            )
+
+        return await self.store.update(task.id, mutate)
+
+    async def handle_progress(self, task: Task, change: Change, event: GatewayEvent) -> Update | None:
+        now = self.clock()
+        if change.status_text == "Stopped":
+            return await self._fail(task.id, "[Stopped] Midjourney stopped the job")
+        percent = change.progress
+
+        def mutate(t: Task) -> Task | None:
+            if t.status not in _RUNNING:
+                return None
+            props = replace(
+                t.properties,
+                progress_message_id=t.properties.progress_message_id or change.message_id,
+                final_prompt=t.properties.final_prompt or change.prompt,
+            )
+            if percent is None:  # waiting / paused: nothing moves
+                return replace(t, properties=props)
+            newer = t.status == S.SUBMITTED or percent >= t.progress_percent
+            return replace(
+                t,
+                status=S.IN_PROGRESS,
+                properties=props,
+                progress=f"{percent}%" if newer else t.progress,
+                image_url=(change.image_url or t.image_url) if newer else t.image_url,
+                start_time=t.start_time or now,
+            )
+
+        return await self.store.update(task.id, mutate)
+
+    async def handle_done(self, task: Task, change: Change, event: GatewayEvent) -> Update | None:
+        return await self._succeed(task.id, change, event, final_prompt=change.prompt)
+
+    async def handle_describe(self, task: Task, change: Change, event: GatewayEvent) -> Update | None:
+        text = change.embed_description or "\n".join(change.prompts)
+        return await self._succeed(task.id, change, event, final_prompt=text)
+
+    async def handle_shorten(self, task: Task, change: Change, event: GatewayEvent) -> Update | None:
+        text = change.embed_description or "\n".join(change.prompts)
+        return await self._succeed(task.id, change, event, final_prompt=text, keep_image=True)
+
+    async def handle_error(self, task: Task, change: Change, event: GatewayEvent) -> Update | None:
+        return await self._fail(task.id, _fail_reason(change, event.account))
+
+    async def handle_queued(self, task: Task, change: Change, event: GatewayEvent) -> Update | None:
+        # "Job queued" on Midjourney's side: not a failure, the task keeps waiting for its start.
+        log.debug("task %s queued by Midjourney", task.id)
+        return None
+
+    async def handle_modal(self, task: Task, change: Change, event: GatewayEvent) -> Update | None:
+        def mutate(t: Task) -> Task | None:
+            if t.status.is_terminal or t.status == S.IN_PROGRESS:
+                return None
+            props = replace(
+                t.properties,
+                modal_custom_id=change.modal_custom_id or t.properties.modal_custom_id,
+                interaction_id=change.interaction_id or t.properties.interaction_id,
+            )
+            # The bridge submits modals it knows the prompt of; only a task not yet sent parks.
+            status = S.MODAL if t.status == S.NOT_START else t.status
+            return replace(t, status=status, properties=props)
+
+        return await self.store.update(task.id, mutate)
+
+    async def handle_ignore(self, task: Task, change: Change, event: GatewayEvent) -> Update | None:
+        seed = change.seed
+        if seed is None:
+            return None  # an interaction ack: `_bind` already indexed its id
+
+        def mutate(t: Task) -> Task | None:
+            return None if t.seed == seed else replace(t, seed=seed)
+
+        return await self.store.update(task.id, mutate)
+
+    # -- shared steps ---------------------------------------------------------------------------
+
+    async def _succeed(
+        self,
+        task_id: str,
+        change: Change,
+        event: GatewayEvent,
+        *,
+        final_prompt: str | None,
+        keep_image: bool = False,
+    ) -> Update:
+        now = self.clock()
+        buttons = [
+            Button(custom_id=b.custom_id, emoji=b.emoji, label=b.label, type=b.type, style=b.style)
+            for b in change.buttons
+        ]
+
+        def mutate(t: Task) -> Task | None:
+            if t.status not in _RUNNING:
+                return None
+            props: TaskProperties = t.properties
+            props = replace(
+                props,
+                final_prompt=final_prompt or props.final_prompt,
+                message_id=change.message_id or props.message_id,
+                message_hash=change.hash or props.message_hash,
+                flags=change.message_flags if change.message_flags is not None else props.flags,
+                progress_message_id=props.progress_message_id or change.message_id,
+                message_content=change.content or props.message_content,
+                discord_instance_id=props.discord_instance_id or change.channel_id or event.account,
+            )
+            image = t.image_url if keep_image else (change.image_url or t.image_url)
+            return replace(
+                t,
+                status=S.SUCCESS,
+                progress="100%",
+                image_url=image,
+                buttons=buttons or t.buttons,
+                properties=props,
+                start_time=t.start_time or now,
+                finish_time=now,
+            )
+
+        return await self.store.update(task_id, mutate)
+
+    async def _fail(self, task_id: str, reason: str) -> Update:
+        now = self.clock()
+
+        def mutate(t: Task) -> Task | None:
+            if t.status.is_terminal:
+                return None
+            return replace(t, status=S.FAILURE, fail_reason=reason, progress="", finish_time=now)
+
+        return await self.store.update(task_id, mutate)
+
+    async def _bind(self, found: Match, change: Change) -> None:
+        """Index the Discord ids this event revealed, so its later events match directly."""
+        task_id = found.task.id
+        pairs: list[tuple[str, str]] = []
+        if change.message_id and change.kind in ("start", "progress", "done", "describe", "shorten"):
+            pairs.append(("message", change.message_id))
+        if change.interaction_id:
+            pairs.append(("interaction", change.interaction_id))
+        if change.hash and change.kind in ("done", "describe"):
+            pairs.append(("hash", change.hash))
+        for kind, value in pairs:
+            if found.by != kind:
+                await self.store.index(kind, value, task_id)
+
+    async def _pause_account(self, account: str, change: Change) -> None:
+        reason = _fail_reason(change, account)
+        log.warning("account %s paused: %s", account, reason)
+        await self.redis.hset(
+            keys.account_status(account),
+            mapping={"state": "PAUSED", "reason": reason, "at": self.clock()},
+        )
+
+
+def _worth_matching(change: Change) -> bool:
+    # Interaction acks (nonce <-> interaction id) and the seed DM are "ignore" but carry a link.
+    return change.seed is not None or bool(change.nonce and change.interaction_id)
+
+
+def _pauses_account(change: Change) -> bool:
+    if change.event == _CAPTCHA_EVENT:
+        return True
+    title = (change.error.title if change.error else "").strip().lower()
+    return title in ACCOUNT_NOTICES
+
+
+def _fail_reason(change: Change, account: str) -> str:
+    if change.event == _CAPTCHA_EVENT:
+        return (
+            f"[Action required to continue] account {account} must pass a Discord captcha; "
+            "a human has to solve it before the account can run jobs again"
+        )
+    title = change.error.title if change.error else "Error"
+    description = change.error.description if change.error else ""
+    return f"[{title}] {description}".strip()

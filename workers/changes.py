@@ -1,0 +1,124 @@
+"""React to task changes: free slots, append the ledger, schedule hooks, watch live tasks.
+
+Every successful `TaskStore` write appends ``{id, rev}`` to `CHANGES_STREAM`; `ChangeHandler` is the
+handler of its consumer group (``workers-changes``). For each changed task it reads the current
+record (several changes of one task in a batch collapse into one) and:
+
+- when terminal: releases the task's account slot (idempotent; the next queued task becomes
+  startable) and appends it to the SQLite ledger (one batch per read, in a thread);
+- when it has a hook (``properties.notifyHook``, else ``hooks.default_url``) and has left
+  NOT_START/MODAL: schedules a delivery of the current revision (as the Java original: no hook for
+  creation or queueing);
+- keeps the ``live`` set of non-terminal tasks, so the sweeper can find tasks that are in no
+  account queue (MODAL, or orphans of a crash) and end them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+
+from broker import keys
+from broker.config import Settings
+from broker.ledger import Ledger
+from broker.models import Task, TaskStatus, decode_task
+from broker.store import TaskStore
+from workers.consumer import Entry
+from workers.hooks import HookDeliverer
+
+__all__ = ["CHANGES_GROUP", "LIVE_KEY", "ChangeHandler"]
+
+log = logging.getLogger(__name__)
+
+CHANGES_GROUP = "workers-changes"
+#: sorted set of non-terminal task ids, scored by the epoch ms they were first seen
+LIVE_KEY = f"{keys.PREFIX}:tasks:live"
+_NO_HOOK_YET = (TaskStatus.NOT_START, TaskStatus.MODAL)
+
+
+class ChangeHandler:
+    """Handles a batch of change-stream entries.
+
+    :param store: task records and account queues.
+    :param deliverer: schedules hook deliveries (and wakes the local delivery loop).
+    :param ledger: the SQLite ledger, or None to skip it.
+    :param settings: accounts (core sizes) and the default hook URL; a callable so hot reloads apply.
+    """
+
+    def __init__(
+        self,
+        store: TaskStore,
+        *,
+        deliverer: HookDeliverer,
+        ledger: Ledger | None,
+        settings: Callable[[], Settings],
+        clock: Callable[[], int],
+    ) -> None:
+        self.store = store
+        self.deliverer = deliverer
+        self.ledger = ledger
+        self.settings = settings
+        self.clock = clock
+
+    async def __call__(self, entries: Sequence[Entry]) -> None:
+        task_ids: dict[str, None] = {}
+        for _entry_id, fields in entries:
+            raw_id = fields.get(b"id")
+            if raw_id:
+                task_ids[raw_id.decode()] = None
+        if not task_ids:
+            return
+        ids = list(task_ids)
+        async with self.store.redis.pipeline(transaction=False) as pipe:
+            for task_id in ids:
+                pipe.hget(keys.task_record(task_id), "d")
+            records: list[bytes | None] = await pipe.execute()
+        settings = self.settings()
+        now = self.clock()
+        finished: list[Task] = []
+        live_add: dict[str, int] = {}
+        live_remove: list[str] = []
+        hooks: list[tuple[str, int]] = []
+        for task_id, raw in zip(ids, records, strict=True):
+            if raw is None:
+                live_remove.append(task_id)  # deleted (e.g. rejected at admission)
+                continue
+            task = decode_task(raw)
+            if task.status.is_terminal:
+                finished.append(task)
+                live_remove.append(task_id)
+            else:
+                live_add[task_id] = now
+            if task.status not in _NO_HOOK_YET and (
+                task.properties.notify_hook or settings.hooks.default_url
+            ):
+                hooks.append((task_id, task.revision))
+        await self._update_live(live_add, live_remove)
+        if finished:
+            await self._finish(finished, settings)
+        for task_id, revision in hooks:
+            await self.deliverer.schedule(task_id, revision)
+
+    async def _update_live(self, add: dict[str, int], remove: list[str]) -> None:
+        if not add and not remove:
+            return
+        async with self.store.redis.pipeline(transaction=False) as pipe:
+            if add:
+                pipe.zadd(LIVE_KEY, add, nx=True)
+            if remove:
+                pipe.zrem(LIVE_KEY, *remove)
+            await pipe.execute()
+
+    async def _finish(self, tasks: list[Task], settings: Settings) -> None:
+        for task in tasks:
+            if not task.instance_id:
+                continue
+            account = settings.account(task.instance_id)
+            promoted = await self.store.release(
+                task.instance_id, task.id, core_size=account.core_size if account else 0
+            )
+            if promoted:
+                log.debug("task %s finished; %s now startable", task.id, ", ".join(promoted))
+        if self.ledger is not None:
+            await asyncio.to_thread(self.ledger.append, tasks)

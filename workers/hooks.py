@@ -1,0 +1,486 @@
+"""Notify-hook delivery: a durable outbox in Redis, ordered per task, signed, bounded retries.
+
+Every revision of a task with a hook is *wanted*; a delivery always POSTs the task's **current**
+JSON (the bytes ``/mj/task/{id}/fetch`` serves), so a receiver never sees a lower revision after a
+higher one: a delivery overtaken by a newer revision simply carries the newer state, and a claimed
+delivery whose revision was already delivered is dropped. At most one delivery per task is in
+flight at a time (a lease), across all worker processes.
+
+Request::
+
+    POST <notifyHook>
+    Content-Type: application/json
+    X-Mjbroker-Task-Version: <task revision, increasing with every change>
+    X-Mjbroker-Timestamp: <unix seconds>                      (only with hooks.secret)
+    X-Mjbroker-Signature: sha256=<hex HMAC-SHA256(secret, "<timestamp>." + body)>   (only with hooks.secret)
+
+    <task JSON>
+
+To verify, compute ``hmac.new(secret, f"{timestamp}.".encode() + raw_body, "sha256").hexdigest()``
+over the raw body bytes, compare it in constant time with the header after ``sha256=``, and reject
+timestamps far from your clock (replays). Deliveries are at least once: drop a body whose version is
+not higher than the last one you processed for that task id.
+
+Any 2xx is success. Anything else (status, timeout, refused connection) is retried with exponential
+backoff and full jitter (0.5 s base, 60 s cap) until ``hooks.give_up_minutes`` after the first
+failure; then the delivery is given up and recorded (a newer revision starts afresh).
+
+Address guard: only ``http``/``https`` URLs; the host is resolved and refused when any address is
+link-local (169.254/16, fe80::/10, which includes the cloud metadata 169.254.169.254), a known
+metadata address or name (fd00:ec2::254, metadata.google.internal), unspecified or multicast,
+unless ``hooks.allow_private_addresses``. Loopback and private LAN addresses stay allowed: the
+broker is self-hosted and its hook receivers usually live on the same host or network; the
+addresses refused are the ones that hand out cloud credentials or make no sense as a receiver.
+(The check resolves before httpx resolves again, so it is a guard against mistakes and simple
+abuse, not against DNS rebinding.)
+
+Redis layout (all keys share the ``{hooks}`` hash tag, because every script touches the due set and
+one task's state together):
+
+- ``mjb:{hooks}:task:<id>`` hash: ``wanted``, ``delivered`` (revisions), ``attempts``,
+  ``first_failure_ms``, ``lease_ms`` (in flight until), ``gave_up`` (revision), ``gave_up_reason``,
+  ``gave_up_ms``;
+- ``mjb:{hooks}:due`` sorted set: task id scored by the epoch ms it is due.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import ipaddress
+import logging
+import random
+import socket
+import time
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+import httpx
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from broker import keys
+from broker.config import HookSettings
+from broker.models import decode_task
+
+__all__ = [
+    "DUE_KEY",
+    "HookDeliverer",
+    "HookOutbox",
+    "UrlGuard",
+    "UrlRefused",
+    "backoff_seconds",
+    "hook_state_key",
+    "sign",
+]
+
+log = logging.getLogger(__name__)
+
+DUE_KEY = f"{keys.PREFIX}:{{hooks}}:due"
+BACKOFF_BASE_S = 0.5
+BACKOFF_CAP_S = 60.0
+#: a lease lasts the request timeout plus this margin, so it never ends while a request may run
+LEASE_MARGIN_S = 5.0
+
+
+def hook_state_key(task_id: str) -> str:
+    return f"{keys.PREFIX}:{{hooks}}:task:{task_id}"
+
+
+def backoff_seconds(attempts: int, *, rng: Callable[[], float] = random.random) -> float:
+    """Exponential backoff with full jitter: uniform in [0, min(cap, base * 2**(attempts-1))]."""
+    ceiling = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** max(attempts - 1, 0))
+    return float(ceiling * rng())
+
+
+def sign(secret: str, timestamp: int, body: bytes) -> str:
+    """The X-Mjbroker-Signature value: ``sha256=`` + hex HMAC-SHA256 of ``"<timestamp>." + body``."""
+    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"sha256={digest}"
+
+
+# KEYS: state, due; ARGV: task id, revision, now ms, ttl ms. Marks a revision wanted, due now.
+_SCHEDULE = """
+local wanted = tonumber(redis.call('HGET', KEYS[1], 'wanted') or '0')
+local rev = tonumber(ARGV[2])
+if rev > wanted then
+  redis.call('HSET', KEYS[1], 'wanted', rev)
+  wanted = rev
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+local delivered = tonumber(redis.call('HGET', KEYS[1], 'delivered') or '0')
+if wanted <= delivered then return 0 end
+local gave_up = redis.call('HGET', KEYS[1], 'gave_up')
+if gave_up then
+  if tonumber(gave_up) >= wanted then return 0 end
+  redis.call('HDEL', KEYS[1], 'gave_up', 'gave_up_reason', 'gave_up_ms', 'attempts', 'first_failure_ms')
+end
+local lease = tonumber(redis.call('HGET', KEYS[1], 'lease_ms') or '0')
+if lease > tonumber(ARGV[3]) then return 2 end
+if redis.call('HGET', KEYS[1], 'attempts') then return 3 end
+redis.call('ZADD', KEYS[2], 'LT', ARGV[3], ARGV[1])
+return 1
+"""
+
+# KEYS: state, due; ARGV: task id, now ms, lease until ms.
+# Takes the delivery if it is due and nobody holds it; returns {wanted, delivered, attempts} or nil.
+_BEGIN = """
+local score = redis.call('ZSCORE', KEYS[2], ARGV[1])
+if not score or tonumber(score) > tonumber(ARGV[2]) then return nil end
+local lease = tonumber(redis.call('HGET', KEYS[1], 'lease_ms') or '0')
+if lease > tonumber(ARGV[2]) then
+  redis.call('ZADD', KEYS[2], lease, ARGV[1])
+  return nil
+end
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+redis.call('HSET', KEYS[1], 'lease_ms', ARGV[3])
+local s = redis.call('HMGET', KEYS[1], 'wanted', 'delivered', 'attempts')
+return {s[1] or '0', s[2] or '0', s[3] or '0'}
+"""
+
+# KEYS: state, due; ARGV: task id, delivered revision, now ms.
+_DELIVERED = """
+local delivered = tonumber(redis.call('HGET', KEYS[1], 'delivered') or '0')
+if tonumber(ARGV[2]) > delivered then
+  delivered = tonumber(ARGV[2])
+  redis.call('HSET', KEYS[1], 'delivered', delivered)
+end
+redis.call('HDEL', KEYS[1], 'lease_ms', 'attempts', 'first_failure_ms')
+local wanted = tonumber(redis.call('HGET', KEYS[1], 'wanted') or '0')
+if wanted <= delivered then
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  return 0
+end
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+return 1
+"""
+
+# KEYS: state, due; ARGV: task id, revision, now ms, next due ms, give up after ms, reason.
+# Returns 1 when retried later, 2 when given up.
+_FAILED = """
+local first = tonumber(redis.call('HGET', KEYS[1], 'first_failure_ms') or '0')
+if first == 0 then
+  first = tonumber(ARGV[3])
+  redis.call('HSET', KEYS[1], 'first_failure_ms', first)
+end
+redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+redis.call('HDEL', KEYS[1], 'lease_ms')
+if tonumber(ARGV[3]) - first >= tonumber(ARGV[5]) then
+  local wanted = tonumber(redis.call('HGET', KEYS[1], 'wanted') or '0')
+  redis.call('HSET', KEYS[1], 'gave_up', math.max(wanted, tonumber(ARGV[2])), 'gave_up_reason', ARGV[6],
+    'gave_up_ms', ARGV[3])
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  return 2
+end
+redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
+return 1
+"""
+
+# KEYS: state, due; ARGV: task id, revision, now ms, reason. Give up at once (refused URL, no task).
+_GIVE_UP = """
+local wanted = tonumber(redis.call('HGET', KEYS[1], 'wanted') or '0')
+redis.call('HSET', KEYS[1], 'gave_up', math.max(wanted, tonumber(ARGV[2])), 'gave_up_reason', ARGV[4],
+  'gave_up_ms', ARGV[3])
+redis.call('HDEL', KEYS[1], 'lease_ms')
+redis.call('ZREM', KEYS[2], ARGV[1])
+return 1
+"""
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class UrlRefused(Exception):
+    """A hook URL the guard does not allow; the message names the reason, never the full URL."""
+
+
+_METADATA_HOSTS = frozenset({"metadata.google.internal", "metadata", "metadata.goog"})
+_METADATA_ADDRESSES = frozenset(
+    {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
+)
+
+
+class UrlGuard:
+    """Checks hook URLs against the address rules, caching resolutions for `cache_seconds`."""
+
+    def __init__(self, *, allow_private: bool, cache_seconds: float = 30.0) -> None:
+        self.allow_private = allow_private
+        self.cache_seconds = cache_seconds
+        self._cache: dict[tuple[str, int], tuple[float, list[str]]] = {}
+
+    async def check(self, url: str) -> None:
+        """Raise `UrlRefused` when `url` may not receive hooks."""
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError as exc:
+            raise UrlRefused("the hook URL cannot be parsed") from exc
+        if parts.scheme not in ("http", "https"):
+            raise UrlRefused(f"scheme {parts.scheme or '(none)'!r} is not http or https")
+        host = (parts.hostname or "").rstrip(".").lower()
+        if not host:
+            raise UrlRefused("the hook URL has no host")
+        if self.allow_private:
+            return
+        if host in _METADATA_HOSTS:
+            raise UrlRefused(f"host {host} is a cloud metadata service")
+        for address in await self._resolve(host, port or (443 if parts.scheme == "https" else 80)):
+            reason = _refusal(address)
+            if reason:
+                raise UrlRefused(f"host {host} resolves to {address} ({reason})")
+
+    async def _resolve(self, host: str, port: int) -> list[str]:
+        with contextlib.suppress(ValueError):
+            return [str(ipaddress.ip_address(host.strip("[]")))]
+        now = time.monotonic()
+        cached = self._cache.get((host, port))
+        if cached and cached[0] > now:
+            return cached[1]
+        loop = asyncio.get_running_loop()
+        try:
+            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            raise UrlRefused(f"host {host} does not resolve ({exc.strerror or exc})") from exc
+        addresses = sorted({str(info[4][0]).split("%", 1)[0] for info in infos})
+        self._cache[(host, port)] = (now + self.cache_seconds, addresses)
+        return addresses
+
+
+def _refusal(address: str) -> str | None:
+    ip = ipaddress.ip_address(address)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if ip in _METADATA_ADDRESSES:
+        return "cloud metadata"
+    if ip.is_link_local:
+        return "link-local"
+    if ip.is_unspecified:
+        return "unspecified"
+    if ip.is_multicast:
+        return "multicast"
+    return None
+
+
+def _redact(url: str) -> str:
+    """Scheme, host and port only: paths and queries often carry the receiver's own secrets."""
+    try:
+        parts = urlsplit(url)
+        return f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}/..."
+    except ValueError:
+        return "(unparseable URL)"
+
+
+class HookOutbox:
+    """The Redis side of deliveries: schedule, claim, settle. Shared by every worker process."""
+
+    def __init__(self, redis: aioredis.Redis, *, ttl_ms: int, clock: Callable[[], int] = _now_ms) -> None:
+        self.redis = redis
+        self.ttl_ms = ttl_ms
+        self.clock = clock
+        self._schedule = redis.register_script(_SCHEDULE)
+        self._begin = redis.register_script(_BEGIN)
+        self._delivered = redis.register_script(_DELIVERED)
+        self._failed = redis.register_script(_FAILED)
+        self._give_up = redis.register_script(_GIVE_UP)
+
+    async def schedule(self, task_id: str, revision: int) -> bool:
+        """Want `revision` delivered; True when the task became due now."""
+        result = await self._schedule(
+            keys=[hook_state_key(task_id), DUE_KEY],
+            args=[task_id, revision, self.clock(), self.ttl_ms],
+        )
+        return int(result) == 1
+
+    async def due(self, limit: int) -> list[str]:
+        rows = await self.redis.zrangebyscore(DUE_KEY, "-inf", self.clock(), start=0, num=limit)
+        return [r.decode() for r in rows]
+
+    async def next_due_ms(self) -> int | None:
+        rows = await self.redis.zrange(DUE_KEY, 0, 0, withscores=True)
+        return int(rows[0][1]) if rows else None
+
+    async def begin(self, task_id: str, lease_ms: int) -> tuple[int, int, int] | None:
+        """Lease a due delivery: (wanted, delivered, attempts), or None if not ours to send."""
+        now = self.clock()
+        got = await self._begin(keys=[hook_state_key(task_id), DUE_KEY], args=[task_id, now, now + lease_ms])
+        if got is None:
+            return None
+        wanted, delivered, attempts = (int(x) for x in got)
+        return wanted, delivered, attempts
+
+    async def delivered(self, task_id: str, revision: int) -> bool:
+        """Record success; True when a newer revision is still wanted (due again now)."""
+        result = await self._delivered(
+            keys=[hook_state_key(task_id), DUE_KEY], args=[task_id, revision, self.clock()]
+        )
+        return int(result) == 1
+
+    async def failed(
+        self, task_id: str, revision: int, *, retry_in_s: float, give_up_ms: int, reason: str
+    ) -> bool:
+        """Record a failure; True when the delivery was given up."""
+        now = self.clock()
+        result = await self._failed(
+            keys=[hook_state_key(task_id), DUE_KEY],
+            args=[task_id, revision, now, now + int(retry_in_s * 1000), give_up_ms, reason],
+        )
+        return int(result) == 2
+
+    async def give_up(self, task_id: str, revision: int, reason: str) -> None:
+        await self._give_up(
+            keys=[hook_state_key(task_id), DUE_KEY], args=[task_id, revision, self.clock(), reason]
+        )
+
+    async def state(self, task_id: str) -> dict[str, str]:
+        raw = await self.redis.hgetall(hook_state_key(task_id))
+        return {k.decode(): v.decode() for k, v in raw.items()}
+
+
+class HookDeliverer:
+    """The delivery loop of one process: claims due deliveries and POSTs them, one task each.
+
+    :param redis: the process's client (reads task records).
+    :param outbox: the shared Redis outbox.
+    :param settings: hooks settings (default URL, secret, timeout, give-up time, concurrency).
+    :param transport: an httpx transport, for tests; None = the network.
+    """
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        outbox: HookOutbox,
+        *,
+        settings: HookSettings,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Callable[[], int] = _now_ms,
+    ) -> None:
+        self.redis = redis
+        self.outbox = outbox
+        self.settings = settings
+        self.clock = clock
+        self.guard = UrlGuard(allow_private=settings.allow_private_addresses)
+        self.client = httpx.AsyncClient(
+            timeout=settings.request_timeout_seconds,
+            transport=transport,
+            limits=httpx.Limits(max_connections=max(settings.concurrency, 1), max_keepalive_connections=64),
+            follow_redirects=False,
+        )
+        self.lease_ms = int((settings.request_timeout_seconds + LEASE_MARGIN_S) * 1000)
+        self.give_up_ms = int(settings.give_up_minutes * 60_000)
+        self.wake = asyncio.Event()
+        self._inflight: dict[str, asyncio.Task[None]] = {}
+        self.sent = 0
+
+    async def schedule(self, task_id: str, revision: int) -> None:
+        """Want `revision` delivered and wake the local loop (the due set is the durable backstop)."""
+        if await self.outbox.schedule(task_id, revision):
+            self.wake.set()
+
+    async def run(self) -> None:
+        """Deliver until cancelled."""
+        limit = max(self.settings.concurrency, 1)
+        while True:
+            self.wake.clear()
+            delay = 1.0
+            try:
+                free = limit - len(self._inflight)
+                if free > 0:
+                    for task_id in await self.outbox.due(free):
+                        if task_id in self._inflight or len(self._inflight) >= limit:
+                            continue
+                        lease = await self.outbox.begin(task_id, self.lease_ms)
+                        if lease is None:
+                            continue
+                        job = asyncio.create_task(self._deliver(task_id, *lease))
+                        self._inflight[task_id] = job
+                        job.add_done_callback(self._finished)
+                next_due = await self.outbox.next_due_ms()
+                if next_due is not None:
+                    delay = min(max((next_due - self.clock()) / 1000, 0.0), 1.0)
+            except (OSError, RedisConnectionError, RedisTimeoutError) as exc:
+                log.warning("hook outbox unavailable (%s); retrying", exc)
+            if delay > 0 or len(self._inflight) >= limit:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay if delay > 0 else 1.0):
+                        await self.wake.wait()
+
+    def _finished(self, job: asyncio.Task[None]) -> None:
+        for task_id, running in list(self._inflight.items()):
+            if running is job:
+                del self._inflight[task_id]
+        self.wake.set()
+
+    async def close(self) -> None:
+        for job in list(self._inflight.values()):
+            job.cancel()
+        await asyncio.gather(*self._inflight.values(), return_exceptions=True)
+        await self.client.aclose()
+
+    async def _deliver(self, task_id: str, wanted: int, delivered: int, attempts: int) -> None:
+        try:
+            await self._deliver_once(task_id, delivered, attempts)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # Redis trouble or a bug: the lease runs out and the delivery is claimed again.
+            log.exception("hook delivery for task %s failed unexpectedly", task_id)
+
+    async def _deliver_once(self, task_id: str, delivered: int, attempts: int) -> None:
+        rev_raw, body = await self.redis.hmget(keys.task_record(task_id), ["v", "d"])
+        if body is None:
+            await self.outbox.give_up(task_id, delivered, "the task no longer exists")
+            return
+        revision = int(rev_raw)
+        if revision <= delivered:
+            await self.outbox.delivered(task_id, delivered)  # overtaken: already sent
+            return
+        task = decode_task(body)
+        url = task.properties.notify_hook or self.settings.default_url
+        if not url:
+            await self.outbox.give_up(task_id, revision, "no hook URL")
+            return
+        try:
+            await self.guard.check(url)
+        except UrlRefused as exc:
+            log.warning("hook of task %s refused: %s", task_id, exc)
+            await self.outbox.give_up(task_id, revision, f"refused: {exc}")
+            return
+        error = await self._post(url, body, revision)
+        if error is None:
+            self.sent += 1
+            if await self.outbox.delivered(task_id, revision):
+                self.wake.set()
+            return
+        retry_in = backoff_seconds(attempts + 1)
+        if await self.outbox.failed(
+            task_id, revision, retry_in_s=retry_in, give_up_ms=self.give_up_ms, reason=error
+        ):
+            log.warning("gave up the hook of task %s to %s: %s", task_id, _redact(url), error)
+        else:
+            log.info(
+                "hook of task %s to %s failed (%s); retry in %.1fs", task_id, _redact(url), error, retry_in
+            )
+            self.wake.set()
+
+    async def _post(self, url: str, body: bytes, revision: int) -> str | None:
+        """POST once; None on 2xx, else a short reason."""
+        headers = {"Content-Type": "application/json", "X-Mjbroker-Task-Version": str(revision)}
+        if self.settings.secret:
+            timestamp = int(time.time())
+            headers["X-Mjbroker-Timestamp"] = str(timestamp)
+            headers["X-Mjbroker-Signature"] = sign(self.settings.secret, timestamp, body)
+        try:
+            # An absolute bound: httpx's timeout is per phase, a trickling receiver could outlast it.
+            async with asyncio.timeout(self.settings.request_timeout_seconds):
+                response = await self.client.post(url, content=body, headers=headers)
+        except TimeoutError:
+            return "timed out"
+        except httpx.HTTPError as exc:
+            return f"{type(exc).__name__}"
+        if 200 <= response.status_code < 300:
+            return None
+        return f"HTTP {response.status_code}"

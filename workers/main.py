@@ -1,0 +1,236 @@
+"""The worker process: an arq Worker whose start-up launches the stream consumers and hook loop.
+
+arq's queue polling is too slow for the hot path (event -> task write -> hook POST), so the gateway
+events and the task changes are read by our own consumer-group loops (`workers.consumer`), started
+by ``on_startup`` and stopped by ``on_shutdown``; arq runs the periodic sweep as a cron job (unique
+per tick across worker processes) and handles signals.
+
+``python -m workers [--config config.yaml]`` runs it; tests build the same worker with
+`create_worker` and run it in-process with ``async_run``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import httpx
+from arq.connections import RedisSettings
+from arq.cron import cron
+from arq.worker import Worker
+
+from broker import keys
+from broker.config import Settings, load_settings
+from broker.ledger import Ledger
+from broker.redis_server import connect
+from broker.store import CHANGES_STREAM, TaskStore
+from workers.apply import Applier
+from workers.changes import CHANGES_GROUP, ChangeHandler
+from workers.consumer import EventHandler, StreamConsumer
+from workers.hooks import HookDeliverer, HookOutbox
+from workers.matching import Matcher
+from workers.sweeper import Sweeper, SweepReport
+
+__all__ = ["WorkerRuntime", "create_worker", "main", "worker_settings"]
+
+log = logging.getLogger(__name__)
+
+#: pending stream entries idle this long belong to a dead worker and are taken over
+DEFAULT_CLAIM_IDLE_SECONDS = 30.0
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _consumer_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+class WorkerRuntime:
+    """Everything one worker process runs, with explicit start and stop.
+
+    :param settings: the loaded configuration.
+    :param name: consumer name in the stream groups (unique per process by default).
+    :param claim_idle_seconds: see `StreamConsumer.claim_idle_ms`.
+    :param transport: httpx transport for hook POSTs (tests); None = the network.
+    :param clock: epoch milliseconds.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        name: str | None = None,
+        claim_idle_seconds: float = DEFAULT_CLAIM_IDLE_SECONDS,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Callable[[], int] = _now_ms,
+    ) -> None:
+        self.settings = settings
+        self.name = name or _consumer_name()
+        self.claim_idle_ms = int(claim_idle_seconds * 1000)
+        self.transport = transport
+        self.clock = clock
+        retention_s = settings.tasks.retention_days * 86_400
+        self.redis = connect(settings.redis_url)
+        self.store = TaskStore(self.redis, retention_seconds=retention_s, clock=clock)
+        self.ledger: Ledger | None = None
+        self.outbox = HookOutbox(self.redis, ttl_ms=int(retention_s * 1000), clock=clock)
+        self.deliverer = HookDeliverer(
+            self.redis, self.outbox, settings=settings.hooks, transport=transport, clock=clock
+        )
+        self.matcher = Matcher(self.store, window_ms=self._window_ms, clock=clock)
+        self.applier = Applier(self.store, self.matcher, clock=clock)
+        self.sweeper = Sweeper(self.store, settings=self._settings, clock=clock)
+        self.events = StreamConsumer(
+            self.redis,
+            stream=keys.EVENTS_STREAM,
+            group=keys.EVENTS_GROUP,
+            name=self.name,
+            handle=EventHandler(self.applier),
+            claim_idle_ms=self.claim_idle_ms,
+        )
+        self.changes: StreamConsumer | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def _settings(self) -> Settings:
+        return self.settings
+
+    def _window_ms(self, account_id: str) -> int:
+        account = self.settings.account(account_id)
+        return int((account.timeout_minutes if account else 5.0) * 60_000)
+
+    async def start(self) -> None:
+        self.ledger = await asyncio.to_thread(Ledger, self.settings.tasks.ledger_path)
+        self.changes = StreamConsumer(
+            self.redis,
+            stream=CHANGES_STREAM,
+            group=CHANGES_GROUP,
+            name=self.name,
+            handle=ChangeHandler(
+                self.store,
+                deliverer=self.deliverer,
+                ledger=self.ledger,
+                settings=self._settings,
+                clock=self.clock,
+            ),
+            claim_idle_ms=self.claim_idle_ms,
+        )
+        # Groups exist before any loop reads, so nothing published meanwhile is skipped.
+        await self.events.ensure_group()
+        await self.changes.ensure_group()
+        self._tasks = [
+            asyncio.create_task(self._supervise("events", self.events.run)),
+            asyncio.create_task(self._supervise("changes", self.changes.run)),
+            asyncio.create_task(self._supervise("hooks", self.deliverer.run)),
+        ]
+        log.info("worker %s started", self.name)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        await self.deliverer.close()
+        if self.ledger is not None:
+            await asyncio.to_thread(self.ledger.close)
+            self.ledger = None
+        await self.redis.aclose()
+        log.info("worker %s stopped", self.name)
+
+    async def sweep(self) -> SweepReport:
+        return await self.sweeper.sweep()
+
+    async def _supervise(self, what: str, run: Callable[[], Awaitable[None]]) -> None:
+        # A loop that dies of a bug restarts: one bad entry must not stop the whole worker.
+        while True:
+            try:
+                await run()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("%s loop crashed; restarting", what)
+                await asyncio.sleep(1.0)
+
+
+async def _startup(ctx: dict[str, Any]) -> None:
+    await ctx["runtime"].start()
+
+
+async def _shutdown(ctx: dict[str, Any]) -> None:
+    await ctx["runtime"].stop()
+
+
+async def sweep(ctx: dict[str, Any]) -> None:
+    """The arq cron job."""
+    await ctx["runtime"].sweep()
+
+
+def _sweep_cron(every_seconds: float) -> Any:
+    if every_seconds < 60:
+        seconds = set(range(0, 60, max(1, round(every_seconds))))
+        return cron(sweep, name="sweep", run_at_startup=True, second=seconds)
+    minutes = set(range(0, 60, max(1, round(every_seconds / 60))))
+    return cron(sweep, name="sweep", run_at_startup=True, second=0, minute=minutes)
+
+
+def worker_settings(
+    settings: Settings, runtime: WorkerRuntime, *, handle_signals: bool = True
+) -> dict[str, Any]:
+    """Keyword arguments of `arq.worker.Worker` for this process (arq's ``WorkerSettings`` as a dict)."""
+    return {
+        "cron_jobs": [_sweep_cron(settings.tasks.sweep_seconds)],
+        "redis_settings": RedisSettings.from_dsn(settings.redis_url),
+        "on_startup": _startup,
+        "on_shutdown": _shutdown,
+        "ctx": {"runtime": runtime},
+        "handle_signals": handle_signals,
+        "keep_result": 0,
+        "poll_delay": 0.25,
+        "max_jobs": 4,
+        "job_timeout": 120,
+        "max_tries": 1,
+    }
+
+
+def create_worker(
+    settings: Settings,
+    *,
+    handle_signals: bool = True,
+    name: str | None = None,
+    claim_idle_seconds: float = DEFAULT_CLAIM_IDLE_SECONDS,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> Worker:
+    """The arq Worker of this process; ``worker.ctx["runtime"]`` is its `WorkerRuntime`."""
+    runtime = WorkerRuntime(settings, name=name, claim_idle_seconds=claim_idle_seconds, transport=transport)
+    return Worker(**worker_settings(settings, runtime, handle_signals=handle_signals))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m workers``: the Procfile's worker line."""
+    parser = argparse.ArgumentParser(prog="python -m workers", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", help="config file (default: $MJBROKER_CONFIG or ./config.yaml)")
+    parser.add_argument(
+        "--claim-idle-seconds",
+        type=float,
+        default=DEFAULT_CLAIM_IDLE_SECONDS,
+        help="take over stream entries a dead worker left pending this long",
+    )
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    settings = load_settings(args.config)
+    create_worker(settings, claim_idle_seconds=args.claim_idle_seconds).run()

@@ -1,0 +1,189 @@
+"""Find the task a parsed gateway event is about.
+
+The order follows the reference (discord-protocol.md §4.4), strongest key first:
+
+1. ``nonce``: the bridge indexes it (`store.index("nonce", ...)`) before sending the interaction;
+2. message id: the worker binds the start/progress/final message ids as it sees them;
+3. interaction id: INTERACTION_SUCCESS links it to the nonce; later messages carry it in
+   ``interaction_metadata.id``;
+4. referenced message (+ image index): a U/V/zoom/pan result replies to its parent's message; the
+   target is the parent's child task, found among the account's running tasks;
+5. job hash (the uuid of the image), indexed when a task finishes;
+6. prompt: the oldest running task of the account whose normalised prompt equals the event's, within
+   the account's time window; a second pass ignores ``--`` parameters.
+
+An event that none of these finds is counted and logged at debug, never attached to a guess.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Sequence
+
+import redis.asyncio as aioredis
+
+from broker import keys
+from broker.models import Task, TaskAction, TaskStatus
+from broker.store import TaskStore
+from workers.parser import Change
+
+__all__ = ["UNMATCHED_COUNTER", "Match", "Matcher", "normalise_prompt"]
+
+log = logging.getLogger(__name__)
+
+#: Redis counter of events that were about a job but matched no task
+UNMATCHED_COUNTER = f"{keys.PREFIX}:stats:unmatched"
+
+_LINK = re.compile(r"<(https?://[^>\s]+)>")
+_SPACES = re.compile(r"\s+")
+# Kinds whose message is worth a prompt search; the others only match by ids.
+_PROMPT_KINDS = frozenset({"start", "progress", "done"})
+# Parser actions that can land on a task of another action (a blend final reads as IMAGINE, a
+# reroll as IMAGINE/REROLL, a remix as VARIATION).
+_COMPATIBLE: dict[str, frozenset[TaskAction]] = {
+    "IMAGINE": frozenset({TaskAction.IMAGINE, TaskAction.BLEND, TaskAction.REROLL}),
+    "REROLL": frozenset({TaskAction.REROLL, TaskAction.IMAGINE, TaskAction.VARIATION}),
+    "BLEND": frozenset({TaskAction.BLEND, TaskAction.IMAGINE}),
+    "VARIATION": frozenset({TaskAction.VARIATION, TaskAction.REROLL}),
+}
+
+
+def normalise_prompt(prompt: str, *, drop_params: bool = False) -> str:
+    """Compare form of a prompt: ``<url>`` unwrapped, spaces collapsed, optionally ``--params`` cut."""
+    text = _LINK.sub(r"\1", prompt)
+    if drop_params:
+        # Midjourney puts every parameter after the prompt text, so the first " --" ends the words.
+        cut = f" {text}".find(" --")
+        text = text[: max(cut - 1, 0)] if cut >= 0 else text
+    return _SPACES.sub(" ", text).strip().lower()
+
+
+class Match:
+    """The task an event belongs to and the key that found it (for logs and tests)."""
+
+    __slots__ = ("by", "task")
+
+    def __init__(self, task: Task, by: str) -> None:
+        self.task = task
+        self.by = by
+
+
+class Matcher:
+    """Looks tasks up by the keys of a `Change`.
+
+    :param store: the task store (indexes and records).
+    :param window_ms: per account id, how far back a prompt match may look (the account timeout).
+    :param clock: epoch milliseconds.
+    """
+
+    def __init__(
+        self,
+        store: TaskStore,
+        *,
+        window_ms: Callable[[str], int],
+        clock: Callable[[], int],
+    ) -> None:
+        self.store = store
+        self.redis: aioredis.Redis = store.redis
+        self.window_ms = window_ms
+        self.clock = clock
+        #: in-process count of unmatched events, by kind
+        self.unmatched: dict[str, int] = {}
+
+    async def match(self, account: str, change: Change) -> Match | None:
+        for by, lookup in (
+            ("nonce", change.nonce),
+            ("message", change.message_id),
+            ("interaction", change.interaction_id),
+        ):
+            if lookup:
+                task = await self._indexed(by, lookup)
+                if task is not None:
+                    return Match(task, by)
+        if change.referenced_message_id:
+            task = await self._child_of(account, change)
+            if task is not None:
+                return Match(task, "reference")
+        by_hash = await self._indexed("hash", change.hash) if change.hash else None
+        if by_hash is not None and not by_hash.status.is_terminal:
+            return Match(by_hash, "hash")
+        if change.prompt is not None and change.kind in _PROMPT_KINDS:
+            # A finished task with this hash may be the parent of the job reporting (some results
+            # reuse the parent's uuid): a live task with the same prompt is the better match.
+            task = await self._by_prompt(account, change)
+            if task is not None:
+                return Match(task, "prompt")
+        return Match(by_hash, "hash") if by_hash is not None else None
+
+    async def count_unmatched(self, account: str, change: Change) -> None:
+        self.unmatched[change.kind] = self.unmatched.get(change.kind, 0) + 1
+        await self.redis.incr(UNMATCHED_COUNTER)
+        log.debug(
+            "unmatched %s %s event on account %s (message %s, nonce %s)",
+            change.kind,
+            change.event,
+            account,
+            change.message_id,
+            change.nonce,
+        )
+
+    async def _indexed(self, kind: str, value: str) -> Task | None:
+        task_id = await self.store.find(kind, value)
+        return await self.store.get(task_id) if task_id else None
+
+    async def _running(self, account: str) -> list[tuple[Task, int]]:
+        slots = await self.store.running(account)
+        if not slots:
+            return []
+        tasks = {t.id: t for t in await self.store.get_many([task_id for task_id, _ in slots])}
+        return [(tasks[task_id], at) for task_id, at in slots if task_id in tasks]
+
+    async def _child_of(self, account: str, change: Change) -> Task | None:
+        """The running task started from the referenced (parent) message, with the same image index."""
+        parent_id = await self.store.find("message", change.referenced_message_id or "")
+        if parent_id is None:
+            return None
+        candidates = [
+            task
+            for task, _ in await self._running(account)
+            if task.parent_id == parent_id and not task.status.is_terminal
+        ]
+        if change.action is not None:
+            wanted = _COMPATIBLE.get(change.action, frozenset({TaskAction(change.action)}))
+            candidates = [t for t in candidates if t.action in wanted]
+        if change.index is not None:
+            exact = [t for t in candidates if t.properties.index == change.index]
+            candidates = exact or [t for t in candidates if t.properties.index is None]
+        return candidates[0] if len(candidates) == 1 else _oldest_started(candidates)
+
+    async def _by_prompt(self, account: str, change: Change) -> Task | None:
+        prompt = change.prompt or ""
+        since = self.clock() - self.window_ms(account)
+        running = [
+            task
+            for task, at in await self._running(account)
+            if task.status in (TaskStatus.SUBMITTED, TaskStatus.IN_PROGRESS) and at >= since
+        ]
+        if change.action is not None:
+            wanted = _COMPATIBLE.get(change.action, frozenset({TaskAction(change.action)}))
+            running = [t for t in running if t.action in wanted] or running
+        for drop_params in (False, True):
+            target = normalise_prompt(prompt, drop_params=drop_params)
+            if not target:
+                continue
+            found = [t for t in running if target in _task_prompts(t, drop_params=drop_params)]
+            if found:
+                return _oldest_started(found)
+        return None
+
+
+def _task_prompts(task: Task, *, drop_params: bool) -> set[str]:
+    texts = (task.properties.final_prompt, task.prompt_en, task.prompt)
+    return {normalise_prompt(t, drop_params=drop_params) for t in texts if t}
+
+
+def _oldest_started(tasks: Sequence[Task]) -> Task | None:
+    if not tasks:
+        return None
+    return min(tasks, key=lambda t: (t.start_time or 0, t.submit_time or 0, t.id))

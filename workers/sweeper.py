@@ -1,0 +1,156 @@
+"""End tasks that would otherwise wait forever, and repair slots left behind by a crash.
+
+Run every ``tasks.sweep_seconds`` (an arq cron job). For every configured account:
+
+- running tasks older than ``timeout_minutes`` (since their ``startTime``, else since they got the
+  slot) -> FAILURE ``Task timed out after N minutes``, and the slot is released;
+- queued tasks older than ``queue_timeout_minutes`` (since ``submitTime``) -> FAILURE, released;
+- running or queued ids whose record is terminal or gone -> released (a crash between a terminal
+  write and its release);
+
+and, over the ``live`` set kept by the changes handler (tasks in no queue):
+
+- MODAL tasks whose modal was not submitted within the account timeout -> FAILURE;
+- other non-terminal tasks in no queue (orphans of a crash during admission) -> FAILURE after the
+  longer of the two timeouts; terminal or missing ids leave the set.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import msgspec
+
+from broker import keys
+from broker.config import Account, Settings
+from broker.models import Task, TaskStatus
+from broker.store import InvalidTransition, TaskStore
+from workers.changes import LIVE_KEY
+
+__all__ = ["SweepReport", "Sweeper"]
+
+log = logging.getLogger(__name__)
+
+_DEFAULT_ACCOUNT = Account(id="-", guild_id="", channel_id="")
+_LIVE_BATCH = 500
+
+
+class SweepReport(msgspec.Struct, kw_only=True):
+    """What one sweep did (for logs and tests)."""
+
+    timed_out: list[str] = msgspec.field(default_factory=list)
+    released: list[str] = msgspec.field(default_factory=list)
+
+
+def _minutes(value: float) -> str:
+    return f"{value:g} minute" + ("" if value == 1 else "s")
+
+
+class Sweeper:
+    """Fails overdue tasks and frees stale slots.
+
+    :param store: task records and queues.
+    :param settings: a callable returning the current settings (hot reload).
+    :param clock: epoch milliseconds.
+    """
+
+    def __init__(
+        self, store: TaskStore, *, settings: Callable[[], Settings], clock: Callable[[], int]
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.clock = clock
+
+    async def sweep(self) -> SweepReport:
+        report = SweepReport()
+        settings = self.settings()
+        for account in settings.accounts:
+            await self._sweep_running(account, report)
+            await self._sweep_waiting(account, report)
+        await self._sweep_live(settings, report)
+        if report.timed_out or report.released:
+            log.info("sweep: %d timed out, %d slots released", len(report.timed_out), len(report.released))
+        return report
+
+    async def _sweep_running(self, account: Account, report: SweepReport) -> None:
+        now = self.clock()
+        limit_ms = int(account.timeout_minutes * 60_000)
+        for task_id, slot_ms in await self.store.running(account.id):
+            task = await self.store.get(task_id)
+            if task is not None and not task.status.is_terminal:
+                started = task.start_time or slot_ms
+                if now - started < limit_ms:
+                    continue
+                reason = f"Task timed out after {_minutes(account.timeout_minutes)}"
+                if await self._fail(task_id, reason):
+                    report.timed_out.append(task_id)
+            await self.store.release(account.id, task_id, core_size=account.core_size)
+            report.released.append(task_id)
+
+    async def _sweep_waiting(self, account: Account, report: SweepReport) -> None:
+        now = self.clock()
+        limit_ms = int(account.queue_timeout_minutes * 60_000)
+        for task_id in await self.store.waiting(account.id):
+            task = await self.store.get(task_id)
+            if task is not None and not task.status.is_terminal:
+                if now - (task.submit_time or now) < limit_ms:
+                    continue
+                reason = f"Task waited in the queue for more than {_minutes(account.queue_timeout_minutes)}"
+                if await self._fail(task_id, reason):
+                    report.timed_out.append(task_id)
+            await self.store.release(account.id, task_id, core_size=account.core_size)
+            report.released.append(task_id)
+
+    async def _sweep_live(self, settings: Settings, report: SweepReport) -> None:
+        now = self.clock()
+        shortest = min(
+            (a.timeout_minutes for a in settings.accounts), default=_DEFAULT_ACCOUNT.timeout_minutes
+        )
+        rows = await self.store.redis.zrangebyscore(
+            LIVE_KEY, "-inf", now - int(shortest * 60_000), start=0, num=_LIVE_BATCH, withscores=True
+        )
+        gone: list[str] = []
+        for member, seen in rows:
+            task_id = member.decode()
+            task = await self.store.get(task_id)
+            if task is None or task.status.is_terminal:
+                gone.append(task_id)
+                continue
+            account = settings.account(task.instance_id or "") or _DEFAULT_ACCOUNT
+            if await self._queued(account.id, task_id):
+                continue  # the running/waiting rules above own it
+            age = now - max(int(seen), task.submit_time or 0)
+            if task.status == TaskStatus.MODAL:
+                limit = account.timeout_minutes
+                reason = f"Modal not submitted within {_minutes(limit)}"
+            else:
+                limit = max(account.timeout_minutes, account.queue_timeout_minutes)
+                reason = f"Task was not started within {_minutes(limit)}"
+            if age >= limit * 60_000 and await self._fail(task_id, reason):
+                report.timed_out.append(task_id)
+        if gone:
+            await self.store.redis.zrem(LIVE_KEY, *gone)
+
+    async def _queued(self, account_id: str, task_id: str) -> bool:
+        async with self.store.redis.pipeline(transaction=False) as pipe:
+            pipe.zscore(keys.account_running(account_id), task_id)
+            pipe.zscore(keys.account_waiting(account_id), task_id)
+            running, waiting = await pipe.execute()
+        return running is not None or waiting is not None
+
+    async def _fail(self, task_id: str, reason: str) -> bool:
+        now = self.clock()
+
+        def mutate(task: Task) -> Task | None:
+            if task.status.is_terminal:
+                return None
+            return msgspec.structs.replace(
+                task, status=TaskStatus.FAILURE, fail_reason=reason, progress="", finish_time=now
+            )
+
+        try:
+            update = await self.store.update(task_id, mutate)
+        except InvalidTransition:
+            return False
+        return update.changed
