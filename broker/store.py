@@ -183,13 +183,18 @@ class TaskStore:
     async def create(self, task: Task) -> Task:
         """Store a new task (revision 1) and announce it on the changes stream."""
         task = msgspec.structs.replace(task, revision=1)
-        ok = await self._cas(
-            keys=[keys.task_record(task.id)],
-            args=["-1", 1, encode_task(task), self.retention_ms],
-        )
+        # One round trip: on an id clash the announcement is spurious but harmless (consumers
+        # re-read the record they are told about).
+        async with self.redis.pipeline(transaction=False) as pipe:
+            await self._cas(
+                keys=[keys.task_record(task.id)],
+                args=["-1", 1, encode_task(task), self.retention_ms],
+                client=pipe,
+            )
+            self._announce_in(pipe, task)
+            ok, _ = await pipe.execute()
         if not ok:
             raise ValueError(f"task {task.id} already exists")
-        await self._announce(task)
         return task
 
     async def delete(self, task_id: str) -> None:
@@ -239,7 +244,11 @@ class TaskStore:
         return await self.update(task_id, mutate)
 
     async def _announce(self, task: Task) -> None:
-        await self.redis.xadd(
+        await self._announce_in(self.redis, task)
+
+    @staticmethod
+    def _announce_in(client: Any, task: Task) -> Any:
+        return client.xadd(
             CHANGES_STREAM,
             {"id": task.id, "rev": task.revision},
             maxlen=_CHANGES_MAXLEN,
@@ -249,7 +258,7 @@ class TaskStore:
     # -- indexes from Discord ids to tasks (matching events) ------------------------------------
 
     async def index(self, kind: str, value: str, task_id: str) -> None:
-        """Remember that Discord id `value` (a nonce, message id, interaction id or job hash) is `task_id`'s."""
+        """Remember that Discord id `value` (nonce, message or interaction id, job hash) is `task_id`'s."""
         await self.redis.set(keys.lookup(kind, value), task_id, px=self.retention_ms)
 
     async def find(self, kind: str, value: str) -> str | None:

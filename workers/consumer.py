@@ -5,9 +5,11 @@ process, hands each batch to a handler and ``XACK``s it only after the handler r
 is never lost: entries left pending by a killed process are taken over with ``XAUTOCLAIM`` once they
 have been idle for `claim_idle_ms` (at start, then periodically).
 
-`EventHandler` is the handler of the gateway-event stream: events of one account are applied in
-stream order (so a task's events keep their order within a process), different accounts run
-concurrently.
+`EventHandler` is the handler of the gateway-event stream: events about one Discord message (or
+one interaction nonce) are applied in stream order, so a job's start, progress and edits keep their
+order within a process; different messages run concurrently. Events of one task that arrive under
+different keys (the final message has a new id) may race: the store's compare-and-set and state
+machine make that safe (progress never goes back, a terminal state is final).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
+import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
@@ -130,21 +133,40 @@ class StreamConsumer:
         self.processed += len(entries)
 
 
+class _LaneKey(msgspec.Struct):
+    id: str | None = None
+    nonce: str | None = None
+
+
+_lane_key_decoder = msgspec.json.Decoder(_LaneKey)
+
+
+def lane_of(event: GatewayEvent) -> tuple[str, str]:
+    """The ordering key of an event: its message id, else its interaction nonce."""
+    try:
+        ids = _lane_key_decoder.decode(event.d)
+    except msgspec.DecodeError:
+        return (event.account, "")
+    if event.t.startswith("MESSAGE_"):
+        return (event.account, ids.id or "")
+    return (event.account, ids.nonce or ids.id or "")
+
+
 class EventHandler:
-    """Applies a batch of gateway events: per account in stream order, accounts concurrently."""
+    """Applies a batch of gateway events: per message in stream order, messages concurrently."""
 
     def __init__(self, applier: Applier) -> None:
         self.applier = applier
 
     async def __call__(self, entries: Sequence[Entry]) -> None:
-        lanes: dict[str, list[GatewayEvent]] = {}
+        lanes: dict[tuple[str, str], list[GatewayEvent]] = {}
         for entry_id, fields in entries:
             try:
                 event = decode_event(fields)
             except ValueError as exc:
                 log.warning("dropping event %r: %s", entry_id, exc)
                 continue
-            lanes.setdefault(event.account, []).append(event)
+            lanes.setdefault(lane_of(event), []).append(event)
         if len(lanes) == 1:
             await self._lane(next(iter(lanes.values())))
         else:

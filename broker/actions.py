@@ -1,0 +1,249 @@
+"""Button presses as pure functions: a parent task + a customId -> the child task to run.
+
+The mapping follows midjourney-proxy's `/mj/submit/action` (reference/mj-api.md §5) and the bots'
+customId catalogue (reference/discord-protocol.md §5). Nothing here does I/O; the caller supplies
+the parent, the account's remix switch, the new id and the clock.
+"""
+
+from __future__ import annotations
+
+import re
+
+import msgspec
+
+from broker.errors import ParentNotReady, UnknownCustomId, ValidationFailed
+from broker.models import BotType, Task, TaskAction, TaskProperties, TaskStatus
+
+__all__ = [
+    "MODAL_MASK",
+    "MODAL_PROMPT",
+    "MODAL_ZOOM",
+    "ActionPlan",
+    "build_child",
+    "legacy_custom_id",
+    "numbered_prompts",
+    "parse_simple_change",
+    "plan_action",
+]
+
+#: what /mj/submit/modal must bring for the parked task
+MODAL_PROMPT = "prompt"
+MODAL_ZOOM = "zoom"
+MODAL_MASK = "mask"
+
+_PAN = frozenset({"pan_left", "pan_right", "pan_up", "pan_down"})
+_HD_UPSCALE = re.compile(r"upsample_v\d+(?:r\d+)?_(?:2x|4x)(?:_subtle|_creative)?")
+_KEYCAP = re.compile(r"^\s*([1-9])\ufe0f?\u20e3\s*(.+?)\s*$", re.MULTILINE)
+_SIMPLE_CHANGE = re.compile(r"^\s*(\d{1,32})\s+(?:([UV])([1-4])|(R))\s*$", re.IGNORECASE)
+#: parents whose 🔄 cannot be rerun (midjourney-proxy answers "this task cannot be rerolled")
+_NO_REROLL = frozenset({TaskAction.REROLL, TaskAction.SWAP_FACE})
+#: parents the legacy /change accepts
+_CHANGEABLE = frozenset({TaskAction.IMAGINE, TaskAction.VARIATION, TaskAction.REROLL, TaskAction.BLEND})
+
+
+class ActionPlan(msgspec.Struct, frozen=True, kw_only=True):
+    """What pressing a button will do."""
+
+    action: TaskAction
+    #: which image of the grid (U1..U4, V1..V4); 1 for single-image actions
+    index: int | None = None
+    #: None = runs at once; else what the modal needs ("prompt", "zoom", "mask")
+    modal_kind: str | None = None
+    #: the child's prompt (prefilled into the modal when there is one)
+    prompt: str | None = None
+    #: the ❤️ button: pressed for the user, no task created
+    bookmark: bool = False
+    description: str = ""
+
+
+def numbered_prompts(text: str | None) -> dict[int, str]:
+    """The `1️⃣ ...` lines of a describe or shorten result, by number."""
+    if not text:
+        return {}
+    return {int(m.group(1)): m.group(2) for m in _KEYCAP.finditer(text)}
+
+
+def _base_prompt(parent: Task) -> str | None:
+    # DESCRIBE and SHORTEN keep their text result in finalPrompt: that is not a prompt to rerun.
+    if parent.action in (TaskAction.DESCRIBE, TaskAction.SHORTEN):
+        return parent.prompt
+    return parent.properties.final_prompt or parent.prompt
+
+
+def _int(text: str, low: int, high: int, custom_id: str) -> int:
+    if not text.isdigit() or not low <= int(text) <= high:
+        raise UnknownCustomId(f"unknown customId {custom_id!r}")
+    return int(text)
+
+
+def plan_action(
+    parent: Task,
+    custom_id: str,
+    *,
+    remix: bool,
+    enable_remix: bool = False,
+    require_button: bool = True,
+) -> ActionPlan:
+    """Map `custom_id` pressed on `parent` to the child action.
+
+    :param remix: the account's remix switch for the parent's bot (`niji_remix` for Niji).
+    :param enable_remix: the request's `enableRemix`: force the remix modal (4 when remix is off).
+    :param require_button: the customId must be one of the parent's buttons (the legacy /change
+        builds its customId from the message hash and passes False).
+    Raises `ParentNotReady` unless the parent is SUCCESS, `UnknownCustomId` for anything unknown.
+    """
+    if parent.status != TaskStatus.SUCCESS:
+        raise ParentNotReady(parent.id, parent.status, TaskStatus.SUCCESS)
+    button = next((b for b in parent.buttons if b.custom_id == custom_id), None)
+    if require_button and button is None:
+        raise UnknownCustomId(f"customId {custom_id!r} is not a button of task {parent.id}")
+    if enable_remix and not remix:
+        raise ValidationFailed(f"remix is off for the account of task {parent.id}")
+    remix_kind = MODAL_PROMPT if (remix or enable_remix) else None
+    prompt = _base_prompt(parent)
+    parts = custom_id.split("::")
+    head = parts[1] if len(parts) > 1 and parts[0] == "MJ" else ""
+    name = parts[2] if len(parts) > 2 else ""
+    arg = parts[3] if len(parts) > 3 else ""
+
+    def plan(action: TaskAction, index: int | None = 1, modal: str | None = None, **kw: object) -> ActionPlan:
+        text = kw.pop("prompt", prompt)
+        return ActionPlan(
+            action=action,
+            index=index,
+            modal_kind=modal,
+            prompt=text if isinstance(text, str) else None,
+            description=str(kw.pop("description", f"/action {custom_id}")),
+        )
+
+    if button is not None and button.label.strip().lower() == "show details":
+        return plan(TaskAction.SHORTEN, None)
+    if head == "JOB":
+        if name == "upsample":
+            n = _int(arg, 1, 4, custom_id)
+            return plan(TaskAction.UPSCALE, n, description=f"/up {parent.id} U{n}")
+        if name == "variation":
+            n = _int(arg, 1, 4, custom_id)
+            return plan(TaskAction.VARIATION, n, remix_kind, description=f"/up {parent.id} V{n}")
+        if name in ("high_variation", "low_variation"):
+            return plan(TaskAction.VARIATION, 1, remix_kind)
+        if name == "reroll":
+            if parent.action in _NO_REROLL:
+                raise ValidationFailed(f"task {parent.id} ({parent.action}) cannot be rerolled")
+            action = TaskAction.IMAGINE if parent.action == TaskAction.UPSCALE else parent.action
+            return plan(action, None, remix_kind, description=f"/up {parent.id} R")
+        if name in _PAN:
+            return plan(TaskAction.PAN, 1, remix_kind)
+        if _HD_UPSCALE.fullmatch(name):
+            return plan(TaskAction.UPSCALE, 1)
+    elif head == "Outpaint" and name in ("50", "75"):
+        return plan(TaskAction.ZOOM, 1)
+    elif head == "CustomZoom":
+        return plan(TaskAction.ZOOM, 1, MODAL_ZOOM)
+    elif head == "Inpaint":
+        return plan(TaskAction.VARIATION, 1, MODAL_MASK)
+    elif head == "Job" and name == "PicReader" and arg != "all":
+        n = _int(arg, 1, 4, custom_id)
+        return plan(
+            TaskAction.IMAGINE,
+            n,
+            MODAL_PROMPT,
+            prompt=numbered_prompts(parent.properties.final_prompt).get(n),
+        )
+    elif head == "Picread" and name == "Retry":
+        return plan(TaskAction.DESCRIBE, None)
+    elif head == "Job" and name == "PromptAnalyzer":
+        if arg.lower() in ("showdetails", "show_details"):
+            return plan(TaskAction.SHORTEN, None)
+        n = _int(arg, 1, 5, custom_id)
+        return plan(
+            TaskAction.IMAGINE,
+            n,
+            MODAL_PROMPT,
+            prompt=numbered_prompts(parent.properties.final_prompt).get(n),
+        )
+    elif head == "BOOKMARK":
+        # ❤️ only marks the image on Midjourney's side: midjourney-proxy presses it and answers 1 with the
+        # parent's id; no task is created, so there is nothing to follow.
+        return ActionPlan(action=parent.action, bookmark=True, description=f"/action {custom_id}")
+    raise UnknownCustomId(f"unknown customId {custom_id!r}")
+
+
+def build_child(
+    parent: Task,
+    plan: ActionPlan,
+    *,
+    task_id: str,
+    now: int,
+    custom_id: str,
+    state: str | None,
+    notify_hook: str | None,
+    api_key_name: str | None = None,
+) -> Task:
+    """The new task for `plan`: status MODAL when it waits for /modal, else NOT_START."""
+    props = parent.properties
+    return Task(
+        id=task_id,
+        action=plan.action,
+        status=TaskStatus.MODAL if plan.modal_kind else TaskStatus.NOT_START,
+        prompt=plan.prompt,
+        prompt_en=plan.prompt,
+        description=plan.description,
+        state=state,
+        submit_time=now,
+        properties=TaskProperties(
+            discord_instance_id=props.discord_instance_id,
+            notify_hook=notify_hook,
+            referenced_message_id=props.message_id,
+            flags=props.flags,
+            message_hash=props.message_hash,
+            custom_id=custom_id,
+            modal_kind=plan.modal_kind,
+            index=plan.index,
+            bot_type=parent.bot_type.value,
+        ),
+        bot_type=parent.bot_type,
+        custom_id=custom_id,
+        parent_id=parent.id,
+        mode=parent.mode,
+        instance_id=parent.instance_id,
+        api_key_name=api_key_name,
+    )
+
+
+def legacy_custom_id(parent: Task, action: str, index: int | None) -> str:
+    """The customId the legacy /change (`UPSCALE|VARIATION|REROLL`, index) means on `parent`.
+
+    The parent's own button is used when it has one; else the id is built from the message hash.
+    """
+    if parent.action not in _CHANGEABLE:
+        raise ValidationFailed(f"task {parent.id} ({parent.action}) does not support {action}")
+    if action == "REROLL":
+        prefix, suffix = "MJ::JOB::reroll::0::", "::SOLO"
+    else:
+        if index is None or not 1 <= index <= 4:
+            raise ValidationFailed("index must be 1 to 4")
+        kind = "upsample" if action == "UPSCALE" else "variation"
+        prefix, suffix = f"MJ::JOB::{kind}::{index}::", ""
+    for button in parent.buttons:
+        if button.custom_id.startswith(prefix):
+            return button.custom_id
+    if not parent.properties.message_hash:
+        raise ValidationFailed(f"task {parent.id} has no message hash to build {action} from")
+    return f"{prefix}{parent.properties.message_hash}{suffix}"
+
+
+def parse_simple_change(content: str) -> tuple[str, str, int | None]:
+    """`"<taskId> U2"` -> (taskId, "UPSCALE", 2); V1-4 -> VARIATION; R -> REROLL."""
+    match = _SIMPLE_CHANGE.match(content)
+    if match is None:
+        raise ValidationFailed("content must look like '<taskId> U1' (U1-4, V1-4 or R)")
+    task_id, letter, digit, reroll = match.groups()
+    if reroll:
+        return task_id, "REROLL", None
+    return task_id, "UPSCALE" if letter.upper() == "U" else "VARIATION", int(digit)
+
+
+def remix_for(bot_type: BotType, *, remix: bool, niji_remix: bool) -> bool:
+    """The account's remix switch that applies to a task of `bot_type`."""
+    return niji_remix if bot_type == BotType.NIJI_JOURNEY else remix

@@ -1,0 +1,337 @@
+"""Account choice and the atomic admit: 1 started, 22 queued, 23 queue full, 3 no usable account.
+
+The pure half (banned words, speed modes, which accounts may take a task and in what order) has no
+I/O; `Admitter` adds the Redis reads (live account status, loads) and the one atomic admission step
+of `TaskStore.create_and_admit`.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+
+import msgspec
+
+from broker import keys
+from broker.config import Account, Settings
+from broker.errors import BannedPrompt, NoAccount, QueueFull
+from broker.models import BotType, SpeedMode, Task, TaskStatus
+from broker.store import Admission, TaskStore
+
+__all__ = [
+    "AccountFilter",
+    "Admitted",
+    "Admitter",
+    "BannedWords",
+    "IdSource",
+    "candidates",
+    "modes_in_prompt",
+    "order_by_load",
+    "usable_status",
+]
+
+log = logging.getLogger(__name__)
+
+#: values of the `state` field of `keys.account_status(id)` that keep an account out of the choice
+_UNUSABLE = frozenset({"DISABLED", "PAUSED"})
+#: how long a process trusts an account status it read (the bridge's writes show up after at most this)
+STATUS_TTL_SECONDS = 1.0
+_MODE_FLAG = re.compile(r"(?<!\S)--(fast|relax|turbo)(?!\S)", re.IGNORECASE)
+
+
+class AccountFilter(msgspec.Struct, kw_only=True, rename="camel"):
+    """midjourney-proxy's `accountFilter`: which accounts may take the task."""
+
+    #: pin to one account (its config id or its channel id)
+    instance_id: str | None = None
+    #: speed modes in priority order
+    modes: list[SpeedMode] | None = None
+    remix: bool | None = None
+    niji_remix: bool | None = None
+    remix_auto_considered: bool | None = None
+    remark: str | None = None
+
+
+class BannedWords:
+    """Whole-word, case-insensitive matcher, compiled once per settings."""
+
+    def __init__(self, words: Iterable[str]) -> None:
+        cleaned = sorted({w.strip() for w in words if w.strip()}, key=len, reverse=True)
+        self._pattern = (
+            re.compile("|".join(rf"(?<!\w){re.escape(w)}(?!\w)" for w in cleaned), re.IGNORECASE)
+            if cleaned
+            else None
+        )
+
+    def find(self, text: str | None) -> str | None:
+        """The first banned word in `text` (as the text spells it), or None."""
+        if self._pattern is None or not text:
+            return None
+        match = self._pattern.search(text)
+        return match.group(0) if match else None
+
+    def check(self, prompt_en: str | None) -> None:
+        word = self.find(prompt_en)
+        if word is not None:
+            raise BannedPrompt(prompt_en or "", word)
+
+
+def modes_in_prompt(prompt: str | None) -> list[SpeedMode]:
+    """`--fast`, `--relax`, `--turbo` flags of a prompt, in order."""
+    if not prompt or "--" not in prompt:
+        return []
+    return [SpeedMode(m.group(1).upper()) for m in _MODE_FLAG.finditer(prompt)]
+
+
+def wanted_modes(prefix: SpeedMode | None, flt: AccountFilter | None, prompt: str | None) -> list[SpeedMode]:
+    """Requested speed modes, first = preferred: the URL prefix, then accountFilter.modes, then the prompt."""
+    out: list[SpeedMode] = []
+    for mode in [prefix, *((flt.modes or []) if flt else []), *modes_in_prompt(prompt)]:
+        if mode is not None and mode not in out:
+            out.append(mode)
+    return out
+
+
+def usable_status(state: bytes | str | None) -> bool:
+    if state is None:
+        return True
+    text = state.decode() if isinstance(state, bytes) else state
+    return text.upper() not in _UNUSABLE
+
+
+def candidates(
+    accounts: Sequence[Account],
+    *,
+    bot_type: BotType,
+    account_filter: AccountFilter | None,
+    modes: Sequence[SpeedMode],
+) -> list[Account]:
+    """Enabled accounts that have the bot and match the filter and at least one wanted mode."""
+    flt = account_filter or AccountFilter()
+    out = []
+    for account in accounts:
+        if not account.enabled or bot_type not in account.bots:
+            continue
+        if flt.instance_id and flt.instance_id not in (account.id, account.channel_id):
+            continue
+        if flt.remark and flt.remark != account.remark:
+            continue
+        if flt.remix is not None and flt.remix != account.remix:
+            continue
+        if flt.niji_remix is not None and flt.niji_remix != account.niji_remix:
+            continue
+        if modes and not any(m in account.modes for m in modes):
+            continue
+        out.append(account)
+    return out
+
+
+def order_by_load(
+    accounts: Sequence[Account], loads: Mapping[str, tuple[int, int]], modes: Sequence[SpeedMode] = ()
+) -> list[Account]:
+    """Accounts with the preferred mode first, then least loaded (running + waiting); stable on ties."""
+
+    def rank(account: Account) -> tuple[int, int]:
+        mode_rank = next((i for i, m in enumerate(modes) if m in account.modes), len(modes))
+        running, waiting = loads.get(account.id, (0, 0))
+        return mode_rank, running + waiting
+
+    return sorted(accounts, key=rank)
+
+
+class IdSource:
+    """16-digit task ids: epoch ms + 3 random digits, never repeated within one process and ms.
+
+    Other processes may still pick the same id; `TaskStore.create` refuses a clash and the caller
+    draws again.
+    """
+
+    def __init__(self, clock: Callable[[], int] | None = None) -> None:
+        self._clock = clock or (lambda: int(time.time() * 1000))
+        self._ms = 0
+        self._used: set[int] = set()
+
+    def __call__(self) -> str:
+        now = self._clock()
+        if now > self._ms:
+            self._ms, self._used = now, set()
+        if len(self._used) >= 1000:
+            # a thousand ids in one millisecond: borrow the next one
+            self._ms, self._used = self._ms + 1, set()
+        while True:
+            suffix = random.randrange(1000)
+            if suffix not in self._used:
+                self._used.add(suffix)
+                return f"{self._ms}{suffix:03d}"
+
+
+class Admitted(msgspec.Struct, frozen=True):
+    """What admission did with a task: `code` 1/21/22, queue `position` (1-based) for 22."""
+
+    task: Task
+    code: int
+    position: int
+    account: Account
+
+
+def _mode_for(account: Account, modes: Sequence[SpeedMode]) -> SpeedMode | None:
+    return next((m for m in modes if m in account.modes), None)
+
+
+class Admitter:
+    """Chooses the account and admits atomically.
+
+    :param store: the task store.
+    :param settings: the settings in force (accounts, banned words).
+    :param ids: the task id source.
+    :param status_ttl: seconds an account status read from Redis is trusted (0 = read every time).
+    """
+
+    def __init__(
+        self,
+        store: TaskStore,
+        settings: Settings,
+        *,
+        ids: IdSource | None = None,
+        status_ttl: float = STATUS_TTL_SECONDS,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.banned = BannedWords(settings.banned_words)
+        self.new_id = ids or IdSource()
+        self._accounts = {a.id: a for a in settings.accounts}
+        self.status_ttl = status_ttl
+        self._status_cache: dict[str, tuple[float, bytes | None]] = {}
+
+    async def _statuses(self, accounts: Sequence[Account]) -> list[bytes | None]:
+        """The `state` of each account's live status hash, cached for `status_ttl` seconds.
+
+        The cache saves one Redis round trip per submit (a quarter of them); a pause written by the
+        bridge is seen within `status_ttl`, and the bridge requeues whatever reaches a paused account.
+        """
+        now = time.monotonic()
+        cache = self._status_cache
+        hits = [cache.get(a.id) for a in accounts]
+        if all(hit is not None and hit[0] > now for hit in hits):
+            return [hit[1] for hit in hits if hit is not None]
+        async with self.store.redis.pipeline(transaction=False) as pipe:
+            for account in accounts:
+                pipe.hget(keys.account_status(account.id), "state")
+            found: list[bytes | None] = await pipe.execute()
+        for account, state in zip(accounts, found, strict=True):
+            cache[account.id] = (now + self.status_ttl, state)
+        return found
+
+    async def choose(
+        self,
+        *,
+        bot_type: BotType,
+        account_filter: AccountFilter | None = None,
+        modes: Sequence[SpeedMode] = (),
+    ) -> list[Account]:
+        """Usable accounts for a new task, best first; raises `NoAccount` when there is none."""
+        found = candidates(
+            self.settings.accounts, bot_type=bot_type, account_filter=account_filter, modes=modes
+        )
+        if found:
+            found = [a for a, s in zip(found, await self._statuses(found), strict=True) if usable_status(s)]
+        if not found:
+            raise NoAccount(f"no usable account for {bot_type}" + (f" in mode {modes[0]}" if modes else ""))
+        if len(found) > 1:
+            found = order_by_load(found, await self.store.loads([a.id for a in found]), modes)
+        return found
+
+    async def account_of(self, task: Task) -> Account:
+        """The account a follow-up must use (its parent's); `NoAccount` when it is gone or down."""
+        account = self._accounts.get(task.instance_id or "")
+        if account is None or not account.enabled:
+            raise NoAccount(f"account {task.instance_id!r} of task {task.id} is not available")
+        (state,) = await self._statuses([account])
+        if not usable_status(state):
+            raise NoAccount(f"account {account.id!r} is {state.decode() if state else 'down'}")
+        return account
+
+    async def submit(
+        self,
+        task: Task,
+        *,
+        blobs: Mapping[str, bytes] | None = None,
+        account_filter: AccountFilter | None = None,
+        modes: Sequence[SpeedMode] = (),
+    ) -> Admitted:
+        """Admit a new task on the best account that has room (1/22); `QueueFull` when none has."""
+        self.banned.check(task.prompt_en)
+        accounts = await self.choose(bot_type=task.bot_type, account_filter=account_filter, modes=modes)
+        task = await self._put_blobs(task, blobs)
+        last: Account | None = None
+        for account in accounts:
+            last = account
+            placed = _place(task, account, _mode_for(account, modes) or task.mode)
+            stored, admission = await self._create_and_admit(placed, account, blobs)
+            if admission.code != 23:
+                return Admitted(stored, admission.code, admission.position, account)
+            task = msgspec.structs.replace(task, id=stored.id, description=stored.description)
+        await self._drop_blobs(task, blobs)
+        raise QueueFull(last.channel_id if last else None)
+
+    async def submit_followup(self, task: Task, *, account: Account) -> Admitted:
+        """Admit an action child on its parent's account (1/22), or park it in MODAL (21)."""
+        if task.status == TaskStatus.MODAL:
+            stored = await self._create(task)
+            return Admitted(stored, 21, 0, account)
+        stored, admission = await self._create_and_admit(task, account)
+        if admission.code == 23:
+            raise QueueFull(account.channel_id)
+        return Admitted(stored, admission.code, admission.position, account)
+
+    async def admit_existing(self, task: Task, *, account: Account) -> Admission:
+        """Admit a task already stored (a modal that was just answered)."""
+        return await self.store.admit(
+            account.id, task.id, core_size=account.core_size, queue_size=account.queue_size
+        )
+
+    async def _create(self, task: Task) -> Task:
+        while True:
+            try:
+                return await self.store.create(task)
+            except ValueError:
+                task = _renamed(task, self.new_id())
+
+    async def _create_and_admit(
+        self, task: Task, account: Account, blobs: Mapping[str, bytes] | None = None
+    ) -> tuple[Task, Admission]:
+        while True:
+            try:
+                return await self.store.create_and_admit(
+                    task, account.id, core_size=account.core_size, queue_size=account.queue_size
+                )
+            except ValueError:
+                # another process drew the same id in the same millisecond: draw again
+                task = await self._put_blobs(_renamed(task, self.new_id()), blobs)
+
+    async def _put_blobs(self, task: Task, blobs: Mapping[str, bytes] | None) -> Task:
+        if not blobs:
+            return task
+        # Blobs go in before the record so a bridge never sees a task without its images; the id is
+        # checked free first so they cannot land on someone else's task.
+        while await self.store.redis.exists(keys.task_record(task.id)):
+            task = _renamed(task, self.new_id())
+        await self.store.put_blobs(task.id, dict(blobs))
+        return task
+
+    async def _drop_blobs(self, task: Task, blobs: Mapping[str, bytes] | None) -> None:
+        if blobs:
+            await self.store.redis.delete(*(keys.task_blob(task.id, name) for name in blobs))
+
+
+def _place(task: Task, account: Account, mode: SpeedMode | None) -> Task:
+    props = msgspec.structs.replace(task.properties, discord_instance_id=account.channel_id)
+    return msgspec.structs.replace(task, instance_id=account.id, properties=props, mode=mode)
+
+
+def _renamed(task: Task, new_id: str) -> Task:
+    description = task.description.replace(task.id, new_id) if task.description else None
+    return msgspec.structs.replace(task, id=new_id, description=description)

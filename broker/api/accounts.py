@@ -1,0 +1,76 @@
+"""`/mj/account/*`: the configured accounts with their live status; never their tokens."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request, Response, get
+
+from broker import keys
+from broker.api.context import ApiContext, context_of
+from broker.api.paths import route_paths
+from broker.api.types import AccountView
+from broker.config import Account
+
+__all__ = ["ACCOUNT_HANDLERS"]
+
+AnyRequest = Request[Any, Any, Any]
+
+
+async def _views(ctx: ApiContext, accounts: list[Account]) -> list[AccountView]:
+    if not accounts:
+        return []
+    async with ctx.redis.pipeline(transaction=False) as pipe:
+        for account in accounts:
+            pipe.hmget(keys.account_status(account.id), ["state", "reason"])
+            pipe.zcard(keys.account_running(account.id))
+            pipe.zcard(keys.account_waiting(account.id))
+        rows: list[Any] = await pipe.execute()
+    views = []
+    for i, a in enumerate(accounts):
+        (state, reason), running, waiting = rows[3 * i], rows[3 * i + 1], rows[3 * i + 2]
+        views.append(
+            AccountView(
+                id=a.id,
+                guild_id=a.guild_id,
+                channel_id=a.channel_id,
+                user_agent=a.user_agent,
+                enable=a.enabled,
+                core_size=a.core_size,
+                queue_size=a.queue_size,
+                timeout_minutes=a.timeout_minutes,
+                properties={
+                    "modes": [str(m) for m in a.modes],
+                    "remix": a.remix,
+                    "nijiRemix": a.niji_remix,
+                    "bots": [str(b) for b in a.bots],
+                    "remark": a.remark,
+                    "weight": a.weight,
+                },
+                status=state.decode() if state else None,
+                status_reason=reason.decode() if reason else None,
+                running=int(running),
+                waiting=int(waiting),
+            )
+        )
+    return views
+
+
+@get(route_paths("/mj/account/list"), summary="All configured accounts")
+async def account_list(request: AnyRequest) -> list[AccountView]:
+    ctx = context_of(request)
+    return await _views(ctx, list(ctx.settings.accounts))
+
+
+@get(route_paths("/mj/account/{account_id:str}/fetch"), summary="One account by id or channel id")
+async def account_fetch(request: AnyRequest, account_id: str) -> Response[AccountView]:
+    ctx = context_of(request)
+    found = [a for a in ctx.settings.accounts if account_id in (a.id, a.channel_id)][:1]
+    views = await _views(ctx, found)
+    if not views:
+        # like the Java original: HTTP 200 and an empty body
+        return Response(b"", media_type="application/json")  # type: ignore[arg-type]
+    return Response(views[0])
+
+
+ACCOUNT_HANDLERS = [account_list, account_fetch]

@@ -1,0 +1,100 @@
+"""The litestar application: `create_app(settings)` is the ASGI factory granian serves."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from litestar import Litestar
+from litestar.datastructures import State
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme
+
+from broker.api.accounts import ACCOUNT_HANDLERS
+from broker.api.auth import door_middleware
+from broker.api.context import ApiContext
+from broker.api.errors import EXCEPTION_HANDLERS
+from broker.api.submit import SUBMIT_HANDLERS
+from broker.api.tasks import TASK_HANDLERS
+from broker.config import Settings, load_settings
+from broker.redis_server import connect
+
+__all__ = ["RedactSecrets", "create_app"]
+
+log = logging.getLogger(__name__)
+
+
+class RedactSecrets(logging.Filter):
+    """Replaces any configured secret in a log record by `***` (defence in depth: none should be there)."""
+
+    def __init__(self, secrets: Sequence[str]) -> None:
+        super().__init__()
+        self.secrets = [s for s in secrets if len(s) >= 4]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self.secrets:
+            return True
+        text = record.getMessage()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        exc_text = record.exc_text or ""
+        if any(s in text or s in exc_text for s in self.secrets):
+            for secret in self.secrets:
+                text = text.replace(secret, "***")
+                exc_text = exc_text.replace(secret, "***")
+            record.msg, record.args, record.exc_text = text, None, exc_text or None
+        return True
+
+
+def _setup_logging(settings: Settings) -> None:
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    redact = RedactSecrets(settings.secrets())
+    for handler in root.handlers:
+        if not any(isinstance(f, RedactSecrets) for f in handler.filters):
+            handler.addFilter(redact)
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    """Build the app; Redis is connected at startup and closed at shutdown.
+
+    :param settings: the settings to serve; None reads `load_settings()` (MJBROKER_CONFIG or ./config.yaml).
+    """
+    settings = settings if settings is not None else load_settings()
+    _setup_logging(settings)
+    ctx = ApiContext(settings)
+    if not settings.api_keys:
+        log.warning("no api_keys configured: the API is open to anyone who can reach it")
+
+    async def startup() -> None:
+        ctx.open(connect(settings.redis_url))
+
+    async def shutdown() -> None:
+        await ctx.close()
+
+    return Litestar(
+        route_handlers=[*SUBMIT_HANDLERS, *TASK_HANDLERS, *ACCOUNT_HANDLERS],
+        on_startup=[startup],
+        on_shutdown=[shutdown],
+        middleware=[door_middleware(settings.api_keys, settings.server.cors_origins)],
+        exception_handlers=EXCEPTION_HANDLERS,
+        request_max_body_size=settings.server.max_body_bytes,
+        openapi_config=OpenAPIConfig(
+            title="mjbroker",
+            version="0.1.0",
+            description="midjourney-proxy compatible task broker",
+            path="/schema",
+            components=Components(
+                security_schemes={
+                    "apiSecret": SecurityScheme(
+                        type="apiKey", name="mj-api-secret", security_scheme_in="header"
+                    )
+                }
+            ),
+            security=[{"apiSecret": []}],
+        ),
+        state=State({"ctx": ctx}),
+        logging_config=None,
+        debug=False,
+    )

@@ -1,0 +1,68 @@
+"""What the route handlers share in one web process: settings, the Redis client, store, admitter."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, cast
+
+import redis.asyncio as aioredis
+from litestar import Request
+
+from broker.admission import STATUS_TTL_SECONDS, Admitter
+from broker.config import Settings
+from broker.store import TaskStore
+
+__all__ = ["ApiContext", "context_of"]
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class ApiContext:
+    """Built once per process by `create_app`; Redis is connected in the app's startup hook."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.clock = _now_ms
+        self._redis: aioredis.Redis | None = None
+        self._store: TaskStore | None = None
+        self._admitter: Admitter | None = None
+
+    def open(self, redis: aioredis.Redis) -> None:
+        self._redis = redis
+        self._store = TaskStore(redis, retention_seconds=self.settings.tasks.retention_days * 86400)
+        # MJBROKER_STATUS_TTL_SECONDS: how long an account status read is trusted (tests use 0)
+        ttl = float(os.environ.get("MJBROKER_STATUS_TTL_SECONDS", STATUS_TTL_SECONDS))
+        self._admitter = Admitter(self._store, self.settings, status_ttl=ttl)
+
+    async def close(self) -> None:
+        if self._redis is not None:
+            await self._redis.aclose()
+        self._redis = self._store = self._admitter = None
+
+    @property
+    def redis(self) -> aioredis.Redis:
+        assert self._redis is not None, "the app has not started"
+        return self._redis
+
+    @property
+    def store(self) -> TaskStore:
+        assert self._store is not None, "the app has not started"
+        return self._store
+
+    @property
+    def admitter(self) -> Admitter:
+        assert self._admitter is not None, "the app has not started"
+        return self._admitter
+
+
+def context_of(request: Request[Any, Any, Any]) -> ApiContext:
+    return cast(ApiContext, request.app.state.ctx)
+
+
+def api_key_name(request: Request[Any, Any, Any]) -> str | None:
+    """Name of the api key the request authenticated with (set by the auth middleware)."""
+    name = cast(dict[str, Any], request.scope).get("mjb_key")
+    return name if isinstance(name, str) else None

@@ -1,0 +1,101 @@
+"""Synchronous calls from a web process to the bridge that holds an account (web half + wire Structs).
+
+Protocol (Redis only; web and bridge never talk directly):
+
+1. web builds a `BridgeCall` with a fresh `id`. For `kind="upload"` it first stores the images as
+   blobs under the throwaway task id `call.id` (`TaskStore.put_blobs(call.id, {"0.png": ...})`) and
+   lists their names in `blob_names`; for `kind="seed"` it sets `task_id` (a SUCCESS task with a
+   `messageHash`).
+2. web LPUSHes the msgspec-JSON of the call on `keys.bridge_rpc(account_id)` and BLPOPs
+   `keys.bridge_rpc_reply(call.id)` for at most the call's timeout (30 s upload, 60 s seed).
+3. the bridge holding the account BRPOPs its rpc list, drops a call whose `deadline_ms` (epoch ms)
+   has passed (nobody waits for it any more), runs it, and LPUSHes one `BridgeReply` JSON on
+   `keys.bridge_rpc_reply(call.id)` with a short expiry (e.g. 60 s):
+   upload -> `result` = the attachment URLs in `blob_names` order; seed -> `result` = the seed string.
+   On failure `ok=False` and `error` says why in plain words (never a token).
+4. A timeout means no bridge holds the account or it is stuck: web answers code 9
+   ("no bridge answered for account X").
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Literal
+
+import msgspec
+import redis.asyncio as aioredis
+
+from broker import keys
+from broker.errors import BridgeUnavailable
+
+__all__ = ["BridgeCall", "BridgeReply", "call_bridge", "new_call"]
+
+UPLOAD_TIMEOUT_SECONDS = 30.0
+SEED_TIMEOUT_SECONDS = 60.0
+
+
+class BridgeCall(msgspec.Struct, kw_only=True):
+    """A request from web to the bridge holding an account."""
+
+    id: str
+    kind: Literal["upload", "seed"]
+    task_id: str | None = None
+    blob_names: list[str] = msgspec.field(default_factory=list)
+    #: epoch ms after which nobody waits for the answer
+    deadline_ms: int
+
+
+class BridgeReply(msgspec.Struct, kw_only=True):
+    """The bridge's answer to one `BridgeCall`."""
+
+    id: str
+    ok: bool
+    result: list[str] | str | None = None
+    error: str | None = None
+
+
+_call_encoder = msgspec.json.Encoder()
+_reply_decoder = msgspec.json.Decoder(BridgeReply)
+
+
+def new_call(
+    kind: Literal["upload", "seed"],
+    *,
+    task_id: str | None = None,
+    blob_names: list[str] | None = None,
+    timeout: float | None = None,
+) -> BridgeCall:
+    wait = (
+        timeout
+        if timeout is not None
+        else (UPLOAD_TIMEOUT_SECONDS if kind == "upload" else SEED_TIMEOUT_SECONDS)
+    )
+    return BridgeCall(
+        id=f"rpc{secrets.token_hex(8)}",
+        kind=kind,
+        task_id=task_id,
+        blob_names=blob_names or [],
+        deadline_ms=int((time.time() + wait) * 1000),
+    )
+
+
+async def call_bridge(redis: aioredis.Redis, account_id: str, call: BridgeCall) -> list[str] | str | None:
+    """Send `call` to the bridge holding `account_id` and wait for its reply until the deadline.
+
+    Raises `BridgeUnavailable` (code 9) on timeout or when the bridge reports a failure.
+    """
+    await redis.lpush(keys.bridge_rpc(account_id), _call_encoder.encode(call))
+    wait = max(1, round(call.deadline_ms / 1000 - time.time()))
+    popped = await redis.blpop([keys.bridge_rpc_reply(call.id)], timeout=wait)
+    if popped is None:
+        raise BridgeUnavailable(f"no bridge answered for account {account_id} within {wait}s")
+    try:
+        reply = _reply_decoder.decode(popped[1])
+    except msgspec.DecodeError as exc:
+        raise BridgeUnavailable(f"the bridge for account {account_id} sent an unreadable reply") from exc
+    if not reply.ok:
+        raise BridgeUnavailable(
+            f"the bridge for account {account_id} failed: {reply.error or 'no reason given'}"
+        )
+    return reply.result

@@ -1,0 +1,63 @@
+"""config.yaml -> Settings: defaults, ${VAR} expansion, one-line errors, the shipped file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from broker.config import ConfigError, load_settings, parse_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_shipped_config_loads_with_two_demo_accounts() -> None:
+    settings = load_settings(ROOT / "config.yaml", environ={})
+    assert [a.id for a in settings.accounts] == ["a1", "a2"]
+    assert settings.discord.rest_url == "http://127.0.0.1:8081/api/v9"
+    assert not settings.api_keys
+
+
+def test_env_references_are_expanded() -> None:
+    doc = {"api_keys": [{"name": "k", "secret": "${MY_SECRET}"}]}
+    assert parse_settings(doc, {"MY_SECRET": "s3"}).api_keys[0].secret == "s3"
+
+
+@pytest.mark.parametrize(
+    ("doc", "env", "message"),
+    [
+        (
+            {"api_keys": [{"name": "k", "secret": "${NOPE}"}]},
+            {},
+            "api_keys[0].secret: environment variable NOPE",
+        ),
+        (
+            {"accounts": [{"id": "a", "guild_id": 1, "channel_id": 2, "token": "t", "core_size": "x"}]},
+            {},
+            "accounts[0].core_size",
+        ),
+        (
+            {"accounts": [{"id": "a", "guild_id": 1, "channel_id": 2, "token": "t", "core_size": 0}]},
+            {},
+            "accounts[0].core_size",
+        ),
+        ({"server": {"bogus": 1}}, {}, "server"),
+        ([1, 2], {}, "top level"),
+    ],
+)
+def test_bad_config_fails_in_one_line_with_the_key_path(
+    doc: object, env: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_settings(doc, env)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_unreadable_file_and_bad_yaml(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_settings(tmp_path / "missing.yaml", environ={})
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("accounts: [\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="invalid YAML"):
+        load_settings(bad, environ={})
