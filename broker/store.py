@@ -226,10 +226,17 @@ class TaskStore:
             check_transition(current, proposed)
             revision = int(rev_raw or 0) + 1
             proposed = msgspec.structs.replace(proposed, revision=revision)
-            if await self._cas(
-                keys=[key], args=[rev_raw or b"-1", revision, encode_task(proposed), self.retention_ms]
-            ):
-                await self._announce(proposed)
+            async with self.redis.pipeline(transaction=False) as pipe:
+                await self._cas(
+                    keys=[key],
+                    args=[rev_raw or b"-1", revision, encode_task(proposed), self.retention_ms],
+                    client=pipe,
+                )
+                # Sent with the CAS to save a round trip; when the CAS lost, the extra
+                # announcement only makes consumers re-read the record.
+                self._announce_in(pipe, proposed)
+                written, _ = await pipe.execute()
+            if written:
                 return Update(proposed, True)
 
     async def transition(self, task_id: str, to: TaskStatus, **changes: Any) -> Update:
@@ -242,9 +249,6 @@ class TaskStore:
             return msgspec.structs.replace(task, status=to, **changes)
 
         return await self.update(task_id, mutate)
-
-    async def _announce(self, task: Task) -> None:
-        await self._announce_in(self.redis, task)
 
     @staticmethod
     def _announce_in(client: Any, task: Task) -> Any:

@@ -60,6 +60,8 @@ class Outcome(msgspec.Struct, frozen=True):
     task_id: str | None = None
     changed: bool = False
     matched_by: str | None = None
+    #: the event was about a job but no task was found
+    unmatched: bool = False
 
 
 Handler = Callable[[Task, Change, GatewayEvent], Awaitable[Update | None]]
@@ -84,8 +86,12 @@ class Applier:
             if name.startswith("handle_")
         }
 
-    async def apply(self, event: GatewayEvent) -> Outcome:
-        """Parse, match and apply one event; never raises for bad input or late events."""
+    async def apply(self, event: GatewayEvent, *, last_try: bool = True) -> Outcome:
+        """Parse, match and apply one event; never raises for bad input or late events.
+
+        With ``last_try=False`` an event that matches no task is not counted as unmatched: the
+        caller will try it again (its task may be bound by an event still being applied).
+        """
         try:
             data = msgspec.json.decode(event.d)
         except msgspec.DecodeError:
@@ -97,9 +103,9 @@ class Applier:
             await self._pause_account(event.account, change)
         found = await self.matcher.match(event.account, change)
         if found is None:
-            if change.kind != "ignore":
+            if change.kind != "ignore" and last_try:
                 await self.matcher.count_unmatched(event.account, change)
-            return Outcome(change.kind)
+            return Outcome(change.kind, unmatched=change.kind != "ignore")
         await self._bind(found, change)
         handler = self.handlers[change.kind]
         try:

@@ -5,11 +5,14 @@ process, hands each batch to a handler and ``XACK``s it only after the handler r
 is never lost: entries left pending by a killed process are taken over with ``XAUTOCLAIM`` once they
 have been idle for `claim_idle_ms` (at start, then periodically).
 
-`EventHandler` is the handler of the gateway-event stream: events about one Discord message (or
-one interaction nonce) are applied in stream order, so a job's start, progress and edits keep their
-order within a process; different messages run concurrently. Events of one task that arrive under
-different keys (the final message has a new id) may race: the store's compare-and-set and state
-machine make that safe (progress never goes back, a terminal state is final).
+`EventHandler` is the handler of the gateway-event stream. Events about one Discord message (or one
+interaction nonce) are applied in stream order, different messages concurrently: one account's
+lane alone could not keep up with a busy account. A job's final message has a new id and is found
+through what its start message bound (the prompt, the interaction), so in a backlog (a restarted
+worker) the final may be applied before its start: an event that matches no task is tried again,
+in stream order, once the rest of its batch is applied. Its start is in the same or an earlier
+batch, since the stream is in gateway order. Other races between lanes are safe: the store's
+compare-and-set and state machine keep progress from going back and a terminal state final.
 """
 
 from __future__ import annotations
@@ -138,13 +141,13 @@ class _LaneKey(msgspec.Struct):
     nonce: str | None = None
 
 
-_lane_key_decoder = msgspec.json.Decoder(_LaneKey)
+_lane_key = msgspec.json.Decoder(_LaneKey)
 
 
 def lane_of(event: GatewayEvent) -> tuple[str, str]:
     """The ordering key of an event: its message id, else its interaction nonce."""
     try:
-        ids = _lane_key_decoder.decode(event.d)
+        ids = _lane_key.decode(event.d)
     except msgspec.DecodeError:
         return (event.account, "")
     if event.t.startswith("MESSAGE_"):
@@ -168,19 +171,28 @@ class EventHandler:
                 continue
             lanes.setdefault(lane_of(event), []).append(event)
         if len(lanes) == 1:
-            await self._lane(next(iter(lanes.values())))
+            retry = await self._lane(next(iter(lanes.values())), last_try=False)
         else:
-            await asyncio.gather(*(self._lane(events) for events in lanes.values()))
+            results = await asyncio.gather(*(self._lane(events, last_try=False) for events in lanes.values()))
+            retry = sorted((e for missed in results for e in missed), key=lambda e: e.seq)
+        if retry:
+            await self._lane(retry, last_try=True)
 
-    async def _lane(self, events: list[GatewayEvent]) -> None:
+    async def _lane(self, events: list[GatewayEvent], *, last_try: bool) -> list[GatewayEvent]:
+        """Apply in order; returns the events that matched no task (to try again)."""
+        unmatched: list[GatewayEvent] = []
         for event in events:
             try:
-                await self.applier.apply(event)
+                outcome = await self.applier.apply(event, last_try=last_try)
             except TRANSIENT:
                 raise  # leave the batch pending; it is retried after the claim delay
             except Exception:
                 # A bug or an impossible payload must not block the stream forever.
                 log.exception("event %s #%d of account %s failed", event.t, event.seq, event.account)
+                continue
+            if outcome.unmatched:
+                unmatched.append(event)
+        return unmatched
 
 
 async def stop(task: asyncio.Task[None] | None) -> None:

@@ -102,7 +102,9 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
     return f"sha256={digest}"
 
 
-# KEYS: state, due; ARGV: task id, revision, now ms, ttl ms. Marks a revision wanted, due now.
+# KEYS: state, due; ARGV: task id, revision, now ms, ttl ms, lease until ms (0: do not claim).
+# Marks a revision wanted, due now; returns {code} or, when it also claimed the delivery (the hot
+# path: no due-set scan), {1, wanted, delivered, attempts}.
 _SCHEDULE = """
 local wanted = tonumber(redis.call('HGET', KEYS[1], 'wanted') or '0')
 local rev = tonumber(ARGV[2])
@@ -112,17 +114,22 @@ if rev > wanted then
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 local delivered = tonumber(redis.call('HGET', KEYS[1], 'delivered') or '0')
-if wanted <= delivered then return 0 end
+if wanted <= delivered then return {0} end
 local gave_up = redis.call('HGET', KEYS[1], 'gave_up')
 if gave_up then
-  if tonumber(gave_up) >= wanted then return 0 end
+  if tonumber(gave_up) >= wanted then return {0} end
   redis.call('HDEL', KEYS[1], 'gave_up', 'gave_up_reason', 'gave_up_ms', 'attempts', 'first_failure_ms')
 end
 local lease = tonumber(redis.call('HGET', KEYS[1], 'lease_ms') or '0')
-if lease > tonumber(ARGV[3]) then return 2 end
-if redis.call('HGET', KEYS[1], 'attempts') then return 3 end
+if lease > tonumber(ARGV[3]) then return {2} end
+if redis.call('HGET', KEYS[1], 'attempts') then return {3} end
+if tonumber(ARGV[5]) > 0 then
+  redis.call('ZADD', KEYS[2], ARGV[5], ARGV[1])
+  redis.call('HSET', KEYS[1], 'lease_ms', ARGV[5])
+  return {1, wanted, delivered, 0}
+end
 redis.call('ZADD', KEYS[2], 'LT', ARGV[3], ARGV[1])
-return 1
+return {1}
 """
 
 # KEYS: state, due; ARGV: task id, now ms, lease until ms.
@@ -287,13 +294,23 @@ class HookOutbox:
         self._failed = redis.register_script(_FAILED)
         self._give_up = redis.register_script(_GIVE_UP)
 
-    async def schedule(self, task_id: str, revision: int) -> bool:
-        """Want `revision` delivered; True when the task became due now."""
+    async def schedule(
+        self, task_id: str, revision: int, *, claim_lease_ms: int = 0
+    ) -> tuple[bool, tuple[int, int, int] | None]:
+        """Want `revision` delivered: (due now?, the claimed (wanted, delivered, attempts) or None).
+
+        With `claim_lease_ms`, a delivery that is due now is also leased to the caller at once.
+        """
+        now = self.clock()
         result = await self._schedule(
             keys=[hook_state_key(task_id), DUE_KEY],
-            args=[task_id, revision, self.clock(), self.ttl_ms],
+            args=[task_id, revision, now, self.ttl_ms, now + claim_lease_ms if claim_lease_ms else 0],
         )
-        return int(result) == 1
+        due_now = int(result[0]) == 1
+        if due_now and len(result) == 4:
+            wanted, delivered, attempts = (int(x) for x in result[1:])
+            return True, (wanted, delivered, attempts)
+        return due_now, None
 
     async def due(self, limit: int) -> list[str]:
         rows = await self.redis.zrangebyscore(DUE_KEY, "-inf", self.clock(), start=0, num=limit)
@@ -376,9 +393,24 @@ class HookDeliverer:
         self.sent = 0
 
     async def schedule(self, task_id: str, revision: int) -> None:
-        """Want `revision` delivered and wake the local loop (the due set is the durable backstop)."""
-        if await self.outbox.schedule(task_id, revision):
+        """Want `revision` delivered: start it here at once when possible, else wake the local loop.
+
+        The due set is the durable backstop: whatever is not delivered now is claimed later.
+        """
+        limit = max(self.settings.concurrency, 1)
+        can_start = task_id not in self._inflight and len(self._inflight) < limit
+        due_now, claimed = await self.outbox.schedule(
+            task_id, revision, claim_lease_ms=self.lease_ms if can_start else 0
+        )
+        if claimed is not None and task_id not in self._inflight:
+            self._start(task_id, claimed)
+        elif due_now:
             self.wake.set()
+
+    def _start(self, task_id: str, lease: tuple[int, int, int]) -> None:
+        job = asyncio.create_task(self._deliver(task_id, *lease))
+        self._inflight[task_id] = job
+        job.add_done_callback(self._finished)
 
     async def run(self) -> None:
         """Deliver until cancelled."""
@@ -393,11 +425,9 @@ class HookDeliverer:
                         if task_id in self._inflight or len(self._inflight) >= limit:
                             continue
                         lease = await self.outbox.begin(task_id, self.lease_ms)
-                        if lease is None:
+                        if lease is None or task_id in self._inflight:
                             continue
-                        job = asyncio.create_task(self._deliver(task_id, *lease))
-                        self._inflight[task_id] = job
-                        job.add_done_callback(self._finished)
+                        self._start(task_id, lease)
                 next_due = await self.outbox.next_due_ms()
                 if next_due is not None:
                     delay = min(max((next_due - self.clock()) / 1000, 0.0), 1.0)

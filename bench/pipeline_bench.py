@@ -1,0 +1,174 @@
+"""The whole pipeline through mjsim at speed 0, every process real (tests/e2e_support.Stack).
+
+Figures:
+- tasks_per_s: 10 accounts x core 3, imagines from submit to their SUCCESS hook (target >= 200/s);
+- event_to_hook_p50/p99_ms: from the bridge receiving a job's final MESSAGE_CREATE (the event's `at`)
+  to the SUCCESS hook arriving at the receiver, under a paced load (target p99 < 20 ms);
+- bridge_rss_mb_per_account: one bridge process holding 100 connected accounts (target <= 15 MB).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from e2e_support import Stack  # noqa: E402
+
+from broker import keys  # noqa: E402
+from broker.redis_server import connect  # noqa: E402
+
+THROUGHPUT_TASKS = 1500
+PACED_TASKS = 200
+PACED_RATE = 40.0
+
+
+async def _submit_many(stack: Stack, prompts: list[str], concurrency: int) -> list[str]:
+    sem = asyncio.Semaphore(concurrency)
+    ids: list[str] = []
+
+    async def one(prompt: str) -> None:
+        async with sem:
+            reply = await stack.post(
+                "/mj/submit/imagine", {"prompt": prompt, "notifyHook": stack.hook_url("b")}
+            )
+        if reply["code"] in (1, 22):
+            ids.append(str(reply["result"]))
+
+    await asyncio.gather(*(one(p) for p in prompts))
+    return ids
+
+
+def _success_times(stack: Stack) -> dict[str, float]:
+    done: dict[str, float] = {}
+    for received in stack.receiver.received:
+        try:
+            body = received.task
+        except ValueError:
+            continue
+        if body.get("status") == "SUCCESS":
+            done.setdefault(str(body["id"]), received.at)
+    return done
+
+
+async def _throughput(stack: Stack) -> float:
+    prompts = [f"throughput {i} a tiny watercolor" for i in range(THROUGHPUT_TASKS)]
+    started = time.time()
+    ids = await _submit_many(stack, prompts, 64)
+    wanted = set(ids)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        done = _success_times(stack)
+        if wanted <= done.keys():
+            break
+        await asyncio.sleep(0.1)
+    done = _success_times(stack)
+    finished = [done[i] for i in wanted if i in done]
+    if not finished:
+        return 0.0
+    return len(finished) / (max(finished) - started)
+
+
+async def _event_to_hook(stack: Stack) -> tuple[float, float, int, float]:
+    prompts = {f"paced {i} a small sketch of a bird": "" for i in range(PACED_TASKS)}
+    for prompt in prompts:
+        reply = await stack.post("/mj/submit/imagine", {"prompt": prompt, "notifyHook": stack.hook_url("p")})
+        prompts[prompt] = str(reply["result"])
+        await asyncio.sleep(1 / PACED_RATE)
+    await asyncio.sleep(3)
+    redis = connect(stack.redis.url)
+    try:
+        rows = await redis.xrevrange(keys.EVENTS_STREAM, count=20_000)
+    finally:
+        await redis.aclose()
+    final_at: dict[str, int] = {}
+    to_stream: list[float] = []
+    for entry_id, fields in rows:
+        if fields[b"t"] != b"MESSAGE_CREATE":
+            continue
+        d = msgspec.json.decode(fields[b"d"])
+        if not d.get("components") or not d.get("attachments"):
+            continue
+        content = str(d.get("content", ""))
+        for prompt, task_id in prompts.items():
+            if f"**{prompt}" in content:
+                final_at[task_id] = int(fields[b"at"])
+                # the stream id's first part is Redis's clock (ms) at XADD: the bridge's own share
+                to_stream.append(int(entry_id.split(b"-")[0]) - int(fields[b"at"]))
+    hooks = _success_times(stack)
+    lat = sorted(hooks[t] * 1000 - at for t, at in final_at.items() if t in hooks)
+    if not lat:
+        return 0.0, 0.0, 0, 0.0
+    p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+    to_stream.sort()
+    bridge_p99 = float(to_stream[min(len(to_stream) - 1, int(len(to_stream) * 0.99))]) if to_stream else 0.0
+    return statistics.median(lat), p99, len(lat), bridge_p99
+
+
+async def _pipeline() -> dict[str, Any]:
+    root = Path(tempfile.mkdtemp(prefix="mjb-bench-"))
+    stack = Stack(
+        root,
+        accounts=10,
+        core_size=3,
+        queue_size=1000,
+        timeout_minutes=5,
+        job_seconds=0.0,
+        speed=0.0,
+        progress_steps=1,
+    )
+    await stack.start()
+    try:
+        rate = await _throughput(stack)
+        p50, p99, n, bridge_p99 = await _event_to_hook(stack)
+    finally:
+        await stack.close()
+    return {
+        "tasks_per_s": rate,
+        "event_to_hook_p50_ms": p50,
+        "event_to_hook_p99_ms": p99,
+        "event_to_hook_samples": n,
+        "bridge_event_to_stream_p99_ms": bridge_p99,
+    }
+
+
+async def _rss() -> dict[str, Any]:
+    root = Path(tempfile.mkdtemp(prefix="mjb-bench-rss-"))
+    stack = Stack(root, accounts=100, core_size=3, job_seconds=0.0, speed=0.0)
+    stack.write_config()
+    await stack.receiver.start()
+    stack.redis.start()
+    stack.procs["mjsim"].start()
+    try:
+        await stack._wait_http(stack.sim, "/_sim/health", "mjsim")
+        stack.procs["bridge"].start()
+        await stack.wait_accounts_online(within=120)
+        await asyncio.sleep(2)
+        process = stack.procs["bridge"].process
+        assert process is not None
+        rss = psutil.Process(process.pid).memory_info().rss / 1e6
+    finally:
+        await stack.close()
+    return {"bridge_rss_mb_100_accounts": rss, "bridge_rss_mb_per_account": rss / 100}
+
+
+def run() -> dict[str, Any]:
+    figures = asyncio.run(_pipeline())
+    figures.update(asyncio.run(_rss()))
+    return figures
+
+
+if __name__ == "__main__":
+    for key, value in run().items():
+        print(f"{key}: {value:.3f}" if isinstance(value, float) else f"{key}: {value}")

@@ -1,0 +1,5 @@
+"""`python -m discord_bridge`: run the bridge process."""
+
+from discord_bridge.main import main
+
+main()

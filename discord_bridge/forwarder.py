@@ -1,0 +1,148 @@
+"""Which dispatches go to the workers, and the ordered, batched publisher onto the events stream.
+
+Forwarded, raw: MESSAGE_CREATE/UPDATE written by the Midjourney, Niji or InsightFace bot (author
+or application id) in the account's channel or DM channels, MESSAGE_DELETE in those channels, and
+every INTERACTION_* dispatch of the session (they are session-scoped by nature). Nothing else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import msgspec
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from broker.events import GatewayEvent, publish_many
+from discord_bridge.payloads import BOT_IDS
+
+__all__ = ["INTERACTION_EVENTS", "Forwarder", "Publisher", "is_forwarded"]
+
+log = logging.getLogger(__name__)
+
+INTERACTION_EVENTS = frozenset(
+    {
+        "INTERACTION_CREATE",
+        "INTERACTION_SUCCESS",
+        "INTERACTION_FAILED",
+        "INTERACTION_FAILURE",
+        "INTERACTION_MODAL_CREATE",
+        "INTERACTION_IFRAME_MODAL_CREATE",
+    }
+)
+_MESSAGE_EVENTS = frozenset({"MESSAGE_CREATE", "MESSAGE_UPDATE"})
+
+_encode = msgspec.json.Encoder().encode
+
+
+def is_bot_message(d: Any) -> bool:
+    if not isinstance(d, dict):
+        return False
+    author = d.get("author")
+    if isinstance(author, dict) and str(author.get("id")) in BOT_IDS:
+        return True
+    return str(d.get("application_id")) in BOT_IDS
+
+
+def is_forwarded(t: str, d: Any, channels: Iterable[str] | frozenset[str] | set[str]) -> bool:
+    """Whether dispatch (t, d) of a session watching `channels` goes to the workers."""
+    if t in INTERACTION_EVENTS:
+        return True
+    if t in _MESSAGE_EVENTS:
+        return isinstance(d, dict) and str(d.get("channel_id")) in channels and is_bot_message(d)
+    if t == "MESSAGE_DELETE":
+        return isinstance(d, dict) and str(d.get("channel_id")) in channels
+    return False
+
+
+class Publisher:
+    """Appends events to the stream in arrival order, batching what piled up, retrying on Redis errors.
+
+    One per bridge process; `put` never blocks the gateway reader.
+    """
+
+    def __init__(self, redis: aioredis.Redis, *, batch: int = 500, retry_delay: float = 0.5) -> None:
+        self.redis = redis
+        self._queue: asyncio.Queue[GatewayEvent] = asyncio.Queue()
+        self._batch = batch
+        self._retry_delay = retry_delay
+        self._task: asyncio.Task[None] | None = None
+        self.published = 0
+
+    def put(self, event: GatewayEvent) -> None:
+        self._queue.put_nowait(event)
+
+    @property
+    def pending(self) -> int:
+        return self._queue.qsize()
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="publisher")
+
+    async def flush(self, within: float = 5.0) -> None:
+        """Wait until everything queued so far is on the stream (shutdown)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(within):
+                await self._queue.join()
+
+    async def close(self) -> None:
+        await self.flush()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self._batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            while True:
+                try:
+                    await publish_many(self.redis, batch)
+                    break
+                except (RedisError, OSError) as exc:
+                    # The event is the only copy: keep it until Redis is back.
+                    log.warning("publishing %d events failed (%s); retrying", len(batch), exc)
+                    await asyncio.sleep(self._retry_delay)
+            self.published += len(batch)
+            for _ in batch:
+                self._queue.task_done()
+
+
+class Forwarder:
+    """The dispatch hook of one account: filters and hands events to the publisher.
+
+    :param account_id: config id of the account.
+    :param channels: returns the account's channel ids (guild channel + bot DMs), read on each event.
+    :param sink: where forwarded events go (`Publisher.put`).
+    """
+
+    def __init__(
+        self,
+        account_id: str,
+        *,
+        channels: Callable[[], frozenset[str]],
+        sink: Callable[[GatewayEvent], None],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.account_id = account_id
+        self._channels = channels
+        self._sink = sink
+        self._clock = clock
+        self.forwarded = 0
+
+    def __call__(self, t: str, seq: int, d: Any) -> bool:
+        if not is_forwarded(t, d, self._channels()):
+            return False
+        self._sink(
+            GatewayEvent(account=self.account_id, seq=seq, t=t, d=_encode(d), at=int(self._clock() * 1000))
+        )
+        self.forwarded += 1
+        return True

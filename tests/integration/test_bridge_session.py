@@ -1,0 +1,191 @@
+"""The bridge against mjsim and real Redis: sessions, forwarding, claiming exactly once, errors."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import msgspec
+import pytest
+import redis.asyncio as aioredis
+from bridge_support import (
+    bridge_settings,
+    read_events,
+    running_bridge,
+    submit,
+    wait_online,
+    wait_status,
+    wait_until,
+)
+from mjsim_support import RunningSim, start_mjsim
+
+from broker import keys
+from broker.models import TaskStatus
+from broker.redis_server import EmbeddedRedis
+from broker.store import TaskStore
+from discord_bridge.main import Bridge
+
+MJ = "936929561302675456"
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[RunningSim]:
+    running = await start_mjsim(accounts=2, speed=0, job_seconds=0.2, progress_steps=2)
+    yield running
+    await running.close()
+
+
+@pytest.fixture
+def store(redis: aioredis.Redis) -> TaskStore:
+    return TaskStore(redis, retention_seconds=3600)
+
+
+@pytest.fixture
+async def bridge(
+    sim: RunningSim, redis: aioredis.Redis, redis_server: EmbeddedRedis
+) -> AsyncIterator[Bridge]:
+    settings = bridge_settings(sim, redis_server.url)
+    async with running_bridge(settings, redis) as running:
+        await wait_online(running, ["a0", "a1"])
+        yield running
+
+
+async def _counters(sim: RunningSim) -> dict[str, Any]:
+    return (await sim.counters())["interactions"]
+
+
+async def test_session_reaches_ready_and_forwards_bot_events_with_seq(
+    bridge: Bridge, sim: RunningSim, redis: aioredis.Redis, store: TaskStore
+) -> None:
+    status = await redis.hgetall(keys.account_status("a0"))
+    assert status[b"state"] == b"ONLINE"
+    assert status[b"bridge"].decode() == bridge.bridge_id
+    task, code = await submit(store, "a0", prompt="a red fox in snow")
+    assert code == 1
+    done = await wait_status(store, task.id, [TaskStatus.SUBMITTED])
+    assert done.properties.nonce
+
+    async def final_seen() -> bool:
+        events = await read_events(redis)
+        return any(e.t == "MESSAGE_CREATE" and b"fast)" in e.d and b"red fox" in e.d for e in events)
+
+    await wait_until(final_seen, what="final message forwarded")
+    events = [e for e in await read_events(redis) if e.account == "a0"]
+    kinds = {e.t for e in events}
+    assert {"INTERACTION_CREATE", "INTERACTION_SUCCESS", "MESSAGE_CREATE", "MESSAGE_UPDATE"} <= kinds
+    assert "READY" not in kinds
+    seqs = [e.seq for e in events]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs) and seqs[0] > 1
+    first = msgspec.json.decode(next(e.d for e in events if e.t == "MESSAGE_CREATE"))
+    assert first["author"]["id"] == MJ and first["nonce"] == done.properties.nonce
+    counters = await _counters(sim)
+    assert counters["by_nonce"][done.properties.nonce] == 1
+    assert not counters["duplicate_keys"]
+
+
+async def test_racing_consumers_send_a_task_once(
+    bridge: Bridge, sim: RunningSim, redis: aioredis.Redis, store: TaskStore
+) -> None:
+    runner = bridge.runners["a1"]
+    tasks = [(await submit(store, "a1", prompt=f"race number {i} --v 6"))[0] for i in range(3)]
+    # A second, independent consumer of the same account races the bridge's own.
+    rival_results = await asyncio.gather(*(runner.consumer.start_task(t.id) for t in tasks))
+    for task in tasks:
+        await wait_status(store, task.id, [TaskStatus.SUBMITTED, TaskStatus.IN_PROGRESS, TaskStatus.SUCCESS])
+    await asyncio.sleep(0.5)
+    counters = await _counters(sim)
+    for task in tasks:
+        stored = await store.get(task.id)
+        assert stored is not None and stored.properties.nonce
+        assert counters["by_nonce"].get(stored.properties.nonce) == 1
+    assert not counters["duplicate_keys"]
+    assert sum(counters["by_account"].values()) == 3
+    assert rival_results.count(True) <= 3
+
+
+async def test_task_marked_submitted_before_a_restart_is_not_sent_again(
+    sim: RunningSim, redis: aioredis.Redis, redis_server: EmbeddedRedis, store: TaskStore
+) -> None:
+    task, _ = await submit(store, "a0", prompt="claimed before the crash")
+    # What a bridge that crashed right after its claim leaves behind.
+    await store.transition(task.id, TaskStatus.SUBMITTED, progress="0%")
+    settings = bridge_settings(sim, redis_server.url)
+    async with running_bridge(settings, redis) as bridge:
+        await wait_online(bridge, ["a0"])
+        await asyncio.sleep(1.5)  # several reconcile rounds
+    counters = await _counters(sim)
+    assert counters["total"] == 0
+    stored = await store.get(task.id)
+    assert stored is not None and stored.status == TaskStatus.SUBMITTED
+
+
+async def test_rate_limit_waits_retry_after_then_sends_once(
+    bridge: Bridge, sim: RunningSim, store: TaskStore
+) -> None:
+    account = sim.accounts[0]
+    await sim.fault(account["token"], "rate_limit", count=2, retry_after=0.3)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    task, _ = await submit(store, "a0", prompt="slow down please")
+    done = await wait_status(
+        store, task.id, [TaskStatus.SUBMITTED, TaskStatus.IN_PROGRESS, TaskStatus.SUCCESS]
+    )
+    nonce = done.properties.nonce or ""
+
+    async def received() -> bool:
+        return nonce in (await _counters(sim))["by_nonce"]
+
+    await wait_until(received, what="interaction received after the 429s")
+    # mjsim answers 429 to the next two requests of the account, whichever they are: each waits 0.3 s.
+    assert loop.time() - started >= 0.3
+    assert bridge.runners["a0"].rest.rate_limited >= 1
+    await asyncio.sleep(0.3)
+    assert (await _counters(sim))["by_nonce"][nonce] == 1
+
+
+async def test_discord_4xx_fails_the_task_with_its_message(
+    bridge: Bridge, sim: RunningSim, store: TaskStore
+) -> None:
+    from broker.models import TaskAction, TaskProperties
+
+    task, _ = await submit(
+        store,
+        "a0",
+        action=TaskAction.UPSCALE,
+        custom_id="MJ::JOB::upsample::1::00000000-0000-4000-8000-000000000000",
+        properties=TaskProperties(referenced_message_id="1234567890123456789", flags=0),
+    )
+    failed = await wait_status(store, task.id, [TaskStatus.FAILURE])
+    assert failed.fail_reason is not None and failed.fail_reason.startswith("[Discord 4")
+
+
+async def test_rejected_token_disables_the_account_and_fails_its_tasks(
+    sim: RunningSim, redis: aioredis.Redis, redis_server: EmbeddedRedis, store: TaskStore
+) -> None:
+    accounts = [{**sim.accounts[0], "token": "not-a-valid-token"}]
+    settings = bridge_settings(sim, redis_server.url, accounts=accounts)
+    queued, _ = await submit(store, "a0", prompt="never sent")
+    async with running_bridge(settings, redis):
+
+        async def disabled() -> bool:
+            return (await redis.hget(keys.account_status("a0"), "state")) == b"DISABLED"
+
+        await wait_until(disabled, within=15, what="account disabled")
+        reason = (await redis.hget(keys.account_status("a0"), "reason")).decode()
+        assert "token" in reason and "401" in reason
+        failed = await wait_status(store, queued.id, [TaskStatus.FAILURE])
+        assert failed.fail_reason is not None and "disabled" in failed.fail_reason
+
+
+async def test_close_4004_mid_session_disables_the_account(
+    bridge: Bridge, sim: RunningSim, redis: aioredis.Redis, store: TaskStore
+) -> None:
+    await sim.fault(sim.accounts[1]["token"], "ban")
+
+    async def disabled() -> bool:
+        return (await redis.hget(keys.account_status("a1"), "state")) == b"DISABLED"
+
+    await wait_until(disabled, within=15, what="account disabled after 4004")
+    reason = (await redis.hget(keys.account_status("a1"), "reason")).decode()
+    assert "4004" in reason
