@@ -167,7 +167,7 @@ class Stack:
             "web": Proc(
                 "web", [py, "-m", "broker.api", "--port", str(self.web_port)], env=env, log_dir=self.logs
             ),
-            "worker": Proc("worker", [py, "-m", "workers"], env=env, log_dir=self.logs),
+            "worker": Proc("worker", [py, "-m", "workers", "--log-level", os.environ.get("E2E_WORKER_LOG", "INFO")], env=env, log_dir=self.logs),
             "bridge": Proc("bridge", [py, "-m", "discord_bridge"], env=env, log_dir=self.logs),
         }  # fmt: skip
         self.api = httpx.AsyncClient(

@@ -89,8 +89,9 @@ class Applier:
     async def apply(self, event: GatewayEvent, *, last_try: bool = True) -> Outcome:
         """Parse, match and apply one event; never raises for bad input or late events.
 
-        With ``last_try=False`` an event that matches no task is not counted as unmatched: the
-        caller will try it again (its task may be bound by an event still being applied).
+        With ``last_try=False`` only ids match (nonce, message, interaction) and an event that
+        matches no task is not counted as unmatched: the caller tries it again, with every key, once
+        the events that may bind its task (applied concurrently) are done.
         """
         try:
             data = msgspec.json.decode(event.d)
@@ -101,11 +102,19 @@ class Applier:
             return Outcome("ignore")
         if change.kind == "error" and _pauses_account(change):
             await self._pause_account(event.account, change)
-        found = await self.matcher.match(event.account, change)
+        found = await self.matcher.match(event.account, change, weak=last_try)
         if found is None:
             if change.kind != "ignore" and last_try:
                 await self.matcher.count_unmatched(event.account, change)
-            return Outcome(change.kind, unmatched=change.kind != "ignore")
+            return Outcome(change.kind, unmatched=True)
+        log.debug(
+            "%s %s (message %s) -> task %s by %s",
+            event.t,
+            change.kind,
+            change.message_id,
+            found.task.id,
+            found.by,
+        )
         await self._bind(found, change)
         handler = self.handlers[change.kind]
         try:

@@ -27,6 +27,7 @@ import uvloop
 from arq.connections import RedisSettings
 from arq.cron import cron
 from arq.worker import Worker
+from redis.exceptions import RedisError
 
 from broker import keys
 from broker.config import Settings, load_settings
@@ -236,4 +237,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     settings = load_settings(args.config)
     # arq builds its loop through the policy: uvloop makes every Redis round trip cheaper.
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    create_worker(settings, claim_idle_seconds=args.claim_idle_seconds).run()
+    while True:
+        try:
+            create_worker(settings, claim_idle_seconds=args.claim_idle_seconds).run()
+            return
+        except RedisError as exc:
+            # arq's own loop gives up on a Redis that is down or still loading its data; a worker
+            # must outlive that, so start over (nothing is lost: unacknowledged entries stay pending).
+            log.warning("Redis unavailable (%s); restarting the worker in 1 s", type(exc).__name__)
+            time.sleep(1.0)
+            asyncio.set_event_loop(asyncio.new_event_loop())

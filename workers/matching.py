@@ -91,7 +91,12 @@ class Matcher:
         #: in-process count of unmatched events, by kind
         self.unmatched: dict[str, int] = {}
 
-    async def match(self, account: str, change: Change) -> Match | None:
+    async def match(self, account: str, change: Change, *, weak: bool = True) -> Match | None:
+        """The task of `change`; with ``weak=False`` only by ids (nonce, message, interaction).
+
+        The weak keys (reference, hash, prompt) can only tell tasks apart by what earlier events
+        bound, so a caller applying events concurrently tries them last.
+        """
         for by, lookup in (
             ("nonce", change.nonce),
             ("message", change.message_id),
@@ -101,6 +106,8 @@ class Matcher:
                 task = await self._indexed(by, lookup)
                 if task is not None:
                     return Match(task, by)
+        if not weak:
+            return None
         if change.referenced_message_id:
             task = await self._child_of(account, change)
             if task is not None:
@@ -155,7 +162,12 @@ class Matcher:
         if change.index is not None:
             exact = [t for t in candidates if t.properties.index == change.index]
             candidates = exact or [t for t in candidates if t.properties.index is None]
-        return candidates[0] if len(candidates) == 1 else _oldest_started(candidates)
+        if len(candidates) > 1:
+            candidates = [t for t in candidates if _same_button(t, change)] or candidates
+        # Several siblings from the same button are interchangeable; different buttons are a guess.
+        if len({t.custom_id for t in candidates}) > 1:
+            return None
+        return _oldest_started(candidates)
 
     async def _by_prompt(self, account: str, change: Change) -> Task | None:
         prompt = change.prompt or ""
@@ -176,6 +188,31 @@ class Matcher:
             if found:
                 return _oldest_started(found)
         return None
+
+
+# What a result message says about the button that made it (discord-protocol.md §4.2, §5).
+_BUTTON_HINTS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"\bPan (Left|Right|Up|Down)\b"), "pan_{0}"),
+    (re.compile(r"\bVariations \(Strong\)"), "high_variation"),
+    (re.compile(r"\bVariations \(Subtle\)"), "low_variation"),
+    (re.compile(r"\bVariations \(Region\)"), "Inpaint"),
+    (re.compile(r"\bUpscaled \((Subtle|Creative)\)"), "_2x_{0}"),
+    (re.compile(r"--zoom 2\b"), "Outpaint::50"),
+    (re.compile(r"--zoom 1\.5\b"), "Outpaint::75"),
+)
+
+
+def _same_button(task: Task, change: Change) -> bool:
+    """False when the result's wording names a different button than the one the task pressed."""
+    text = f"{change.prompt or ''} {change.content or ''}"
+    custom_id = task.custom_id or ""
+    for pattern, fragment in _BUTTON_HINTS:
+        found = pattern.search(text)
+        if found:
+            wanted = fragment.format(*(g.lower() for g in found.groups()))
+            if wanted.lower() not in custom_id.lower():
+                return False
+    return True
 
 
 def _task_prompts(task: Task, *, drop_params: bool) -> set[str]:

@@ -136,6 +136,9 @@ class MidjourneyBot:
                     "Prompt",
                     record.prompts[int(n) - 1],
                 )
+            elif n == "ShowDetails" and record is not None:
+                # Show Details runs the analysis again and posts it as a new result message.
+                await self._shorten(ctx, record.prompt)
             else:
                 await self.rt.ack(ctx)
         elif parts[1] == "Settings":
@@ -646,7 +649,12 @@ class MidjourneyBot:
             row(button("MJ::Job::PromptAnalyzer::ShowDetails", label="Show Details")),
         ]
         msg = self.rt.new_message(
-            ctx, type_=20, nonce=ctx.nonce, embeds=[embed], components=components, extra=ctx.refs()
+            ctx,
+            type_=_reply_type(ctx),
+            nonce=ctx.nonce,
+            embeds=[embed],
+            components=components,
+            extra=ctx.refs(),
         )
         self.rt.create(ctx.channel, msg)
         self.state.add_job(

@@ -347,3 +347,72 @@ async def test_seed_dm_sets_the_seed_of_a_finished_task(
     await push(redis, "MESSAGE_CREATE", dm)
     seeded = await wait_task(store, parent.id, lambda t: t.seed is not None)
     assert seeded.seed == "123456" and seeded.status == TaskStatus.SUCCESS
+
+
+async def test_sibling_results_in_one_batch_each_finish_their_own_task(
+    store: TaskStore, redis: aioredis.Redis, worker: WorkerRuntime
+) -> None:
+    """Pans of one parent whose start and final land in the same read: no final goes to a sibling.
+
+    The finals carry no nonce and a new message id; only the interaction bound by their start (or
+    the pan direction) tells the siblings apart, so a concurrent lane must not guess by reference.
+    """
+    import json
+    import time
+
+    from broker.events import GatewayEvent, publish_many
+
+    prompt = "a lighthouse in the fog"
+    parent, grid_id = await _grid_parent(store, redis, prompt)
+    events: list[tuple[str, dict[str, Any]]] = []
+    pans: dict[str, Task] = {}
+    for direction in ("left", "right", "up", "down"):
+        task, nonce = await submitted_task(store, action=TaskAction.PAN, prompt=prompt, parent_id=parent.id)
+        await store.transition(
+            task.id, TaskStatus.SUBMITTED, custom_id=f"MJ::JOB::pan_{direction}::1::{JOB}::SOLO"
+        )
+        pans[direction] = task
+        interaction = {"id": snowflake(), "type": 3, "name": "pan"}
+        start_id, final_id = snowflake(), snowflake()
+        word = direction.capitalize()
+        events.append(("INTERACTION_SUCCESS", {"id": interaction["id"], "nonce": nonce}))
+        events.append(
+            (
+                "MESSAGE_CREATE",
+                message(
+                    f"**{prompt}** - Pan {word} by <@{USER}> (Waiting to start)",
+                    id=start_id,
+                    nonce=nonce,
+                    reference=grid_id,
+                    interaction=interaction,
+                ),
+            )
+        )
+        events.append(
+            (
+                "MESSAGE_CREATE",
+                message(
+                    f"**{prompt}** - Pan {word} by <@{USER}> (fast)",
+                    id=final_id,
+                    reference=grid_id,
+                    interaction=interaction,
+                    attachments=image(final_id, f"u_pan_{direction}_{snowflake()}.png"),
+                ),
+            )
+        )
+    # Finals first within the read, as a backlog after a restart can deliver them.
+    ordered = [e for e in events if "fast" in json.dumps(e[1])] + [
+        e for e in events if "fast" not in json.dumps(e[1])
+    ]
+    now = int(time.time() * 1000)
+    await publish_many(
+        redis,
+        [
+            GatewayEvent(account="a1", seq=i, t=t, d=json.dumps(d).encode(), at=now)
+            for i, (t, d) in enumerate(ordered)
+        ],
+    )
+    for direction, task in pans.items():
+        final = await wait_final(store, task.id)
+        assert final.status == TaskStatus.SUCCESS
+        assert final.image_url is not None and f"_pan_{direction}_" in final.image_url
