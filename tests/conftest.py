@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -12,8 +11,8 @@ from broker.redis_server import EmbeddedRedis, connect, free_port
 
 
 @pytest.fixture(scope="session")
-def redis_server() -> Iterator[EmbeddedRedis]:
-    data_dir = tempfile.mkdtemp(prefix="mjb-redis-")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
+    data_dir = tmp_path_factory.mktemp("redis")
     server = EmbeddedRedis(port=free_port(), data_dir=data_dir)
     server.start()
     yield server

@@ -155,6 +155,8 @@ class Stack:
         env.pop("MJBROKER_LOG_LEVEL", None)
         (root / "mjsim.accounts.json").write_text(json.dumps(self.sim_accounts))
         py = PYTHON
+        # E2E_WORKER_LOG=DEBUG logs how every event was matched (logs stay under the stack's root).
+        worker_log = os.environ.get("E2E_WORKER_LOG", "INFO")
         self.procs: dict[str, Proc] = {
             "mjsim": Proc(
                 "mjsim",
@@ -167,7 +169,9 @@ class Stack:
             "web": Proc(
                 "web", [py, "-m", "broker.api", "--port", str(self.web_port)], env=env, log_dir=self.logs
             ),
-            "worker": Proc("worker", [py, "-m", "workers", "--log-level", os.environ.get("E2E_WORKER_LOG", "INFO")], env=env, log_dir=self.logs),
+            "worker": Proc(
+                "worker", [py, "-m", "workers", "--log-level", worker_log], env=env, log_dir=self.logs
+            ),
             "bridge": Proc("bridge", [py, "-m", "discord_bridge"], env=env, log_dir=self.logs),
         }  # fmt: skip
         self.api = httpx.AsyncClient(

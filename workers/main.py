@@ -234,6 +234,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if logging.getLogger().level >= logging.INFO:
+        # arq logs every cron run at INFO (the sweeper runs every few seconds): keep the log readable.
+        logging.getLogger("arq.worker").setLevel(logging.WARNING)
     settings = load_settings(args.config)
     # arq builds its loop through the policy: uvloop makes every Redis round trip cheaper.
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from e2e_support import Stack
 
 
 @pytest.fixture(scope="session")
-async def stack() -> AsyncIterator[Stack]:
-    root = Path(tempfile.mkdtemp(prefix="mjb-e2e-"))
+async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
+    root = tmp_path_factory.mktemp("e2e")
     # a0: plain; a1: remix on; a2: captcha victim; a3: ban victim; a4: gateway drops, rate limits
     running = Stack(root, accounts=5, core_size=3, queue_size=20, timeout_minutes=0.5,
                     account_overrides={1: {"remix": True, "niji_remix": True}})  # fmt: skip

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import random
-import tempfile
 import time
 from pathlib import Path
 
@@ -24,9 +23,9 @@ TIMEOUT_MINUTES = 0.5
 
 
 @pytest.mark.timeout(240)
-async def test_chaos_no_task_lost_and_no_interaction_sent_twice() -> None:
+async def test_chaos_no_task_lost_and_no_interaction_sent_twice(tmp_path: Path) -> None:
     rng = random.Random(int(time.time()))
-    root = Path(tempfile.mkdtemp(prefix="mjb-chaos-"))
+    root = tmp_path
     stack = Stack(
         root,
         accounts=5,
