@@ -19,22 +19,12 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from broker.events import GatewayEvent, publish_many
-from discord_bridge.payloads import BOT_IDS
+from discord_bridge.payloads import BOT_IDS, INTERACTION_EVENTS
 
-__all__ = ["INTERACTION_EVENTS", "Forwarder", "Publisher", "is_forwarded"]
+__all__ = ["Forwarder", "Publisher", "is_forwarded"]
 
 log = logging.getLogger(__name__)
 
-INTERACTION_EVENTS = frozenset(
-    {
-        "INTERACTION_CREATE",
-        "INTERACTION_SUCCESS",
-        "INTERACTION_FAILED",
-        "INTERACTION_FAILURE",
-        "INTERACTION_MODAL_CREATE",
-        "INTERACTION_IFRAME_MODAL_CREATE",
-    }
-)
 _MESSAGE_EVENTS = frozenset({"MESSAGE_CREATE", "MESSAGE_UPDATE"})
 
 _encode = msgspec.json.Encoder().encode

@@ -19,6 +19,7 @@ from broker.models import BotType
 __all__ = [
     "BOT_IDS",
     "INSIGHTFACE_ID",
+    "INTERACTION_EVENTS",
     "KNOWN_COMMANDS",
     "MIDJOURNEY_ID",
     "NIJI_ID",
@@ -33,6 +34,19 @@ __all__ = [
     "slash_command",
     "string_option",
 ]
+
+#: the gateway's interaction events (both spellings of the failure: Discord's docs and discord.py-self
+#: disagree), every one of them scoped to the session that sent the interaction
+INTERACTION_EVENTS = frozenset(
+    {
+        "INTERACTION_CREATE",
+        "INTERACTION_SUCCESS",
+        "INTERACTION_FAILED",
+        "INTERACTION_FAILURE",
+        "INTERACTION_MODAL_CREATE",
+        "INTERACTION_IFRAME_MODAL_CREATE",
+    }
+)
 
 Payload = dict[str, Any]
 

@@ -22,6 +22,7 @@ from typing import Any
 import discord
 
 from broker.config import Account
+from discord_bridge.payloads import INTERACTION_EVENTS
 
 __all__ = ["FATAL_CLOSE_CODES", "Expectation", "Session", "SessionFatal"]
 
@@ -34,22 +35,19 @@ DispatchHook = Callable[[str, int, Any], None]
 FATAL_CLOSE_CODES = frozenset({4004})
 
 #: dispatches whose library parser is skipped (the bridge only needs them raw)
-_RAW_ONLY = frozenset(
-    {
-        "MESSAGE_CREATE",
-        "MESSAGE_UPDATE",
-        "MESSAGE_DELETE",
-        "MESSAGE_DELETE_BULK",
-        "MESSAGE_ACK",
-        "TYPING_START",
-        "PRESENCE_UPDATE",
-        "INTERACTION_CREATE",
-        "INTERACTION_SUCCESS",
-        "INTERACTION_FAILED",
-        "INTERACTION_FAILURE",
-        "INTERACTION_MODAL_CREATE",
-        "INTERACTION_IFRAME_MODAL_CREATE",
-    }
+_RAW_ONLY = (
+    frozenset(
+        {
+            "MESSAGE_CREATE",
+            "MESSAGE_UPDATE",
+            "MESSAGE_DELETE",
+            "MESSAGE_DELETE_BULK",
+            "MESSAGE_ACK",
+            "TYPING_START",
+            "PRESENCE_UPDATE",
+        }
+    )
+    | INTERACTION_EVENTS
 )
 
 
