@@ -20,6 +20,7 @@ from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError
 
 from broker import keys
 from broker.models import Task, TaskStatus, decode_task, encode_task
@@ -154,6 +155,7 @@ class TaskStore:
         self.retention_ms = int(retention_seconds * 1000)
         self.clock = clock
         self._cas = redis.register_script(_CAS)
+        self._cas_loaded = False
         self._admit = redis.register_script(_ADMIT)
         self._release = redis.register_script(_RELEASE)
 
@@ -185,14 +187,7 @@ class TaskStore:
         task = msgspec.structs.replace(task, revision=1)
         # One round trip: on an id clash the announcement is spurious but harmless (consumers
         # re-read the record they are told about).
-        async with self.redis.pipeline(transaction=False) as pipe:
-            await self._cas(
-                keys=[keys.task_record(task.id)],
-                args=["-1", 1, encode_task(task), self.retention_ms],
-                client=pipe,
-            )
-            self._announce_in(pipe, task)
-            ok, _ = await pipe.execute()
+        ok = await self._write(task, expected=b"-1")
         if not ok:
             raise ValueError(f"task {task.id} already exists")
         return task
@@ -226,17 +221,7 @@ class TaskStore:
             check_transition(current, proposed)
             revision = int(rev_raw or 0) + 1
             proposed = msgspec.structs.replace(proposed, revision=revision)
-            async with self.redis.pipeline(transaction=False) as pipe:
-                await self._cas(
-                    keys=[key],
-                    args=[rev_raw or b"-1", revision, encode_task(proposed), self.retention_ms],
-                    client=pipe,
-                )
-                # Sent with the CAS to save a round trip; when the CAS lost, the extra
-                # announcement only makes consumers re-read the record.
-                self._announce_in(pipe, proposed)
-                written, _ = await pipe.execute()
-            if written:
+            if await self._write(proposed, expected=rev_raw or b"-1"):
                 return Update(proposed, True)
 
     async def transition(self, task_id: str, to: TaskStatus, **changes: Any) -> Update:
@@ -249,6 +234,28 @@ class TaskStore:
             return msgspec.structs.replace(task, status=to, **changes)
 
         return await self.update(task_id, mutate)
+
+    async def _write(self, task: Task, *, expected: bytes) -> bool:
+        """Compare-and-set the record and announce it, in one round trip; False if the CAS lost.
+
+        When the CAS loses, the announcement still goes out: it only makes consumers re-read the
+        record. EVALSHA is sent directly (redis-py would check SCRIPT EXISTS first, a round trip
+        per write); a server that forgot the script (a restart) gets it loaded and the write retried.
+        """
+        args = [expected, task.revision, encode_task(task), self.retention_ms]
+        if not self._cas_loaded:
+            await self.redis.script_load(_CAS)
+            self._cas_loaded = True
+        while True:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.evalsha(self._cas.sha, 1, keys.task_record(task.id), *args)
+                self._announce_in(pipe, task)
+                try:
+                    written, _ = await pipe.execute()
+                except NoScriptError:
+                    await self.redis.script_load(_CAS)
+                    continue
+            return bool(written)
 
     @staticmethod
     def _announce_in(client: Any, task: Task) -> Any:
@@ -264,6 +271,15 @@ class TaskStore:
     async def index(self, kind: str, value: str, task_id: str) -> None:
         """Remember that Discord id `value` (nonce, message or interaction id, job hash) is `task_id`'s."""
         await self.redis.set(keys.lookup(kind, value), task_id, px=self.retention_ms)
+
+    async def index_many(self, pairs: Sequence[tuple[str, str]], task_id: str) -> None:
+        """`index` several (kind, value) pairs in one round trip."""
+        if not pairs:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for kind, value in pairs:
+                pipe.set(keys.lookup(kind, value), task_id, px=self.retention_ms)
+            await pipe.execute()
 
     async def find(self, kind: str, value: str) -> str | None:
         found: bytes | None = await self.redis.get(keys.lookup(kind, value))

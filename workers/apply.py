@@ -293,9 +293,7 @@ class Applier:
             pairs.append(("interaction", change.interaction_id))
         if change.hash and change.kind in ("done", "describe"):
             pairs.append(("hash", change.hash))
-        for kind, value in pairs:
-            if found.by != kind:
-                await self.store.index(kind, value, task_id)
+        await self.store.index_many([(kind, value) for kind, value in pairs if found.by != kind], task_id)
 
     async def _pause_account(self, account: str, change: Change) -> None:
         reason = _fail_reason(change, account)
@@ -308,6 +306,9 @@ class Applier:
 
 def _worth_matching(change: Change) -> bool:
     # Interaction acks (nonce <-> interaction id) and the seed DM are "ignore" but carry a link.
+    # INTERACTION_CREATE only repeats what INTERACTION_SUCCESS says (and a failure needs neither).
+    if change.event == "INTERACTION_CREATE":
+        return False
     return change.seed is not None or bool(change.nonce and change.interaction_id)
 
 

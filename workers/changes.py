@@ -35,6 +35,8 @@ CHANGES_GROUP = "workers-changes"
 #: sorted set of non-terminal task ids, scored by the epoch ms they were first seen
 LIVE_KEY = f"{keys.PREFIX}:tasks:live"
 _NO_HOOK_YET = (TaskStatus.NOT_START, TaskStatus.MODAL)
+# A task joins the live set in its first states; progress updates (the bulk of changes) skip the write.
+_ENTERS_LIVE = (TaskStatus.NOT_START, TaskStatus.MODAL, TaskStatus.SUBMITTED)
 
 
 class ChangeHandler:
@@ -88,7 +90,7 @@ class ChangeHandler:
             if task.status.is_terminal:
                 finished.append(task)
                 live_remove.append(task_id)
-            else:
+            elif task.status in _ENTERS_LIVE:
                 live_add[task_id] = now
             if task.status not in _NO_HOOK_YET and (
                 task.properties.notify_hook or settings.hooks.default_url

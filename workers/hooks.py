@@ -439,10 +439,12 @@ class HookDeliverer:
                         await self.wake.wait()
 
     def _finished(self, job: asyncio.Task[None]) -> None:
+        was_full = len(self._inflight) >= max(self.settings.concurrency, 1)
         for task_id, running in list(self._inflight.items()):
             if running is job:
                 del self._inflight[task_id]
-        self.wake.set()
+        if was_full:  # the loop may have left due deliveries for lack of room
+            self.wake.set()
 
     async def close(self) -> None:
         for job in list(self._inflight.values()):

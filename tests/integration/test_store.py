@@ -90,3 +90,14 @@ async def test_release_promotes_the_oldest_queued_task_once(store: TaskStore) ->
     assert [t for t, _ in await store.running("a1")] == ["1", "2"]
     assert await store.waiting("a1") == ["3", "4"]
     assert await store.queue_position("a1", "4") == 2
+
+
+async def test_writes_survive_a_server_that_forgot_its_scripts(
+    store: TaskStore, redis: aioredis.Redis
+) -> None:
+    # A restarted Redis has an empty script cache; writes send EVALSHA directly and must reload.
+    await redis.script_flush()
+    task = await store.create(_task("1"))
+    await redis.script_flush()
+    moved = await store.transition(task.id, TaskStatus.SUBMITTED)
+    assert moved.changed and moved.task is not None and moved.task.revision == 2
