@@ -123,6 +123,10 @@ class HookReceiver:
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
             pass
+        except asyncio.CancelledError:
+            # stop() cancels open connections; ending quietly keeps asyncio's stream callback from
+            # logging the cancellation as an error.
+            pass
         finally:
             self._handlers.discard(me)  # type: ignore[arg-type]
             writer.close()
