@@ -81,7 +81,7 @@ class ChangeHandler:
         finished: list[Task] = []
         live_add: dict[str, int] = {}
         live_remove: list[str] = []
-        hooks: list[tuple[str, int]] = []
+        hooks: list[tuple[str, int, bytes]] = []
         for task_id, raw in zip(ids, records, strict=True):
             if raw is None:
                 live_remove.append(task_id)  # deleted (e.g. rejected at admission)
@@ -95,12 +95,12 @@ class ChangeHandler:
             if task.status not in _NO_HOOK_YET and (
                 task.properties.notify_hook or settings.hooks.default_url
             ):
-                hooks.append((task_id, task.revision))
+                hooks.append((task_id, task.revision, raw))
         await self._update_live(live_add, live_remove)
         if finished:
             await self._finish(finished, settings)
-        for task_id, revision in hooks:
-            await self.deliverer.schedule(task_id, revision)
+        for task_id, revision, raw in hooks:
+            await self.deliverer.schedule(task_id, revision, raw)
 
     async def _update_live(self, add: dict[str, int], remove: list[str]) -> None:
         if not add and not remove:

@@ -392,9 +392,11 @@ class HookDeliverer:
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self.sent = 0
 
-    async def schedule(self, task_id: str, revision: int) -> None:
+    async def schedule(self, task_id: str, revision: int, body: bytes | None = None) -> None:
         """Want `revision` delivered: start it here at once when possible, else wake the local loop.
 
+        `body` is the record of that revision when the caller just read it (saves a read: sending it
+        is safe even if a newer revision exists, since it is still newer than what was delivered).
         The due set is the durable backstop: whatever is not delivered now is claimed later.
         """
         limit = max(self.settings.concurrency, 1)
@@ -403,12 +405,15 @@ class HookDeliverer:
             task_id, revision, claim_lease_ms=self.lease_ms if can_start else 0
         )
         if claimed is not None and task_id not in self._inflight:
-            self._start(task_id, claimed)
+            self._start(task_id, claimed, (revision, body) if body is not None else None)
         elif due_now:
             self.wake.set()
 
-    def _start(self, task_id: str, lease: tuple[int, int, int]) -> None:
-        job = asyncio.create_task(self._deliver(task_id, *lease))
+    def _start(
+        self, task_id: str, lease: tuple[int, int, int], record: tuple[int, bytes] | None = None
+    ) -> None:
+        _wanted, delivered, attempts = lease
+        job = asyncio.create_task(self._deliver(task_id, delivered, attempts, record))
         self._inflight[task_id] = job
         job.add_done_callback(self._finished)
 
@@ -452,21 +457,27 @@ class HookDeliverer:
         await asyncio.gather(*self._inflight.values(), return_exceptions=True)
         await self.client.aclose()
 
-    async def _deliver(self, task_id: str, wanted: int, delivered: int, attempts: int) -> None:
+    async def _deliver(
+        self, task_id: str, delivered: int, attempts: int, record: tuple[int, bytes] | None
+    ) -> None:
         try:
-            await self._deliver_once(task_id, delivered, attempts)
+            await self._deliver_once(task_id, delivered, attempts, record)
         except asyncio.CancelledError:
             raise
         except Exception:
             # Redis trouble or a bug: the lease runs out and the delivery is claimed again.
             log.exception("hook delivery for task %s failed unexpectedly", task_id)
 
-    async def _deliver_once(self, task_id: str, delivered: int, attempts: int) -> None:
-        rev_raw, body = await self.redis.hmget(keys.task_record(task_id), ["v", "d"])
-        if body is None:
-            await self.outbox.give_up(task_id, delivered, "the task no longer exists")
-            return
-        revision = int(rev_raw)
+    async def _deliver_once(
+        self, task_id: str, delivered: int, attempts: int, record: tuple[int, bytes] | None
+    ) -> None:
+        if record is None:
+            rev_raw, body = await self.redis.hmget(keys.task_record(task_id), ["v", "d"])
+            if body is None:
+                await self.outbox.give_up(task_id, delivered, "the task no longer exists")
+                return
+            record = (int(rev_raw), body)
+        revision, body = record
         if revision <= delivered:
             await self.outbox.delivered(task_id, delivered)  # overtaken: already sent
             return
