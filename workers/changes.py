@@ -96,11 +96,15 @@ class ChangeHandler:
                 task.properties.notify_hook or settings.hooks.default_url
             ):
                 hooks.append((task_id, task.revision, raw))
-        await self._update_live(live_add, live_remove)
-        if finished:
-            await self._finish(finished, settings)
+        # Hooks first: the client is waiting for them; slots next (a queued task waits for one);
+        # the ledger, off the hot path, last. All of it is redone if this process dies before the ack.
         for task_id, revision, raw in hooks:
             await self.deliverer.schedule(task_id, revision, raw)
+        await self._update_live(live_add, live_remove)
+        if finished:
+            await self._release(finished, settings)
+            if self.ledger is not None:
+                await asyncio.to_thread(self.ledger.append, finished)
 
     async def _update_live(self, add: dict[str, int], remove: list[str]) -> None:
         if not add and not remove:
@@ -112,7 +116,7 @@ class ChangeHandler:
                 pipe.zrem(LIVE_KEY, *remove)
             await pipe.execute()
 
-    async def _finish(self, tasks: list[Task], settings: Settings) -> None:
+    async def _release(self, tasks: list[Task], settings: Settings) -> None:
         for task in tasks:
             if not task.instance_id:
                 continue
@@ -122,5 +126,3 @@ class ChangeHandler:
             )
             if promoted:
                 log.debug("task %s finished; %s now startable", task.id, ", ".join(promoted))
-        if self.ledger is not None:
-            await asyncio.to_thread(self.ledger.append, tasks)

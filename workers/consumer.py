@@ -5,14 +5,15 @@ process, hands each batch to a handler and ``XACK``s it only after the handler r
 is never lost: entries left pending by a killed process are taken over with ``XAUTOCLAIM`` once they
 have been idle for `claim_idle_ms` (at start, then periodically).
 
-`EventHandler` is the handler of the gateway-event stream. Events about one Discord message (or one
-interaction nonce) are applied in stream order, different messages concurrently: one account's
-lane alone could not keep up with a busy account. A job's final message has a new id and is found
-through what its start message bound (the prompt, the interaction), so in a backlog (a restarted
-worker) the final may be applied before its start: an event that matches no task is tried again,
-in stream order, once the rest of its batch is applied. Its start is in the same or an earlier
-batch, since the stream is in gateway order. Other races between lanes are safe: the store's
-compare-and-set and state machine keep progress from going back and a terminal state final.
+`EventHandler` is the handler of the gateway-event stream. Events of one job (one interaction, see
+`lane_of`) are applied in stream order, different jobs concurrently: one account's lane alone could
+not keep up with a busy account. A message that names no interaction gets a lane of its own, and a
+job's final message may then be applied before the start that bound its task: on the concurrent pass
+only ids match (nonce, message, interaction), and an event that matched nothing is tried again with
+every key (reference, hash, prompt), in stream order, once the rest of its batch is applied. Its
+start is in the same or an earlier batch, since the stream is in gateway order. Other races between
+lanes are safe: the store's compare-and-set and state machine keep progress from going back and a
+terminal state final.
 """
 
 from __future__ import annotations
@@ -136,27 +137,40 @@ class StreamConsumer:
         self.processed += len(entries)
 
 
+class _Ref(msgspec.Struct):
+    id: str | None = None
+
+
 class _LaneKey(msgspec.Struct):
     id: str | None = None
     nonce: str | None = None
+    interaction_metadata: _Ref | None = None
+    interaction: _Ref | None = None
 
 
 _lane_key = msgspec.json.Decoder(_LaneKey)
 
 
 def lane_of(event: GatewayEvent) -> tuple[str, str]:
-    """The ordering key of an event: its message id, else its interaction nonce."""
+    """The ordering key of an event: the interaction that started its job, else its message id.
+
+    Every event of one job names the same interaction (the acks by their `id`, the bot's messages
+    in `interaction_metadata`), so a job's start, progress and final stay in order in one lane.
+    """
     try:
         ids = _lane_key.decode(event.d)
     except msgspec.DecodeError:
         return (event.account, "")
-    if event.t.startswith("MESSAGE_"):
-        return (event.account, ids.id or "")
-    return (event.account, ids.nonce or ids.id or "")
+    if not event.t.startswith("MESSAGE_"):
+        return (event.account, ids.id or ids.nonce or "")
+    for ref in (ids.interaction_metadata, ids.interaction):
+        if ref is not None and ref.id:
+            return (event.account, ref.id)
+    return (event.account, ids.id or "")
 
 
 class EventHandler:
-    """Applies a batch of gateway events: per message in stream order, messages concurrently."""
+    """Applies a batch of gateway events: per job in stream order, jobs concurrently."""
 
     def __init__(self, applier: Applier) -> None:
         self.applier = applier
