@@ -29,9 +29,10 @@ from broker.redis_server import EmbeddedRedis, connect, free_port
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 SECRET = "e2e-secret"
+HOOK_SECRET = "e2e-hook-secret"
 TERMINAL = ("SUCCESS", "FAILURE", "CANCEL")
 
-__all__ = ["SECRET", "TERMINAL", "HookReceiver", "Proc", "Stack", "tiny_png"]
+__all__ = ["HOOK_SECRET", "SECRET", "TERMINAL", "HookReceiver", "Proc", "Stack", "tiny_png"]
 
 
 def tiny_png(seed: int = 0) -> bytes:
@@ -193,6 +194,7 @@ class Stack:
                 "inpaint_url": base,
             },
             "hooks": {
+                "secret": HOOK_SECRET,
                 "allow_private_addresses": True,
                 "request_timeout_seconds": 5,
                 "give_up_minutes": 1,

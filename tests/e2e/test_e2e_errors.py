@@ -91,3 +91,23 @@ async def test_gateway_reconnect_and_cut_connection_mid_job_still_succeed(stack:
         assert task["status"] == "SUCCESS", (kind, task)
         counters = await stack.counters()
         assert counters["interactions"]["by_nonce"][task["properties"]["nonce"]] == 1
+
+
+async def test_hooks_are_signed_and_no_secret_reaches_a_log(stack: Stack) -> None:
+    """Runs last in the session: every process has logged a whole suite's worth by now."""
+    from e2e_support import HOOK_SECRET, SECRET
+
+    from workers.hooks import sign
+
+    task = await stack.wait_task(await imagine(stack, "a signed delivery", "a0"))
+    assert task["status"] == "SUCCESS"
+    signed = [r for r in stack.receiver.received if r.task.get("id") == task["id"]]
+    assert signed
+    for received in signed:
+        timestamp = int(received.headers["x-mjbroker-timestamp"])
+        assert received.headers["x-mjbroker-signature"] == sign(HOOK_SECRET, timestamp, received.body)
+    tokens = [account["token"] for account in stack.sim_accounts]
+    for name in ("web", "worker", "bridge"):
+        text = stack.procs[name].log_path.read_text(errors="replace")
+        leaked = [s for s in (SECRET, HOOK_SECRET, *tokens) if s in text]
+        assert leaked == [], f"{name} logged a secret"
