@@ -123,9 +123,8 @@ async def _event_to_hook(stack: Stack) -> tuple[float, float, int, float]:
     return statistics.median(lat), p99, len(lat), bridge_p99
 
 
-async def _pipeline() -> dict[str, Any]:
-    root = Path(tempfile.mkdtemp(prefix="mjb-bench-"))
-    stack = Stack(
+def _stack(root: Path, worker_processes: int) -> Stack:
+    return Stack(
         root,
         accounts=10,
         core_size=3,
@@ -134,15 +133,29 @@ async def _pipeline() -> dict[str, Any]:
         job_seconds=0.0,
         speed=0.0,
         progress_steps=1,
+        worker_processes=worker_processes,
     )
+
+
+async def _pipeline() -> dict[str, Any]:
+    root = Path(tempfile.mkdtemp(prefix="mjb-bench-"))
+    stack = _stack(root / "one", 1)
     await stack.start()
     try:
         rate = await _throughput(stack)
         p50, p99, n, bridge_p99 = await _event_to_hook(stack)
     finally:
         await stack.close()
+    # Workers scale by running more of them; on this 2-core machine they compete with the rest.
+    stack = _stack(root / "two", 2)
+    await stack.start()
+    try:
+        rate_two = await _throughput(stack)
+    finally:
+        await stack.close()
     return {
         "tasks_per_s": rate,
+        "tasks_per_s_two_workers": rate_two,
         "event_to_hook_p50_ms": p50,
         "event_to_hook_p99_ms": p99,
         "event_to_hook_samples": n,

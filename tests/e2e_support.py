@@ -125,6 +125,7 @@ class Stack:
         lease_seconds: float = 3.0,
         account_overrides: dict[int, dict[str, Any]] | None = None,
         web_workers: int = 1,
+        worker_processes: int = 1,
     ) -> None:
         self.root = root
         self.logs = root / "logs"
@@ -175,6 +176,12 @@ class Stack:
             ),
             "bridge": Proc("bridge", [py, "-m", "discord_bridge"], env=env, log_dir=self.logs),
         }  # fmt: skip
+        # More worker processes share the streams' consumer groups (named worker2, worker3, ...).
+        for n in range(2, worker_processes + 1):
+            self.procs[f"worker{n}"] = Proc(
+                f"worker{n}", [py, "-m", "workers", "--log-level", worker_log], env=env, log_dir=self.logs
+            )
+        self._services = [name for name in self.procs if name != "mjsim"]
         self.api = httpx.AsyncClient(
             base_url=f"http://127.0.0.1:{self.web_port}", headers={"mj-api-secret": SECRET}, timeout=30
         )
@@ -242,13 +249,13 @@ class Stack:
         self.redis.start()
         self.procs["mjsim"].start()
         await self._wait_http(self.sim, "/_sim/health", "mjsim")
-        for name in ("web", "worker", "bridge"):
+        for name in self._services:
             self.procs[name].start()
         await self._wait_http(self.api, "/mj/account/list", "web")
         await self.wait_accounts_online()
 
     async def close(self) -> None:
-        for name in ("bridge", "worker", "web", "mjsim"):
+        for name in [*reversed(self._services), "mjsim"]:
             self.procs[name].stop(5)
         self.redis.stop()
         await self.receiver.stop()

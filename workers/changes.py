@@ -96,15 +96,16 @@ class ChangeHandler:
                 task.properties.notify_hook or settings.hooks.default_url
             ):
                 hooks.append((task_id, task.revision, raw))
-        # Hooks first: the client is waiting for them; slots next (a queued task waits for one);
-        # the ledger, off the hot path, last. All of it is redone if this process dies before the ack.
+        # Slots first (a queued task waits for one: throughput), then hooks (a client waits for
+        # them: one round trip each, the POST runs on its own), the ledger last, off the hot path.
+        # All of it is redone if this process dies before the ack.
+        for task in finished:
+            await self._release(task, settings)
         for task_id, revision, raw in hooks:
             await self.deliverer.schedule(task_id, revision, raw)
         await self._update_live(live_add, live_remove)
-        if finished:
-            await self._release(finished, settings)
-            if self.ledger is not None:
-                await asyncio.to_thread(self.ledger.append, finished)
+        if finished and self.ledger is not None:
+            await asyncio.to_thread(self.ledger.append, finished)
 
     async def _update_live(self, add: dict[str, int], remove: list[str]) -> None:
         if not add and not remove:
@@ -116,13 +117,12 @@ class ChangeHandler:
                 pipe.zrem(LIVE_KEY, *remove)
             await pipe.execute()
 
-    async def _release(self, tasks: list[Task], settings: Settings) -> None:
-        for task in tasks:
-            if not task.instance_id:
-                continue
-            account = settings.account(task.instance_id)
-            promoted = await self.store.release(
-                task.instance_id, task.id, core_size=account.core_size if account else 0
-            )
-            if promoted:
-                log.debug("task %s finished; %s now startable", task.id, ", ".join(promoted))
+    async def _release(self, task: Task, settings: Settings) -> None:
+        if not task.instance_id:
+            return
+        account = settings.account(task.instance_id)
+        promoted = await self.store.release(
+            task.instance_id, task.id, core_size=account.core_size if account else 0
+        )
+        if promoted:
+            log.debug("task %s finished; %s now startable", task.id, ", ".join(promoted))
