@@ -243,7 +243,8 @@ class Stack:
 
     # -- lifecycle -------------------------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def start(self, online: Sequence[str] | None = None) -> None:
+        """Start every process; wait until the accounts `online` (default: all) are ONLINE."""
         self.write_config()
         await self.receiver.start()
         self.redis.start()
@@ -252,7 +253,7 @@ class Stack:
         for name in self._services:
             self.procs[name].start()
         await self._wait_http(self.api, "/mj/account/list", "web")
-        await self.wait_accounts_online()
+        await self.wait_accounts_online(online)
 
     async def close(self) -> None:
         for name in [*reversed(self._services), "mjsim"]:

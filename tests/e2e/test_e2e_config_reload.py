@@ -1,0 +1,54 @@
+"""config.yaml edits reach a running bridge: accounts added start, removed stop, others carry on."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from e2e_support import Stack
+
+from broker import keys
+from broker.redis_server import connect
+
+
+async def _state(stack: Stack, account_id: str) -> tuple[str, str]:
+    client = connect(stack.redis.url)
+    try:
+        state, reason = await client.hmget(keys.account_status(account_id), ["state", "reason"])
+    finally:
+        await client.aclose()
+    return (state or b"").decode(), (reason or b"").decode()
+
+
+async def _wait_state(stack: Stack, account_id: str, wanted: str, within: float = 20) -> str:
+    async with asyncio.timeout(within):
+        while True:
+            state, reason = await _state(stack, account_id)
+            if state == wanted:
+                return reason
+            await asyncio.sleep(0.1)
+
+
+async def test_config_reload_adds_and_removes_accounts_without_touching_the_others(tmp_path: Path) -> None:
+    stack = Stack(tmp_path, accounts=3, account_overrides={2: {"enabled": False}})
+    await stack.start(online=["a0", "a1"])
+    try:
+        assert (await _state(stack, "a2"))[0] != "ONLINE"
+        # a2 switched on, a0 switched off, a1 left as it is
+        stack.account_overrides = {0: {"enabled": False}}
+        stack.write_config()
+        await stack.wait_accounts_online(["a2"])
+        reason = await _wait_state(stack, "a0", "DISABLED")
+        assert "config" in reason
+        assert (await _state(stack, "a1"))[0] == "ONLINE"
+        # a1's session was not restarted: the bridge took the account once
+        log = stack.procs["bridge"].log_path.read_text(errors="replace")
+        assert log.count("holds account a1") == 1, log[-2000:]
+        reply = await stack.post(
+            "/mj/submit/imagine",
+            {"prompt": "still working after a reload", "accountFilter": {"instanceId": "a1"}},
+        )
+        task = await stack.wait_task(str(reply["result"]))
+        assert task["status"] == "SUCCESS"
+    finally:
+        await stack.close()
