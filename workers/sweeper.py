@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 _DEFAULT_ACCOUNT = Account(id="-", guild_id="", channel_id="")
 _LIVE_BATCH = 500
+_WAITING_BATCH = 100
 
 
 class SweepReport(msgspec.Struct, kw_only=True):
@@ -89,18 +90,34 @@ class Sweeper:
             report.released.append(task_id)
 
     async def _sweep_waiting(self, account: Account, report: SweepReport) -> None:
+        """Fail queued tasks past the queue timeout, oldest first.
+
+        The queue is in admission order, so the scan stops at the first task still in time: a deep
+        queue costs one batch read per sweep, not one read per task.
+        """
         now = self.clock()
         limit_ms = int(account.queue_timeout_minutes * 60_000)
-        for task_id in await self.store.waiting(account.id):
-            task = await self.store.get(task_id)
-            if task is not None and not task.status.is_terminal:
-                if now - (task.submit_time or now) < limit_ms:
-                    continue
-                reason = f"Task waited in the queue for more than {_minutes(account.queue_timeout_minutes)}"
-                if await self._fail(task_id, reason):
-                    report.timed_out.append(task_id)
-            await self.store.release(account.id, task_id, core_size=account.core_size)
-            report.released.append(task_id)
+        while True:
+            head = await self.store.waiting(account.id, limit=_WAITING_BATCH - 1)
+            if not head:
+                return
+            records = {t.id: t for t in await self.store.get_many(head)}
+            expired = 0
+            for task_id in head:
+                task = records.get(task_id)
+                if task is not None and not task.status.is_terminal:
+                    if now - (task.submit_time or now) < limit_ms:
+                        return
+                    reason = (
+                        f"Task waited in the queue for more than {_minutes(account.queue_timeout_minutes)}"
+                    )
+                    if await self._fail(task_id, reason):
+                        report.timed_out.append(task_id)
+                await self.store.release(account.id, task_id, core_size=account.core_size)
+                report.released.append(task_id)
+                expired += 1
+            if expired < len(head):
+                return
 
     async def _sweep_live(self, settings: Settings, report: SweepReport) -> None:
         now = self.clock()
