@@ -116,6 +116,8 @@ class HookSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     #: allow hooks to link-local / cloud-metadata addresses (off: SSRF guard)
     allow_private_addresses: bool = False
     concurrency: int = 64
+    #: deliveries in flight to one receiver (host:port) at once: a dead receiver holds no more
+    per_host_concurrency: int = 8
 
 
 class TaskSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -23,7 +23,9 @@ not higher than the last one you processed for that task id.
 
 Any 2xx is success. Anything else (status, timeout, refused connection) is retried with exponential
 backoff and full jitter (0.5 s base, 60 s cap) until ``hooks.give_up_minutes`` after the first
-failure; then the delivery is given up and recorded (a newer revision starts afresh).
+failure; then the delivery is given up and recorded (a newer revision starts afresh). At most
+``hooks.per_host_concurrency`` requests go to one receiver (host:port) at once, so a receiver that
+hangs holds that many of the worker's ``hooks.concurrency`` slots, never all of them.
 
 Address guard: only ``http``/``https`` URLs; the host is resolved and refused when any address is
 link-local (169.254/16, fe80::/10, which includes the cloud metadata 169.254.169.254), a known
@@ -84,6 +86,8 @@ BACKOFF_BASE_S = 0.5
 BACKOFF_CAP_S = 60.0
 #: a lease lasts the request timeout plus this margin, so it never ends while a request may run
 LEASE_MARGIN_S = 5.0
+#: when a receiver has its share of requests in flight, its next delivery is looked at again after
+_BUSY_RECEIVER_DELAY_MS = 250
 
 
 def hook_state_key(task_id: str) -> str:
@@ -183,6 +187,13 @@ if tonumber(ARGV[3]) - first >= tonumber(ARGV[5]) then
   return 2
 end
 redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
+return 1
+"""
+
+# KEYS: state, due; ARGV: task id, due ms. Hand a claimed delivery back untried (its receiver is busy).
+_DEFER = """
+redis.call('HDEL', KEYS[1], 'lease_ms')
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 return 1
 """
 
@@ -293,6 +304,7 @@ class HookOutbox:
         self._delivered = redis.register_script(_DELIVERED)
         self._failed = redis.register_script(_FAILED)
         self._give_up = redis.register_script(_GIVE_UP)
+        self._defer = redis.register_script(_DEFER)
 
     async def schedule(
         self, task_id: str, revision: int, *, claim_lease_ms: int = 0
@@ -347,6 +359,10 @@ class HookOutbox:
         )
         return int(result) == 2
 
+    async def defer(self, task_id: str, delay_ms: int) -> None:
+        """Give a claimed delivery back, due again in `delay_ms`; not counted as an attempt."""
+        await self._defer(keys=[hook_state_key(task_id), DUE_KEY], args=[task_id, self.clock() + delay_ms])
+
     async def give_up(self, task_id: str, revision: int, reason: str) -> None:
         await self._give_up(
             keys=[hook_state_key(task_id), DUE_KEY], args=[task_id, revision, self.clock(), reason]
@@ -390,6 +406,8 @@ class HookDeliverer:
         self.give_up_ms = int(settings.give_up_minutes * 60_000)
         self.wake = asyncio.Event()
         self._inflight: dict[str, asyncio.Task[None]] = {}
+        #: requests in flight per receiver (host:port), capped by settings.per_host_concurrency
+        self._per_host: dict[str, int] = {}
         self.sent = 0
 
     async def schedule(self, task_id: str, revision: int, body: bytes | None = None) -> None:
@@ -492,7 +510,19 @@ class HookDeliverer:
             log.warning("hook of task %s refused: %s", task_id, exc)
             await self.outbox.give_up(task_id, revision, f"refused: {exc}")
             return
-        error = await self._post(url, body, revision)
+        host = urlsplit(url).netloc.lower()
+        if self._per_host.get(host, 0) >= max(self.settings.per_host_concurrency, 1):
+            # This receiver already has its share in flight (it may be down): leave the global
+            # slot to other receivers and look again shortly.
+            await self.outbox.defer(task_id, _BUSY_RECEIVER_DELAY_MS)
+            return
+        self._per_host[host] = self._per_host.get(host, 0) + 1
+        try:
+            error = await self._post(url, body, revision)
+        finally:
+            self._per_host[host] -= 1
+            if not self._per_host[host]:
+                del self._per_host[host]
         if error is None:
             self.sent += 1
             if await self.outbox.delivered(task_id, revision):

@@ -128,6 +128,33 @@ async def test_receiver_that_never_answers_is_given_up_without_delaying_others(
         assert int(state["attempts"]) >= 2
 
 
+async def test_a_dead_receiver_with_many_tasks_does_not_take_every_delivery_slot(
+    store: TaskStore,
+    redis: aioredis.Redis,
+    redis_server: EmbeddedRedis,
+    receiver: HookReceiver,
+    tmp_path: Path,
+) -> None:
+    """More hanging deliveries than the worker's slots: another receiver's hook still goes out."""
+    receiver.modes["hang"] = "hang"
+    other = HookReceiver()
+    await other.start()
+    hooks = HookSettings(concurrency=4, per_host_concurrency=2, request_timeout_seconds=3, give_up_minutes=1)
+    try:
+        async with running_worker(make_settings(redis_server.url, tmp_path, hooks=hooks)):
+            for i in range(10):
+                await submitted_task(store, prompt=f"stuck {i}", hook=receiver.url("hang"))
+            await receiver.wait_for(lambda: receiver.attempts.get("hang", 0) >= 2)
+            started = time.monotonic()
+            task_id = await _run_imagine(store, redis, other.url("fast"), "a fast fox")
+            final = await wait_final(store, task_id)
+            await other.wait_for(lambda: any(r.version == final.revision for r in other.for_path("fast")))
+            assert time.monotonic() - started < 1.5  # the hanging host holds at most its own share
+            assert receiver.attempts.get("hang", 0) <= 2  # never more than its cap at once
+    finally:
+        await other.stop()
+
+
 async def test_hook_to_the_cloud_metadata_address_is_refused(
     store: TaskStore, redis: aioredis.Redis, redis_server: EmbeddedRedis, tmp_path: Path
 ) -> None:
