@@ -139,7 +139,7 @@ async def test_a_dead_receiver_with_many_tasks_does_not_take_every_delivery_slot
     receiver.modes["hang"] = "hang"
     other = HookReceiver()
     await other.start()
-    hooks = HookSettings(concurrency=4, per_host_concurrency=2, request_timeout_seconds=3, give_up_minutes=1)
+    hooks = HookSettings(concurrency=4, per_host_concurrency=2, request_timeout_seconds=30, give_up_minutes=1)
     try:
         async with running_worker(make_settings(redis_server.url, tmp_path, hooks=hooks)):
             for i in range(10):
