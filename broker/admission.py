@@ -199,12 +199,16 @@ class Admitter:
         status_ttl: float = STATUS_TTL_SECONDS,
     ) -> None:
         self.store = store
-        self.settings = settings
-        self.banned = BannedWords(settings.banned_words)
         self.new_id = ids or IdSource()
-        self._accounts = {a.id: a for a in settings.accounts}
+        self.use(settings)
         self.status_ttl = status_ttl
         self._status_cache: dict[str, tuple[float, bytes | None]] = {}
+
+    def use(self, settings: Settings) -> None:
+        """Switch to new settings (a config reload): accounts and banned words."""
+        self.settings = settings
+        self.banned = BannedWords(settings.banned_words)
+        self._accounts = {a.id: a for a in settings.accounts}
 
     async def _statuses(self, accounts: Sequence[Account]) -> list[bytes | None]:
         """The `state` of each account's live status hash, cached for `status_ttl` seconds.

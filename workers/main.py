@@ -30,7 +30,7 @@ from arq.worker import Worker
 from redis.exceptions import RedisError
 
 from broker import keys
-from broker.config import Settings, load_settings
+from broker.config import ConfigWatcher, Settings, load_settings
 from broker.ledger import Ledger
 from broker.redis_server import connect
 from broker.store import CHANGES_STREAM, TaskStore
@@ -75,8 +75,10 @@ class WorkerRuntime:
         claim_idle_seconds: float = DEFAULT_CLAIM_IDLE_SECONDS,
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Callable[[], int] = _now_ms,
+        watcher: ConfigWatcher | None = None,
     ) -> None:
         self.settings = settings
+        self.watcher = watcher
         self.name = name or _consumer_name()
         self.claim_idle_ms = int(claim_idle_seconds * 1000)
         self.transport = transport
@@ -104,10 +106,13 @@ class WorkerRuntime:
         self._tasks: list[asyncio.Task[None]] = []
 
     def _settings(self) -> Settings:
+        """The settings in force: accounts and timeouts follow config.yaml edits (with a watcher)."""
+        if self.watcher is not None:
+            self.settings = self.watcher.current()
         return self.settings
 
     def _window_ms(self, account_id: str) -> int:
-        account = self.settings.account(account_id)
+        account = self._settings().account(account_id)
         return int((account.timeout_minutes if account else 5.0) * 60_000)
 
     async def start(self) -> None:
@@ -213,9 +218,12 @@ def create_worker(
     name: str | None = None,
     claim_idle_seconds: float = DEFAULT_CLAIM_IDLE_SECONDS,
     transport: httpx.AsyncBaseTransport | None = None,
+    watcher: ConfigWatcher | None = None,
 ) -> Worker:
     """The arq Worker of this process; ``worker.ctx["runtime"]`` is its `WorkerRuntime`."""
-    runtime = WorkerRuntime(settings, name=name, claim_idle_seconds=claim_idle_seconds, transport=transport)
+    runtime = WorkerRuntime(
+        settings, name=name, claim_idle_seconds=claim_idle_seconds, transport=transport, watcher=watcher
+    )
     return Worker(**worker_settings(settings, runtime, handle_signals=handle_signals))
 
 
@@ -237,12 +245,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     if logging.getLogger().level >= logging.INFO:
         # arq logs every cron run at INFO (the sweeper runs every few seconds): keep the log readable.
         logging.getLogger("arq.worker").setLevel(logging.WARNING)
-    settings = load_settings(args.config)
+    config_path = args.config or os.environ.get("MJBROKER_CONFIG") or "config.yaml"
+    settings = load_settings(config_path)
+    watcher = ConfigWatcher(config_path, settings)
     # arq builds its loop through the policy: uvloop makes every Redis round trip cheaper.
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     while True:
         try:
-            create_worker(settings, claim_idle_seconds=args.claim_idle_seconds).run()
+            create_worker(settings, claim_idle_seconds=args.claim_idle_seconds, watcher=watcher).run()
             return
         except RedisError as exc:
             # arq's own loop gives up on a Redis that is down or still loading its data; a worker

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 
 from litestar import Litestar
@@ -16,7 +17,7 @@ from broker.api.context import ApiContext
 from broker.api.errors import EXCEPTION_HANDLERS
 from broker.api.submit import SUBMIT_HANDLERS
 from broker.api.tasks import TASK_HANDLERS
-from broker.config import Settings, load_settings
+from broker.config import ConfigWatcher, Settings, load_settings
 from broker.redis_server import connect
 
 __all__ = ["RedactSecrets", "create_app"]
@@ -61,9 +62,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     :param settings: the settings to serve; None reads `load_settings()` (MJBROKER_CONFIG or ./config.yaml).
     """
-    settings = settings if settings is not None else load_settings()
+    watcher = None
+    if settings is None:
+        path = os.environ.get("MJBROKER_CONFIG") or "config.yaml"
+        settings = load_settings(path)
+        watcher = ConfigWatcher(path, settings)
     _setup_logging(settings)
-    ctx = ApiContext(settings)
+    ctx = ApiContext(settings, watcher=watcher)
     if not settings.api_keys:
         log.warning("no api_keys configured: the API is open to anyone who can reach it")
 

@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 from litestar import Request
 
 from broker.admission import STATUS_TTL_SECONDS, Admitter
-from broker.config import Settings
+from broker.config import ConfigWatcher, Settings
 from broker.store import TaskStore
 
 __all__ = ["ApiContext", "context_of"]
@@ -23,8 +23,9 @@ def _now_ms() -> int:
 class ApiContext:
     """Built once per process by `create_app`; Redis is connected in the app's startup hook."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+    def __init__(self, settings: Settings, *, watcher: ConfigWatcher | None = None) -> None:
+        self._settings = settings
+        self._watcher = watcher
         self.clock = _now_ms
         self._redis: aioredis.Redis | None = None
         self._store: TaskStore | None = None
@@ -43,6 +44,17 @@ class ApiContext:
         self._redis = self._store = self._admitter = None
 
     @property
+    def settings(self) -> Settings:
+        """The settings in force; with a watcher, config.yaml edits apply within seconds."""
+        if self._watcher is not None:
+            current = self._watcher.current()
+            if current is not self._settings:
+                self._settings = current
+                if self._admitter is not None:
+                    self._admitter.use(current)
+        return self._settings
+
+    @property
     def redis(self) -> aioredis.Redis:
         assert self._redis is not None, "the app has not started"
         return self._redis
@@ -55,6 +67,7 @@ class ApiContext:
     @property
     def admitter(self) -> Admitter:
         assert self._admitter is not None, "the app has not started"
+        _ = self.settings  # applies a config reload to the admitter first
         return self._admitter
 
 

@@ -11,6 +11,10 @@ from broker import keys
 from broker.redis_server import connect
 
 
+def _pin(account_id: str) -> dict[str, object]:
+    return {"accountFilter": {"instanceId": account_id}}
+
+
 async def _state(stack: Stack, account_id: str) -> tuple[str, str]:
     client = connect(stack.redis.url)
     try:
@@ -50,5 +54,16 @@ async def test_config_reload_adds_and_removes_accounts_without_touching_the_othe
         )
         task = await stack.wait_task(str(reply["result"]))
         assert task["status"] == "SUCCESS"
+        # The web process follows the file too (within its 2 s check): a2 takes work, a0 none.
+        for _ in range(50):  # up to 10 s
+            reply = await stack.post("/mj/submit/imagine", {"prompt": "new account", **_pin("a2")})
+            if reply["code"] in (1, 22):
+                break
+            await asyncio.sleep(0.2)
+        assert reply["code"] in (1, 22), reply
+        task = await stack.wait_task(str(reply["result"]))
+        assert task["status"] == "SUCCESS" and task["instanceId"] == "a2"
+        refused = await stack.post("/mj/submit/imagine", {"prompt": "old account", **_pin("a0")})
+        assert refused["code"] == 3, refused
     finally:
         await stack.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -61,3 +62,18 @@ def test_unreadable_file_and_bad_yaml(tmp_path: Path) -> None:
     bad.write_text("accounts: [\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="invalid YAML"):
         load_settings(bad, environ={})
+
+
+def test_watcher_follows_the_file_and_keeps_the_last_good_settings(tmp_path: Path) -> None:
+    from broker.config import ConfigWatcher
+
+    path = tmp_path / "config.yaml"
+    path.write_text("banned_words: [one]\n")
+    watcher = ConfigWatcher(path, load_settings(path), every=0.0)
+    assert watcher.current().banned_words == ("one",)
+    path.write_text("banned_words: [two]\n")
+    os.utime(path, (1, 1))  # a new mtime even within the filesystem's clock resolution
+    assert watcher.current().banned_words == ("two",)
+    path.write_text("banned_words: {not: [a list\n")
+    os.utime(path, (2, 2))
+    assert watcher.current().banned_words == ("two",)  # a broken edit is ignored
