@@ -149,22 +149,8 @@ class RestApi:
 
     async def interactions(self, request: web.Request) -> web.Response:
         account = _account(request)
-        files: dict[int, tuple[str, bytes]] = {}
         try:
-            if request.content_type.startswith("multipart/"):
-                payload: Payload = {}
-                reader = await request.multipart()
-                async for part in reader:
-                    if not isinstance(part, BodyPartReader):
-                        continue
-                    name = part.name or ""
-                    data = await part.read()
-                    if name == "payload_json":
-                        payload = msgspec.json.decode(data)
-                    elif name.startswith("files["):
-                        files[int(name[6:-1])] = (getattr(part, "filename", None) or "file", bytes(data))
-            else:
-                payload = msgspec.json.decode(await request.read())
+            payload, files = await _read_body(request)
         except (msgspec.DecodeError, ValueError):
             return responses.error(400, 50109, "The request body contains invalid JSON.")
         if not isinstance(payload, dict):
@@ -347,20 +333,14 @@ class RestApi:
         channel = self.state.visible_channel(account, request.match_info["cid"])
         if channel is None:
             return responses.error(404, 10003, "Unknown Channel")
-        files: dict[int, tuple[str, bytes]] = {}
-        if request.content_type.startswith("multipart/"):
-            body: Payload = {}
-            async for part in await request.multipart():
-                if not isinstance(part, BodyPartReader):
-                    continue
-                name = part.name or ""
-                data = await part.read()
-                if name == "payload_json":
-                    body = msgspec.json.decode(data)
-                elif name.startswith("files["):
-                    files[int(name[6:-1])] = (getattr(part, "filename", None) or "file", bytes(data))
-        else:
-            body = msgspec.json.decode(await request.read())
+        try:
+            body, files = await _read_body(request)
+        except (msgspec.DecodeError, ValueError):
+            return responses.error(400, 50109, "The request body contains invalid JSON.")
+        if not isinstance(body, dict):
+            return responses.form_error(
+                [], "DICT_TYPE_CONVERT", "Only dictionaries may be used in a DictType"
+            )
         attachments = []
         for att in body.get("attachments") or []:
             filename = str(att.get("filename") or "file")
@@ -451,3 +431,24 @@ class RestApi:
         if not ok:
             return responses.json({"success": False, "message": "unknown customId"}, status=404)
         return responses.json({"success": True})
+
+
+async def _read_body(request: web.Request) -> tuple[Any, dict[int, tuple[str, bytes]]]:
+    """A Discord request body: JSON, or multipart with `payload_json` and `files[n]` parts.
+
+    Raises msgspec.DecodeError / ValueError on a body that is not what it claims to be.
+    """
+    files: dict[int, tuple[str, bytes]] = {}
+    if not request.content_type.startswith("multipart/"):
+        return msgspec.json.decode(await request.read()), files
+    payload: Any = {}
+    async for part in await request.multipart():
+        if not isinstance(part, BodyPartReader):
+            continue
+        name = part.name or ""
+        data = await part.read()
+        if name == "payload_json":
+            payload = msgspec.json.decode(data)
+        elif name.startswith("files["):
+            files[int(name[6:-1])] = (getattr(part, "filename", None) or "file", bytes(data))
+    return payload, files

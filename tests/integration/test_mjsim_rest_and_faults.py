@@ -290,3 +290,13 @@ async def test_remix_modal_vary_region_and_counters(sim: RunningSim, gw: RawGate
     assert counters["interactions"]["by_account"][acct["userId"]] == 5
     await _post(sim, click_payload(acct, sid, final, v1))
     assert f"click:{final['id']}:{v1}" in (await sim.counters())["interactions"]["duplicate_keys"]
+
+
+async def test_malformed_message_body_gets_400_not_500(sim: RunningSim) -> None:
+    acct = sim.accounts[0]
+    path = f"/channels/{acct['channelId']}/messages"
+    headers = {"Content-Type": "application/json"}
+    status, body, _ = await sim.rest("POST", path, acct["token"], data=b"{not json", headers=headers)
+    assert status == 400 and body["code"] == 50109
+    status, body, _ = await sim.rest("POST", path, acct["token"], data=b"[1, 2]", headers=headers)
+    assert status == 400
