@@ -23,7 +23,7 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from broker.config import DEFAULT_USER_AGENT, Account, ConfigError, Settings, load_settings
+from broker.config import DEFAULT_USER_AGENT, Account, ConfigWatcher, Settings, load_settings
 from broker.models import TaskStatus
 from broker.redis_server import connect
 from broker.store import TaskStore
@@ -211,7 +211,9 @@ class Bridge:
     ) -> None:
         self.settings = settings
         self.redis = redis
-        self.config_path = Path(config_path) if config_path else None
+        # Checked on every acquire tick (bridge.acquire_seconds), which already sets the rhythm.
+        self._watcher = ConfigWatcher(config_path, settings, every=0.0) if config_path else None
+        self._loaded = settings
         self.bridge_id = bridge_id or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.store = TaskStore(redis, retention_seconds=settings.tasks.retention_days * 86400)
         self.publisher = Publisher(redis)
@@ -220,16 +222,7 @@ class Bridge:
         )
         self.runners: dict[str, AccountRunner] = {}
         self.http: aiohttp.ClientSession = None  # type: ignore[assignment]  # set in run()
-        self._config_mtime = self._mtime()
         self._stop = asyncio.Event()
-
-    def _mtime(self) -> float:
-        if self.config_path is None:
-            return 0.0
-        try:
-            return self.config_path.stat().st_mtime
-        except OSError:
-            return 0.0
 
     def stop(self) -> None:
         self._stop.set()
@@ -315,16 +308,12 @@ class Bridge:
                     await runner.stop()
 
     def _maybe_reload(self) -> None:
-        mtime = self._mtime()
-        if self.config_path is None or mtime == self._config_mtime:
+        if self._watcher is None:
             return
-        self._config_mtime = mtime
-        try:
-            self.settings = _with_bridge_defaults(load_settings(self.config_path), self.settings)
-        except ConfigError as exc:
-            log.error("config reload ignored: %s", exc)
-            return
-        log.info("config reloaded: %d accounts", len(self.settings.accounts))
+        current = self._watcher.current()  # logs a reload, or a broken edit it ignores
+        if current is not self._loaded:
+            self._loaded = current
+            self.settings = _with_bridge_defaults(current, self.settings)
 
     async def _apply_config(self) -> None:
         wanted = {a.id: a for a in self._enabled()}

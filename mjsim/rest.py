@@ -254,19 +254,21 @@ class RestApi:
             blob = files.get(int(str(att.get("id", index))), (filename, b""))[1] or None
         if blob is None:
             return None
+        return str(self._store_upload(channel, filename, blob, ephemeral=True)["url"])
+
+    def _store_upload(self, channel: Channel, filename: str, blob: bytes, *, ephemeral: bool) -> Payload:
+        """Serve uploaded bytes from the CDN; the attachment object pointing at them."""
         att_id = self.state.ids.snowflake()
-        path = cdn_path(channel.id, att_id, filename, ephemeral=True)
+        path = cdn_path(channel.id, att_id, filename, ephemeral=ephemeral)
         self.state.files[path] = blob
-        return str(
-            attachment_payload(
-                base_url=self.state.base_url,
-                path=path,
-                attachment_id=att_id,
-                filename=filename,
-                size=len(blob),
-                width=0,
-                height=0,
-            )["url"]
+        return attachment_payload(
+            base_url=self.state.base_url,
+            path=path,
+            attachment_id=att_id,
+            filename=filename,
+            size=len(blob),
+            width=0,
+            height=0,
         )
 
     def _component(self, ctx: InteractionCtx, payload: Payload, data: Payload) -> web.Response:
@@ -354,20 +356,7 @@ class RestApi:
                 return responses.form_error(
                     ["attachments", "0", "uploaded_filename"], "ATTACHMENT_NOT_FOUND", "Unknown upload"
                 )
-            att_id = self.state.ids.snowflake()
-            path = cdn_path(channel.id, att_id, filename)
-            self.state.files[path] = blob
-            attachments.append(
-                attachment_payload(
-                    base_url=self.state.base_url,
-                    path=path,
-                    attachment_id=att_id,
-                    filename=filename,
-                    size=len(blob),
-                    width=0,
-                    height=0,
-                )
-            )
+            attachments.append(self._store_upload(channel, filename, blob, ephemeral=False))
         msg = message(
             id=self.state.ids.snowflake(),
             channel_id=channel.id,
