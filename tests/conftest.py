@@ -1,4 +1,5 @@
-"""Shared fixtures: one real embedded Redis/Valkey per test session, flushed per test."""
+"""Shared fixtures: one real embedded Redis/Valkey per test session (flushed per test), a task
+store on it, and a local hook receiver."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import redis.asyncio as aioredis
+from workers_support import HookReceiver
 
 from broker.redis_server import EmbeddedRedis, connect, free_port
+from broker.store import TaskStore
 
 
 @pytest.fixture(scope="session")
@@ -25,3 +28,16 @@ async def redis(redis_server: EmbeddedRedis) -> AsyncIterator[aioredis.Redis]:
     await client.flushall()
     yield client
     await client.aclose()
+
+
+@pytest.fixture
+def store(redis: aioredis.Redis) -> TaskStore:
+    return TaskStore(redis, retention_seconds=3600)
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[HookReceiver]:
+    server = HookReceiver()
+    await server.start()
+    yield server
+    await server.stop()

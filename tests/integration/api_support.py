@@ -9,12 +9,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
 import yaml
 
 from broker.redis_server import EmbeddedRedis, free_port
@@ -131,3 +132,10 @@ def web(redis_server: EmbeddedRedis) -> Iterator[WebProcess]:
 
 
 AUTH = {"mj-api-secret": API_SECRET}
+
+
+@pytest.fixture
+async def client(web: WebProcess, redis: aioredis.Redis) -> AsyncIterator[httpx.AsyncClient]:
+    """An authenticated client of the session's web process, on a freshly flushed Redis."""
+    async with httpx.AsyncClient(base_url=web.url, headers=AUTH, timeout=30) as c:
+        yield c

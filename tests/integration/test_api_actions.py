@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import msgspec
 import pytest
 import redis.asyncio as aioredis
-from api_support import AUTH, WebProcess, web  # noqa: F401
 
 from broker import keys
 from broker.bridge_calls import BridgeCall, BridgeReply
@@ -28,12 +26,6 @@ GRID = [
     f"MJ::Inpaint::1::{H}::SOLO",
     f"MJ::BOOKMARK::{H}",
 ]
-
-
-@pytest.fixture
-async def client(web: WebProcess, redis: aioredis.Redis) -> AsyncIterator[httpx.AsyncClient]:  # noqa: F811
-    async with httpx.AsyncClient(base_url=web.url, headers=AUTH, timeout=30) as c:
-        yield c
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 import redis.asyncio as aioredis
-from api_support import API_SECRET, AUTH, HOOK_SECRET, TOKEN_A1, WebProcess, web  # noqa: F401
+from api_support import API_SECRET, AUTH, HOOK_SECRET, TOKEN_A1, WebProcess
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -30,7 +30,7 @@ POST_ROUTES = [
 
 
 @pytest.fixture
-async def client(web: WebProcess, redis: aioredis.Redis) -> AsyncIterator[httpx.AsyncClient]:  # noqa: F811
+async def client(web: WebProcess, redis: aioredis.Redis) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=web.url, headers=AUTH, timeout=60) as c:
         yield c
 
@@ -80,7 +80,7 @@ async def test_ten_megabyte_prompt_is_a_clean_code_4(client: httpx.AsyncClient) 
     assert response.status_code == 200 and response.json()["code"] == 4
 
 
-async def test_body_over_the_limit_is_413(web: WebProcess) -> None:  # noqa: F811
+async def test_body_over_the_limit_is_413(web: WebProcess) -> None:
     # Announce a body over server.max_body_bytes; the server answers before reading it.
     reader, writer = await asyncio.open_connection("127.0.0.1", web.port)
     writer.write(
@@ -121,7 +121,7 @@ def _bodies(schema: dict[str, Any], path: str) -> st.SearchStrategy[Any]:
     return typed | _json_values()
 
 
-def test_generated_bodies_never_give_a_500(web: WebProcess) -> None:  # noqa: F811
+def test_generated_bodies_never_give_a_500(web: WebProcess) -> None:
     with httpx.Client(base_url=web.url, headers=AUTH, timeout=30) as c:
         schema = c.get("/schema/openapi.json").json()
         strategy = st.tuples(st.sampled_from(POST_ROUTES), st.data())
@@ -138,7 +138,7 @@ def test_generated_bodies_never_give_a_500(web: WebProcess) -> None:  # noqa: F8
             assert_api_shape(c.get(path))
 
 
-async def test_no_secret_in_any_response_or_log_line(client: httpx.AsyncClient, web: WebProcess) -> None:  # noqa: F811
+async def test_no_secret_in_any_response_or_log_line(client: httpx.AsyncClient, web: WebProcess) -> None:
     texts = []
     for method, path, body in [
         ("GET", "/mj/account/list", None),

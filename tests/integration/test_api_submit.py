@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 import redis.asyncio as aioredis
-from api_support import AUTH, TOKEN_A1, WebProcess, account, running_web, web  # noqa: F401
+from api_support import TOKEN_A1, WebProcess, account, running_web
 
 from broker import keys
 from broker.redis_server import EmbeddedRedis
@@ -21,12 +21,6 @@ PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
 JPG = b"\xff\xd8\xff\xe0" + b"\x00" * 32
 PNG_URL = "data:image/png;base64," + base64.b64encode(PNG).decode()
 JPG_B64 = base64.b64encode(JPG).decode()
-
-
-@pytest.fixture
-async def client(web: WebProcess, redis: aioredis.Redis) -> AsyncIterator[httpx.AsyncClient]:  # noqa: F811
-    async with httpx.AsyncClient(base_url=web.url, headers=AUTH, timeout=30) as c:
-        yield c
 
 
 @pytest.fixture

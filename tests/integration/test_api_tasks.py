@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 import redis.asyncio as aioredis
-from api_support import API_SECRET, AUTH, TOKEN_A1, WebProcess, web  # noqa: F401
+from api_support import API_SECRET, AUTH, TOKEN_A1, WebProcess
 
 from broker import keys
 from broker.models import TaskStatus
 from broker.store import TaskStore
-
-
-@pytest.fixture
-async def client(web: WebProcess, redis: aioredis.Redis) -> AsyncIterator[httpx.AsyncClient]:  # noqa: F811
-    async with httpx.AsyncClient(base_url=web.url, headers=AUTH, timeout=30) as c:
-        yield c
 
 
 async def _imagine(client: httpx.AsyncClient, prompt: str = "a cat") -> str:
@@ -97,7 +90,7 @@ async def test_accounts_never_show_the_token(client: httpx.AsyncClient, redis: a
         ({"Authorization": API_SECRET}, 200),
     ],
 )
-async def test_api_secret_checks(web: WebProcess, headers: dict[str, str], status: int) -> None:  # noqa: F811
+async def test_api_secret_checks(web: WebProcess, headers: dict[str, str], status: int) -> None:
     async with httpx.AsyncClient(base_url=web.url) as anon:
         response = await anon.get("/mj/task/list", headers=headers)
     assert response.status_code == status
@@ -106,7 +99,7 @@ async def test_api_secret_checks(web: WebProcess, headers: dict[str, str], statu
         assert body["code"] == 401 and body["description"]
 
 
-async def test_cors_preflight_passes_without_a_key(web: WebProcess) -> None:  # noqa: F811
+async def test_cors_preflight_passes_without_a_key(web: WebProcess) -> None:
     async with httpx.AsyncClient(base_url=web.url) as anon:
         response = await anon.options(
             "/mj/submit/imagine",
@@ -120,7 +113,7 @@ async def test_cors_preflight_passes_without_a_key(web: WebProcess) -> None:  # 
     assert "mj-api-secret" in response.headers["access-control-allow-headers"]
 
 
-async def test_openapi_schema_has_the_request_types(web: WebProcess) -> None:  # noqa: F811
+async def test_openapi_schema_has_the_request_types(web: WebProcess) -> None:
     async with httpx.AsyncClient(base_url=web.url) as anon:
         schema = (await anon.get("/schema/openapi.json")).json()
     imagine = schema["paths"]["/mj/submit/imagine"]["post"]
@@ -130,7 +123,7 @@ async def test_openapi_schema_has_the_request_types(web: WebProcess) -> None:  #
     assert "/mj-relax/mj/submit/imagine" in schema["paths"]
 
 
-async def test_restart_of_the_web_process_loses_no_task(client: httpx.AsyncClient, web: WebProcess) -> None:  # noqa: F811
+async def test_restart_of_the_web_process_loses_no_task(client: httpx.AsyncClient, web: WebProcess) -> None:
     ids = [await _imagine(client, f"p{i}") for i in range(4)]
     web.restart()
     async with httpx.AsyncClient(base_url=web.url, headers=AUTH) as fresh:

@@ -37,11 +37,6 @@ async def sim() -> AsyncIterator[RunningSim]:
 
 
 @pytest.fixture
-def store(redis: aioredis.Redis) -> TaskStore:
-    return TaskStore(redis, retention_seconds=3600)
-
-
-@pytest.fixture
 async def bridge(
     sim: RunningSim, redis: aioredis.Redis, redis_server: EmbeddedRedis
 ) -> AsyncIterator[Bridge]:

@@ -15,11 +15,6 @@ def _task(task_id: str) -> Task:
     return Task(id=task_id, action=TaskAction.IMAGINE, prompt="a cat", submit_time=1, instance_id="a1")
 
 
-@pytest.fixture
-def store(redis: aioredis.Redis) -> TaskStore:
-    return TaskStore(redis, retention_seconds=3600)
-
-
 async def test_create_sets_revision_one_and_announces_change(store: TaskStore, redis: aioredis.Redis) -> None:
     task = await store.create(_task("1"))
     assert task.revision == 1

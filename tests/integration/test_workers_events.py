@@ -38,24 +38,11 @@ JOB = "5b1c2d3e-1a2b-4c5d-8e9f-0123456789ab"
 
 
 @pytest.fixture
-async def receiver() -> AsyncIterator[HookReceiver]:
-    server = HookReceiver()
-    await server.start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
 async def worker(
     redis: aioredis.Redis, redis_server: EmbeddedRedis, tmp_path: Path
 ) -> AsyncIterator[WorkerRuntime]:
     async with running_worker(make_settings(redis_server.url, tmp_path)) as runtime:
         yield runtime
-
-
-@pytest.fixture
-def store(redis: aioredis.Redis) -> TaskStore:
-    return TaskStore(redis, retention_seconds=3600)
 
 
 async def test_imagine_runs_from_start_through_progress_to_success_with_buttons(

@@ -6,10 +6,8 @@ import asyncio
 import hashlib
 import hmac
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
 import redis.asyncio as aioredis
 from workers_support import (
     HookReceiver,
@@ -29,19 +27,6 @@ from broker.store import TaskStore
 from workers.hooks import HookOutbox
 
 JOB = "9e107d9d-372b-4b3a-9b8e-3a1c2b3d4e5f"
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[HookReceiver]:
-    server = HookReceiver()
-    await server.start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
-def store(redis: aioredis.Redis) -> TaskStore:
-    return TaskStore(redis, retention_seconds=3600)
 
 
 async def _run_imagine(store: TaskStore, redis: aioredis.Redis, hook: str, prompt: str) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import pytest
 import redis.asyncio as aioredis
 from workers_support import CHANNEL, make_settings, running_worker, submitted_task, wait_final
 
@@ -15,11 +14,6 @@ from broker.redis_server import EmbeddedRedis
 from broker.store import TaskStore
 from workers.changes import LIVE_KEY
 from workers.sweeper import Sweeper
-
-
-@pytest.fixture
-def store(redis: aioredis.Redis) -> TaskStore:
-    return TaskStore(redis, retention_seconds=3600)
 
 
 def _account(**kw: float) -> Account:
