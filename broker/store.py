@@ -249,22 +249,18 @@ class TaskStore:
         while True:
             async with self.redis.pipeline(transaction=False) as pipe:
                 pipe.evalsha(self._cas.sha, 1, keys.task_record(task.id), *args)
-                self._announce_in(pipe, task)
+                pipe.xadd(
+                    CHANGES_STREAM,
+                    {"id": task.id, "rev": task.revision},
+                    maxlen=_CHANGES_MAXLEN,
+                    approximate=True,
+                )
                 try:
                     written, _ = await pipe.execute()
                 except NoScriptError:
                     await self.redis.script_load(_CAS)
                     continue
             return bool(written)
-
-    @staticmethod
-    def _announce_in(client: Any, task: Task) -> Any:
-        return client.xadd(
-            CHANGES_STREAM,
-            {"id": task.id, "rev": task.revision},
-            maxlen=_CHANGES_MAXLEN,
-            approximate=True,
-        )
 
     # -- indexes from Discord ids to tasks (matching events) ------------------------------------
 
