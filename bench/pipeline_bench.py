@@ -10,6 +10,7 @@ Figures:
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 import sys
 import tempfile
@@ -52,34 +53,70 @@ async def _submit_many(stack: Stack, prompts: list[str], concurrency: int) -> li
     return ids
 
 
-def _success_times(stack: Stack) -> dict[str, float]:
-    done: dict[str, float] = {}
-    for received in stack.receiver.received:
-        try:
-            body = received.task
-        except ValueError:
-            continue
-        if body.get("status") == "SUCCESS":
-            done.setdefault(str(body["id"]), received.at)
-    return done
+class _SuccessLog:
+    """When each task's first SUCCESS hook arrived, read incrementally from the receiver.
+
+    The bench polls it while the stack runs, so it must not re-read every hook on each poll.
+    """
+
+    def __init__(self, stack: Stack) -> None:
+        self.received = stack.receiver.received
+        self.seen = 0
+        self.done: dict[str, float] = {}
+
+    def update(self) -> dict[str, float]:
+        for received in self.received[self.seen :]:
+            if b'"SUCCESS"' not in received.body:
+                continue
+            body = msgspec.json.decode(received.body)
+            if body.get("status") == "SUCCESS":
+                self.done.setdefault(str(body["id"]), received.at)
+        self.seen = len(self.received)
+        return self.done
 
 
-async def _throughput(stack: Stack) -> float:
+def _cpu_seconds(stack: Stack) -> dict[str, float]:
+    """CPU time (user + system) used so far by each process of the stack, and by this one."""
+    pids = {name: proc.process.pid for name, proc in stack.procs.items() if proc.process is not None}
+    if stack.redis.process is not None:
+        pids["redis"] = stack.redis.process.pid
+    pids["bench"] = os.getpid()
+    used: dict[str, float] = {}
+    for name, pid in pids.items():
+        process = psutil.Process(pid)
+        used[name] = 0.0
+        # granian's web workers are children of the process the stack started
+        children = process.children(recursive=True) if name != "bench" else []
+        for one in [process, *children]:
+            times = one.cpu_times()
+            used[name] += times.user + times.system
+    return used
+
+
+async def _throughput(stack: Stack) -> tuple[float, dict[str, float]]:
+    """Tasks per second from the first submit to the last SUCCESS hook, and CPU ms per task by process."""
     prompts = [f"throughput {i} a tiny watercolor" for i in range(THROUGHPUT_TASKS)]
+    cpu_before = _cpu_seconds(stack)
     started = time.time()
     ids = await _submit_many(stack, prompts, 64)
     wanted = set(ids)
+    successes = _SuccessLog(stack)
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
-        done = _success_times(stack)
-        if wanted <= done.keys():
+        if wanted <= successes.update().keys():
             break
         await asyncio.sleep(0.1)
-    done = _success_times(stack)
+    done = successes.update()
+    cpu_after = _cpu_seconds(stack)
     finished = [done[i] for i in wanted if i in done]
     if not finished:
-        return 0.0
-    return len(finished) / (max(finished) - started)
+        return 0.0, {}
+    cpu_ms = {
+        f"cpu_ms_per_task_{name}": (cpu_after[name] - used) * 1000 / len(finished)
+        for name, used in cpu_before.items()
+        if name in cpu_after
+    }
+    return len(finished) / (max(finished) - started), cpu_ms
 
 
 async def _event_to_hook(stack: Stack) -> tuple[float, float, int, float]:
@@ -113,7 +150,7 @@ async def _event_to_hook(stack: Stack) -> tuple[float, float, int, float]:
                 final_at[task_id] = int(fields[b"at"])
                 # the stream id's first part is Redis's clock (ms) at XADD: the bridge's own share
                 to_stream.append(int(entry_id.split(b"-")[0]) - int(fields[b"at"]))
-    hooks = _success_times(stack)
+    hooks = _SuccessLog(stack).update()
     lat = sorted(hooks[t] * 1000 - at for t, at in final_at.items() if t in hooks)
     if not lat:
         return 0.0, 0.0, 0, 0.0
@@ -142,7 +179,7 @@ async def _pipeline() -> dict[str, Any]:
     stack = _stack(root / "one", 1)
     await stack.start()
     try:
-        rate = await _throughput(stack)
+        rate, cpu_ms = await _throughput(stack)
         p50, p99, n, bridge_p99 = await _event_to_hook(stack)
     finally:
         await stack.close()
@@ -150,7 +187,7 @@ async def _pipeline() -> dict[str, Any]:
     stack = _stack(root / "two", 2)
     await stack.start()
     try:
-        rate_two = await _throughput(stack)
+        rate_two, _ = await _throughput(stack)
     finally:
         await stack.close()
     return {
@@ -160,6 +197,8 @@ async def _pipeline() -> dict[str, Any]:
         "event_to_hook_p99_ms": p99,
         "event_to_hook_samples": n,
         "bridge_event_to_stream_p99_ms": bridge_p99,
+        **cpu_ms,
+        "cpu_ms_per_task_total": sum(cpu_ms.values()),
     }
 
 

@@ -21,6 +21,7 @@ from typing import Any
 import aiohttp
 import msgspec
 import redis.asyncio as aioredis
+import uvloop
 from redis.exceptions import RedisError
 
 from broker.config import DEFAULT_USER_AGENT, Account, ConfigWatcher, Settings, load_settings
@@ -357,5 +358,5 @@ def main() -> None:
     )
     logging.getLogger("discord").setLevel(logging.WARNING)
     started = time.monotonic()
-    asyncio.run(amain())
+    uvloop.run(amain())
     log.info("bridge stopped after %.0fs", time.monotonic() - started)

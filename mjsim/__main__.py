@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import msgspec
+import uvloop
 
 from mjsim.server import start_server
 from mjsim.state import AccountSpec, SimSettings
@@ -71,7 +72,7 @@ async def _main(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> None:
     args = _parse(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    asyncio.run(_main(args))
+    uvloop.run(_main(args))
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-import httpx
 import uvloop
 from arq.connections import RedisSettings
 from arq.cron import cron
@@ -63,7 +62,6 @@ class WorkerRuntime:
     :param settings: the loaded configuration.
     :param name: consumer name in the stream groups (unique per process by default).
     :param claim_idle_seconds: see `StreamConsumer.claim_idle_ms`.
-    :param transport: httpx transport for hook POSTs (tests); None = the network.
     :param clock: epoch milliseconds.
     """
 
@@ -73,7 +71,6 @@ class WorkerRuntime:
         *,
         name: str | None = None,
         claim_idle_seconds: float = DEFAULT_CLAIM_IDLE_SECONDS,
-        transport: httpx.AsyncBaseTransport | None = None,
         clock: Callable[[], int] = _now_ms,
         watcher: ConfigWatcher | None = None,
     ) -> None:
@@ -81,16 +78,13 @@ class WorkerRuntime:
         self.watcher = watcher
         self.name = name or _consumer_name()
         self.claim_idle_ms = int(claim_idle_seconds * 1000)
-        self.transport = transport
         self.clock = clock
         retention_s = settings.tasks.retention_days * 86_400
         self.redis = connect(settings.redis_url)
         self.store = TaskStore(self.redis, retention_seconds=retention_s, clock=clock)
         self.ledger: Ledger | None = None
         self.outbox = HookOutbox(self.redis, ttl_ms=int(retention_s * 1000), clock=clock)
-        self.deliverer = HookDeliverer(
-            self.redis, self.outbox, settings=settings.hooks, transport=transport, clock=clock
-        )
+        self.deliverer = HookDeliverer(self.redis, self.outbox, settings=settings.hooks, clock=clock)
         self.matcher = Matcher(self.store, window_ms=self._window_ms, clock=clock)
         self.applier = Applier(self.store, self.matcher, clock=clock)
         self.sweeper = Sweeper(self.store, settings=self._settings, clock=clock)
@@ -217,13 +211,10 @@ def create_worker(
     handle_signals: bool = True,
     name: str | None = None,
     claim_idle_seconds: float = DEFAULT_CLAIM_IDLE_SECONDS,
-    transport: httpx.AsyncBaseTransport | None = None,
     watcher: ConfigWatcher | None = None,
 ) -> Worker:
     """The arq Worker of this process; ``worker.ctx["runtime"]`` is its `WorkerRuntime`."""
-    runtime = WorkerRuntime(
-        settings, name=name, claim_idle_seconds=claim_idle_seconds, transport=transport, watcher=watcher
-    )
+    runtime = WorkerRuntime(settings, name=name, claim_idle_seconds=claim_idle_seconds, watcher=watcher)
     return Worker(**worker_settings(settings, runtime, handle_signals=handle_signals))
 
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import socket
 import time
 from pathlib import Path
 
 import redis.asyncio as aioredis
+from aiohttp.abc import AbstractResolver, ResolveResult
 from workers_support import (
     HookReceiver,
     imagine_events,
@@ -24,7 +26,7 @@ from broker.config import HookSettings
 from broker.models import TaskStatus
 from broker.redis_server import EmbeddedRedis
 from broker.store import TaskStore
-from workers.hooks import HookOutbox
+from workers.hooks import HookDeliverer, HookOutbox
 
 JOB = "9e107d9d-372b-4b3a-9b8e-3a1c2b3d4e5f"
 
@@ -151,6 +153,47 @@ async def test_hook_to_the_cloud_metadata_address_is_refused(
                 await asyncio.sleep(0.02)
     assert "refused" in state["gave_up_reason"] and "cloud metadata" in state["gave_up_reason"]
     assert "latest/meta-data" not in state["gave_up_reason"]
+
+
+class _FixedDns(AbstractResolver):
+    """Answers every lookup of a name with the address given for it (as a rebinding DNS would)."""
+
+    def __init__(self, answers: dict[str, str]) -> None:
+        self.answers = answers
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        address = self.answers[host]
+        return [{"hostname": host, "host": address, "port": port, "family": family, "proto": 0, "flags": 0}]
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_hook_names_are_checked_on_the_address_connected_to(
+    store: TaskStore, redis: aioredis.Redis, receiver: HookReceiver
+) -> None:
+    # The name passes the URL check (no DNS there); what it resolves to when the client connects
+    # is what counts: a rebinding name that answers with the metadata address is refused.
+    dns = _FixedDns({"rebind.test": "169.254.169.254", "receiver.test": "127.0.0.1"})
+    outbox = HookOutbox(redis, ttl_ms=60_000)
+    deliverer = HookDeliverer(redis, outbox, settings=HookSettings(), resolver=dns)
+    try:
+        refused, _ = await submitted_task(store, prompt="x", hook="http://rebind.test/hook")
+        allowed, _ = await submitted_task(store, prompt="y", hook=f"http://receiver.test:{receiver.port}/ok")
+        await deliverer.schedule(refused.id, refused.revision)
+        await deliverer.schedule(allowed.id, allowed.revision)
+        await receiver.wait_for(lambda: len(receiver.for_path("ok")) == 1, within=5)
+        async with asyncio.timeout(5):
+            while "gave_up" not in (state := await outbox.state(refused.id)):  # noqa: ASYNC110 - polls Redis state, bounded by the timeout
+                await asyncio.sleep(0.02)
+    finally:
+        await deliverer.close()
+    assert state["gave_up_reason"] == (
+        "refused: host rebind.test resolves to 169.254.169.254 (cloud metadata)"
+    )
+    assert receiver.for_path("ok")[0].task["id"] == allowed.id
 
 
 async def test_no_hook_before_the_task_is_submitted(
