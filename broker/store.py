@@ -20,14 +20,16 @@ from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError
+from redis.asyncio.client import Pipeline
 
 from broker import keys
+from broker.lua import Script, execute
 from broker.models import Task, TaskStatus, decode_task, encode_task
 
 __all__ = [
     "ALLOWED",
     "CHANGES_STREAM",
+    "SCRIPTS",
     "Admission",
     "InvalidTransition",
     "TaskStore",
@@ -76,16 +78,16 @@ class Admission(msgspec.Struct, frozen=True):
 
 
 # KEYS[1] task hash; ARGV: expected revision, new revision, json, ttl ms.
-_CAS = """
+_CAS = Script("""
 local cur = redis.call('HGET', KEYS[1], 'v')
 if (cur or '-1') ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], 'v', ARGV[2], 'd', ARGV[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return 1
-"""
+""")
 
 # KEYS: waiting, running, ready, seq; ARGV: task id, core, queue, now ms.
-_ADMIT = """
+_ADMIT = Script("""
 local running = redis.call('ZCARD', KEYS[2])
 local waiting = redis.call('ZCARD', KEYS[1])
 if running < tonumber(ARGV[2]) and waiting == 0 then
@@ -99,10 +101,10 @@ if waiting < tonumber(ARGV[3]) then
   return {22, waiting + 1}
 end
 return {23, 0}
-"""
+""")
 
 # KEYS: waiting, running, ready; ARGV: task id, core, now ms. Returns the ids that got a slot.
-_RELEASE = """
+_RELEASE = Script("""
 local removed = redis.call('ZREM', KEYS[2], ARGV[1]) + redis.call('ZREM', KEYS[1], ARGV[1])
 local promoted = {}
 if removed == 0 then return promoted end
@@ -114,11 +116,19 @@ while redis.call('ZCARD', KEYS[2]) < tonumber(ARGV[2]) do
   table.insert(promoted, head[1])
 end
 return promoted
-"""
+""")
+
+
+#: every script of the store, for `broker.lua.execute` in callers' pipelines
+SCRIPTS = (_CAS, _ADMIT, _RELEASE)
 
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def _decoded(ids: Sequence[bytes | str]) -> list[str]:
+    return [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
 
 
 def check_transition(old: Task, new: Task) -> None:
@@ -154,10 +164,6 @@ class TaskStore:
         self.redis = redis
         self.retention_ms = int(retention_seconds * 1000)
         self.clock = clock
-        self._cas = redis.register_script(_CAS)
-        self._cas_loaded = False
-        self._admit = redis.register_script(_ADMIT)
-        self._release = redis.register_script(_RELEASE)
 
     # -- records -------------------------------------------------------------------------------
 
@@ -187,7 +193,7 @@ class TaskStore:
         task = msgspec.structs.replace(task, revision=1)
         # One round trip: on an id clash the announcement is spurious but harmless (consumers
         # re-read the record they are told about).
-        ok = await self._write(task, expected=b"-1")
+        ok = await self._write(task, expected="-1")
         if not ok:
             raise ValueError(f"task {task.id} already exists")
         return task
@@ -195,34 +201,54 @@ class TaskStore:
     async def delete(self, task_id: str) -> None:
         await self.redis.delete(keys.task_record(task_id))
 
-    async def update(self, task_id: str, mutate: Callable[[Task], Task | None]) -> Update:
+    async def update(
+        self,
+        task_id: str,
+        mutate: Callable[[Task], Task | None],
+        *,
+        current: Task | None = None,
+        index: Sequence[tuple[str, str]] = (),
+    ) -> Update:
         """Apply `mutate` to the current record with compare-and-set, retrying on conflict.
 
         `mutate` returns the new task, or None to leave it as it is. It may be called more than once.
         Progress that would go back is kept at its old value. Raises `InvalidTransition`.
+
+        :param current: the record as the caller just read it: tried first, saving a read (a stale
+            one only costs a retry).
+        :param index: (kind, value) pairs to `index` for this task, written with the record (or
+            alone when nothing changes).
         """
         key = keys.task_record(task_id)
-        while True:
-            rev_raw, data = await self.redis.hmget(key, ["v", "d"])
-            if data is None:
-                return Update(None, False)
-            current = decode_task(data)
-            proposed = mutate(current)
-            if proposed is None:
-                return Update(current, False)
-            if (
-                proposed.status == current.status == TaskStatus.IN_PROGRESS
-                and proposed.progress_percent < current.progress_percent
-            ):
-                proposed = msgspec.structs.replace(proposed, progress=current.progress)
-            proposed = msgspec.structs.replace(proposed, revision=current.revision)
-            if proposed == current:
-                return Update(current, False)
-            check_transition(current, proposed)
-            revision = int(rev_raw or 0) + 1
-            proposed = msgspec.structs.replace(proposed, revision=revision)
-            if await self._write(proposed, expected=rev_raw or b"-1"):
-                return Update(proposed, True)
+        pending = list(index)
+        try:
+            while True:
+                if current is None:
+                    data = await self.redis.hget(key, "d")
+                    if data is None:
+                        return Update(None, False)
+                    current = decode_task(data)
+                proposed = mutate(current)
+                if proposed is None:
+                    return Update(current, False)
+                if (
+                    proposed.status == current.status == TaskStatus.IN_PROGRESS
+                    and proposed.progress_percent < current.progress_percent
+                ):
+                    proposed = msgspec.structs.replace(proposed, progress=current.progress)
+                proposed = msgspec.structs.replace(proposed, revision=current.revision)
+                if proposed == current:
+                    return Update(current, False)
+                check_transition(current, proposed)
+                proposed = msgspec.structs.replace(proposed, revision=current.revision + 1)
+                written = await self._write(proposed, expected=str(current.revision), index=pending)
+                pending = []  # the pipeline wrote them, whether or not the CAS won
+                if written:
+                    return Update(proposed, True)
+                current = None
+        finally:
+            if pending:
+                await self.index_many(pending, task_id)
 
     async def transition(self, task_id: str, to: TaskStatus, **changes: Any) -> Update:
         """Move a task to `to`, setting the given Task fields (snake_case names).
@@ -235,32 +261,28 @@ class TaskStore:
 
         return await self.update(task_id, mutate)
 
-    async def _write(self, task: Task, *, expected: bytes) -> bool:
+    async def _write(self, task: Task, *, expected: str, index: Sequence[tuple[str, str]] = ()) -> bool:
         """Compare-and-set the record and announce it, in one round trip; False if the CAS lost.
 
-        When the CAS loses, the announcement still goes out: it only makes consumers re-read the
-        record. EVALSHA is sent directly (redis-py would check SCRIPT EXISTS first, a round trip
-        per write); a server that forgot the script (a restart) gets it loaded and the write retried.
+        When the CAS loses, the announcement and the `index` entries still go out: the first only
+        makes consumers re-read the record, the others belong to this task either way.
         """
+        record = keys.task_record(task.id)
         args = [expected, task.revision, encode_task(task), self.retention_ms]
-        if not self._cas_loaded:
-            await self.redis.script_load(_CAS)
-            self._cas_loaded = True
-        while True:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.evalsha(self._cas.sha, 1, keys.task_record(task.id), *args)
-                pipe.xadd(
-                    CHANGES_STREAM,
-                    {"id": task.id, "rev": task.revision},
-                    maxlen=_CHANGES_MAXLEN,
-                    approximate=True,
-                )
-                try:
-                    written, _ = await pipe.execute()
-                except NoScriptError:
-                    await self.redis.script_load(_CAS)
-                    continue
-            return bool(written)
+
+        def fill(pipe: Pipeline) -> None:
+            _CAS.queue(pipe, [record], args)
+            pipe.xadd(
+                CHANGES_STREAM,
+                {"id": task.id, "rev": task.revision},
+                maxlen=_CHANGES_MAXLEN,
+                approximate=True,
+            )
+            for kind, value in index:
+                pipe.set(keys.lookup(kind, value), task.id, px=self.retention_ms)
+
+        replies = await execute(self.redis, fill, [_CAS])
+        return bool(replies[0])
 
     # -- indexes from Discord ids to tasks (matching events) ------------------------------------
 
@@ -281,6 +303,24 @@ class TaskStore:
         found: bytes | None = await self.redis.get(keys.lookup(kind, value))
         return found.decode() if found is not None else None
 
+    async def find_first(self, lookups: Sequence[tuple[str, str]]) -> tuple[str, Task] | None:
+        """The first (kind, value) of `lookups` that indexes a stored task: (kind, task).
+
+        All the index entries are read in one round trip, the task in another.
+        """
+        if not lookups:
+            return None
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for kind, value in lookups:
+                pipe.get(keys.lookup(kind, value))
+            task_ids: list[bytes | None] = await pipe.execute()
+        for (kind, _), task_id in zip(lookups, task_ids, strict=True):
+            if task_id is not None:
+                task = await self.get(task_id.decode())
+                if task is not None:
+                    return kind, task
+        return None
+
     # -- blobs the bridge needs (images, masks) ------------------------------------------------
 
     async def put_blobs(self, task_id: str, blobs: dict[str, bytes]) -> None:
@@ -299,14 +339,15 @@ class TaskStore:
 
     async def admit(self, account_id: str, task_id: str, *, core_size: int, queue_size: int) -> Admission:
         """Take a slot (1), join the queue (22, with 1-based position) or be rejected (23): atomically."""
-        code, position = await self._admit(
-            keys=[
+        code, position = await _ADMIT(
+            self.redis,
+            [
                 keys.account_waiting(account_id),
                 keys.account_running(account_id),
                 keys.account_ready(account_id),
                 keys.account_seq(account_id),
             ],
-            args=[task_id, core_size, queue_size, self.clock()],
+            [task_id, core_size, queue_size, self.clock()],
         )
         return Admission(int(code), int(position))
 
@@ -325,15 +366,23 @@ class TaskStore:
 
         Idempotent: releasing twice promotes nobody the second time.
         """
-        promoted = await self._release(
-            keys=[
-                keys.account_waiting(account_id),
-                keys.account_running(account_id),
-                keys.account_ready(account_id),
-            ],
-            args=[task_id, core_size, self.clock()],
-        )
-        return [p.decode() if isinstance(p, bytes) else str(p) for p in promoted]
+        promoted = await _RELEASE(self.redis, *self._release_call(account_id, task_id, core_size))
+        return _decoded(promoted)
+
+    def queue_release(self, pipe: Pipeline, account_id: str, task_id: str, *, core_size: int) -> None:
+        """`release` as part of a caller's pipeline (sent by `broker.lua.execute` with `SCRIPTS`).
+
+        Its reply is the list of promoted ids, as bytes.
+        """
+        _RELEASE.queue(pipe, *self._release_call(account_id, task_id, core_size))
+
+    def _release_call(self, account_id: str, task_id: str, core_size: int) -> tuple[list[str], list[Any]]:
+        keys_ = [
+            keys.account_waiting(account_id),
+            keys.account_running(account_id),
+            keys.account_ready(account_id),
+        ]
+        return keys_, [task_id, core_size, self.clock()]
 
     async def running(self, account_id: str) -> list[tuple[str, int]]:
         """(task id, slot time ms) of tasks holding a slot, oldest first."""

@@ -19,7 +19,7 @@ reordered events give the same final state:
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 import msgspec
 import redis.asyncio as aioredis
@@ -64,7 +64,10 @@ class Outcome(msgspec.Struct, frozen=True):
     unmatched: bool = False
 
 
-Handler = Callable[[Task, Change, GatewayEvent], Awaitable[Update | None]]
+#: a task edit: the new task, or None to leave it as it is (see `TaskStore.update`)
+Mutate = Callable[[Task], Task | None]
+#: what one change kind does to its task, or None when it does nothing
+Handler = Callable[[Change, GatewayEvent], Mutate | None]
 
 
 class Applier:
@@ -115,14 +118,17 @@ class Applier:
             found.task.id,
             found.by,
         )
-        await self._bind(found, change)
-        handler = self.handlers[change.kind]
-        try:
-            update = await handler(found.task, change, event)
-        except InvalidTransition as exc:
-            # A late event for a task that moved on (e.g. NOT_START/MODAL, or finished elsewhere).
-            log.debug("late %s event for task %s: %s", change.kind, found.task.id, exc)
-            update = None
+        mutate = self.handlers[change.kind](change, event)
+        bind = _index_pairs(found, change)
+        update: Update | None = None
+        if mutate is None:
+            await self.store.index_many(bind, found.task.id)
+        else:
+            try:
+                update = await self.store.update(found.task.id, mutate, current=found.task, index=bind)
+            except InvalidTransition as exc:
+                # A late event for a task that moved on (e.g. NOT_START/MODAL, or finished elsewhere).
+                log.debug("late %s event for task %s: %s", change.kind, found.task.id, exc)
         return Outcome(
             change.kind,
             task_id=found.task.id,
@@ -132,9 +138,9 @@ class Applier:
 
     # -- handlers, one per change kind ----------------------------------------------------------
 
-    async def handle_start(self, task: Task, change: Change, event: GatewayEvent) -> Update | None:
+    def handle_start(self, change: Change, event: GatewayEvent) -> Mutate | None:
         if change.progress is not None:
-            return await self.handle_progress(task, change, event)
+            return self.handle_progress(change, event)
         now = self.clock()
 
         def mutate(t: Task) -> Task | None:
@@ -154,12 +160,12 @@ class Applier:
                 start_time=t.start_time or now,
             )
 
-        return await self.store.update(task.id, mutate)
+        return mutate
 
-    async def handle_progress(self, task: Task, change: Change, event: GatewayEvent) -> Update | None:
+    def handle_progress(self, change: Change, event: GatewayEvent) -> Mutate | None:
         now = self.clock()
         if change.status_text == "Stopped":
-            return await self._fail(task.id, "[Stopped] Midjourney stopped the job")
+            return self._fail("[Stopped] Midjourney stopped the job")
         percent = change.progress
 
         def mutate(t: Task) -> Task | None:
@@ -182,28 +188,27 @@ class Applier:
                 start_time=t.start_time or now,
             )
 
-        return await self.store.update(task.id, mutate)
+        return mutate
 
-    async def handle_done(self, task: Task, change: Change, event: GatewayEvent) -> Update | None:
-        return await self._succeed(task.id, change, event, final_prompt=change.prompt)
+    def handle_done(self, change: Change, event: GatewayEvent) -> Mutate | None:
+        return self._succeed(change, event, final_prompt=change.prompt)
 
-    async def handle_describe(self, task: Task, change: Change, event: GatewayEvent) -> Update | None:
+    def handle_describe(self, change: Change, event: GatewayEvent) -> Mutate | None:
         text = change.embed_description or "\n".join(change.prompts)
-        return await self._succeed(task.id, change, event, final_prompt=text)
+        return self._succeed(change, event, final_prompt=text)
 
-    async def handle_shorten(self, task: Task, change: Change, event: GatewayEvent) -> Update | None:
+    def handle_shorten(self, change: Change, event: GatewayEvent) -> Mutate | None:
         text = change.embed_description or "\n".join(change.prompts)
-        return await self._succeed(task.id, change, event, final_prompt=text, keep_image=True)
+        return self._succeed(change, event, final_prompt=text, keep_image=True)
 
-    async def handle_error(self, task: Task, change: Change, event: GatewayEvent) -> Update | None:
-        return await self._fail(task.id, _fail_reason(change, event.account))
+    def handle_error(self, change: Change, event: GatewayEvent) -> Mutate | None:
+        return self._fail(_fail_reason(change, event.account))
 
-    async def handle_queued(self, task: Task, change: Change, event: GatewayEvent) -> Update | None:
+    def handle_queued(self, change: Change, event: GatewayEvent) -> Mutate | None:
         # "Job queued" on Midjourney's side: not a failure, the task keeps waiting for its start.
-        log.debug("task %s queued by Midjourney", task.id)
         return None
 
-    async def handle_modal(self, task: Task, change: Change, event: GatewayEvent) -> Update | None:
+    def handle_modal(self, change: Change, event: GatewayEvent) -> Mutate | None:
         def mutate(t: Task) -> Task | None:
             if t.status.is_terminal or t.status == S.IN_PROGRESS:
                 return None
@@ -216,9 +221,9 @@ class Applier:
             status = S.MODAL if t.status == S.NOT_START else t.status
             return replace(t, status=status, properties=props)
 
-        return await self.store.update(task.id, mutate)
+        return mutate
 
-    async def handle_ignore(self, task: Task, change: Change, event: GatewayEvent) -> Update | None:
+    def handle_ignore(self, change: Change, event: GatewayEvent) -> Mutate | None:
         seed = change.seed
         if seed is None:
             return None  # an interaction ack: `_bind` already indexed its id
@@ -226,19 +231,18 @@ class Applier:
         def mutate(t: Task) -> Task | None:
             return None if t.seed == seed else replace(t, seed=seed)
 
-        return await self.store.update(task.id, mutate)
+        return mutate
 
     # -- shared steps ---------------------------------------------------------------------------
 
-    async def _succeed(
+    def _succeed(
         self,
-        task_id: str,
         change: Change,
         event: GatewayEvent,
         *,
         final_prompt: str | None,
         keep_image: bool = False,
-    ) -> Update:
+    ) -> Mutate:
         now = self.clock()
         buttons = [
             Button(custom_id=b.custom_id, emoji=b.emoji, label=b.label, type=b.type, style=b.style)
@@ -271,9 +275,9 @@ class Applier:
                 finish_time=now,
             )
 
-        return await self.store.update(task_id, mutate)
+        return mutate
 
-    async def _fail(self, task_id: str, reason: str) -> Update:
+    def _fail(self, reason: str) -> Mutate:
         now = self.clock()
 
         def mutate(t: Task) -> Task | None:
@@ -281,19 +285,7 @@ class Applier:
                 return None
             return replace(t, status=S.FAILURE, fail_reason=reason, progress="", finish_time=now)
 
-        return await self.store.update(task_id, mutate)
-
-    async def _bind(self, found: Match, change: Change) -> None:
-        """Index the Discord ids this event revealed, so its later events match directly."""
-        task_id = found.task.id
-        pairs: list[tuple[str, str]] = []
-        if change.message_id and change.kind in ("start", "progress", "done", "describe", "shorten"):
-            pairs.append(("message", change.message_id))
-        if change.interaction_id:
-            pairs.append(("interaction", change.interaction_id))
-        if change.hash and change.kind in ("done", "describe"):
-            pairs.append(("hash", change.hash))
-        await self.store.index_many([(kind, value) for kind, value in pairs if found.by != kind], task_id)
+        return mutate
 
     async def _pause_account(self, account: str, change: Change) -> None:
         reason = _fail_reason(change, account)
@@ -302,6 +294,18 @@ class Applier:
             keys.account_status(account),
             mapping={"state": "PAUSED", "reason": reason, "at": self.clock()},
         )
+
+
+def _index_pairs(found: Match, change: Change) -> list[tuple[str, str]]:
+    """The Discord ids this event revealed, to index so that the job's later events match directly."""
+    pairs: list[tuple[str, str]] = []
+    if change.message_id and change.kind in ("start", "progress", "done", "describe", "shorten"):
+        pairs.append(("message", change.message_id))
+    if change.interaction_id:
+        pairs.append(("interaction", change.interaction_id))
+    if change.hash and change.kind in ("done", "describe"):
+        pairs.append(("hash", change.hash))
+    return [(kind, value) for kind, value in pairs if found.by != kind]
 
 
 def _worth_matching(change: Change) -> bool:

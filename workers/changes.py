@@ -19,12 +19,17 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 
+from redis.asyncio.client import Pipeline
+
 from broker import keys
 from broker.config import Settings
 from broker.ledger import Ledger
+from broker.lua import execute
 from broker.models import Task, TaskStatus, decode_task
+from broker.store import SCRIPTS as STORE_SCRIPTS
 from broker.store import TaskStore
 from workers.consumer import Entry
+from workers.hooks import SCRIPTS as HOOK_SCRIPTS
 from workers.hooks import HookDeliverer
 
 __all__ = ["CHANGES_GROUP", "LIVE_KEY", "ChangeHandler"]
@@ -81,7 +86,7 @@ class ChangeHandler:
         finished: list[Task] = []
         live_add: dict[str, int] = {}
         live_remove: list[str] = []
-        hooks: list[tuple[str, int, bytes]] = []
+        hooks: list[tuple[str, int, bytes | None]] = []
         for task_id, raw in zip(ids, records, strict=True):
             if raw is None:
                 live_remove.append(task_id)  # deleted (e.g. rejected at admission)
@@ -96,33 +101,23 @@ class ChangeHandler:
                 task.properties.notify_hook or settings.hooks.default_url
             ):
                 hooks.append((task_id, task.revision, raw))
-        # Slots first (a queued task waits for one: throughput), then hooks (a client waits for
-        # them: one round trip each, the POST runs on its own), the ledger last, off the hot path.
-        # All of it is redone if this process dies before the ack.
-        for task in finished:
-            await self._release(task, settings)
-        for task_id, revision, raw in hooks:
-            await self.deliverer.schedule(task_id, revision, raw)
-        await self._update_live(live_add, live_remove)
+        # One round trip for the lot: slots (a queued task waits for one), hook schedules (a client
+        # waits for them; each POST then runs on its own) and the live set. The ledger comes last,
+        # off the hot path. All of it is redone if this process dies before the ack.
+        batch = self.deliverer.plan(hooks)
+
+        def fill(pipe: Pipeline) -> None:
+            for task in finished:
+                if task.instance_id:
+                    account = settings.account(task.instance_id)
+                    core_size = account.core_size if account else 0
+                    self.store.queue_release(pipe, task.instance_id, task.id, core_size=core_size)
+            batch.queue(pipe)
+            if live_add:
+                pipe.zadd(LIVE_KEY, live_add, nx=True)
+            if live_remove:
+                pipe.zrem(LIVE_KEY, *live_remove)
+
+        batch.settle(await execute(self.store.redis, fill, [*STORE_SCRIPTS, *HOOK_SCRIPTS]))
         if finished and self.ledger is not None:
             await asyncio.to_thread(self.ledger.append, finished)
-
-    async def _update_live(self, add: dict[str, int], remove: list[str]) -> None:
-        if not add and not remove:
-            return
-        async with self.store.redis.pipeline(transaction=False) as pipe:
-            if add:
-                pipe.zadd(LIVE_KEY, add, nx=True)
-            if remove:
-                pipe.zrem(LIVE_KEY, *remove)
-            await pipe.execute()
-
-    async def _release(self, task: Task, settings: Settings) -> None:
-        if not task.instance_id:
-            return
-        account = settings.account(task.instance_id)
-        promoted = await self.store.release(
-            task.instance_id, task.id, core_size=account.core_size if account else 0
-        )
-        if promoted:
-            log.debug("task %s finished; %s now startable", task.id, ", ".join(promoted))

@@ -48,17 +48,20 @@ import hmac
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
 import redis.asyncio as aioredis
 from aiohttp.abc import AbstractResolver
+from redis.asyncio.client import Pipeline
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from broker import keys
 from broker.config import HookSettings
+from broker.lua import Script, execute
 from broker.models import decode_task
 from workers.hook_guard import GuardedResolver, UrlRefused, check_url
 
@@ -103,7 +106,7 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
 # KEYS: state, due; ARGV: task id, revision, now ms, ttl ms, lease until ms (0: do not claim).
 # Marks a revision wanted, due now; returns {code} or, when it also claimed the delivery (the hot
 # path: no due-set scan), {1, wanted, delivered, attempts}.
-_SCHEDULE = """
+_SCHEDULE = Script("""
 local wanted = tonumber(redis.call('HGET', KEYS[1], 'wanted') or '0')
 local rev = tonumber(ARGV[2])
 if rev > wanted then
@@ -128,11 +131,11 @@ if tonumber(ARGV[5]) > 0 then
 end
 redis.call('ZADD', KEYS[2], 'LT', ARGV[3], ARGV[1])
 return {1}
-"""
+""")
 
 # KEYS: state, due; ARGV: task id, now ms, lease until ms.
 # Takes the delivery if it is due and nobody holds it; returns {wanted, delivered, attempts} or nil.
-_BEGIN = """
+_BEGIN = Script("""
 local score = redis.call('ZSCORE', KEYS[2], ARGV[1])
 if not score or tonumber(score) > tonumber(ARGV[2]) then return nil end
 local lease = tonumber(redis.call('HGET', KEYS[1], 'lease_ms') or '0')
@@ -144,10 +147,10 @@ redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
 redis.call('HSET', KEYS[1], 'lease_ms', ARGV[3])
 local s = redis.call('HMGET', KEYS[1], 'wanted', 'delivered', 'attempts')
 return {s[1] or '0', s[2] or '0', s[3] or '0'}
-"""
+""")
 
 # KEYS: state, due; ARGV: task id, delivered revision, now ms.
-_DELIVERED = """
+_DELIVERED = Script("""
 local delivered = tonumber(redis.call('HGET', KEYS[1], 'delivered') or '0')
 if tonumber(ARGV[2]) > delivered then
   delivered = tonumber(ARGV[2])
@@ -161,11 +164,11 @@ if wanted <= delivered then
 end
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
 return 1
-"""
+""")
 
 # KEYS: state, due; ARGV: task id, revision, now ms, next due ms, give up after ms, reason.
 # Returns 1 when retried later, 2 when given up.
-_FAILED = """
+_FAILED = Script("""
 local first = tonumber(redis.call('HGET', KEYS[1], 'first_failure_ms') or '0')
 if first == 0 then
   first = tonumber(ARGV[3])
@@ -182,28 +185,41 @@ if tonumber(ARGV[3]) - first >= tonumber(ARGV[5]) then
 end
 redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
 return 1
-"""
+""")
 
 # KEYS: state, due; ARGV: task id, due ms. Hand a claimed delivery back untried (its receiver is busy).
-_DEFER = """
+_DEFER = Script("""
 redis.call('HDEL', KEYS[1], 'lease_ms')
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 return 1
-"""
+""")
 
 # KEYS: state, due; ARGV: task id, revision, now ms, reason. Give up at once (refused URL, no task).
-_GIVE_UP = """
+_GIVE_UP = Script("""
 local wanted = tonumber(redis.call('HGET', KEYS[1], 'wanted') or '0')
 redis.call('HSET', KEYS[1], 'gave_up', math.max(wanted, tonumber(ARGV[2])), 'gave_up_reason', ARGV[4],
   'gave_up_ms', ARGV[3])
 redis.call('HDEL', KEYS[1], 'lease_ms')
 redis.call('ZREM', KEYS[2], ARGV[1])
 return 1
-"""
+""")
+
+
+#: every script of the outbox, for `broker.lua.execute` in callers' pipelines
+SCRIPTS = (_SCHEDULE, _BEGIN, _DELIVERED, _FAILED, _DEFER, _GIVE_UP)
 
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def schedule_result(reply: list[Any]) -> tuple[bool, tuple[int, int, int] | None]:
+    """(due now?, the claimed (wanted, delivered, attempts) or None) from a schedule reply."""
+    due_now = int(reply[0]) == 1
+    if due_now and len(reply) == 4:
+        wanted, delivered, attempts = (int(x) for x in reply[1:])
+        return True, (wanted, delivered, attempts)
+    return due_now, None
 
 
 def _redact(url: str) -> str:
@@ -222,12 +238,6 @@ class HookOutbox:
         self.redis = redis
         self.ttl_ms = ttl_ms
         self.clock = clock
-        self._schedule = redis.register_script(_SCHEDULE)
-        self._begin = redis.register_script(_BEGIN)
-        self._delivered = redis.register_script(_DELIVERED)
-        self._failed = redis.register_script(_FAILED)
-        self._give_up = redis.register_script(_GIVE_UP)
-        self._defer = redis.register_script(_DEFER)
 
     async def schedule(
         self, task_id: str, revision: int, *, claim_lease_ms: int = 0
@@ -236,16 +246,20 @@ class HookOutbox:
 
         With `claim_lease_ms`, a delivery that is due now is also leased to the caller at once.
         """
-        now = self.clock()
-        result = await self._schedule(
-            keys=[hook_state_key(task_id), DUE_KEY],
-            args=[task_id, revision, now, self.ttl_ms, now + claim_lease_ms if claim_lease_ms else 0],
+        (reply,) = await execute(
+            self.redis, lambda pipe: self.queue_schedule(pipe, task_id, revision, claim_lease_ms), SCRIPTS
         )
-        due_now = int(result[0]) == 1
-        if due_now and len(result) == 4:
-            wanted, delivered, attempts = (int(x) for x in result[1:])
-            return True, (wanted, delivered, attempts)
-        return due_now, None
+        return schedule_result(reply)
+
+    def queue_schedule(self, pipe: Pipeline, task_id: str, revision: int, claim_lease_ms: int = 0) -> None:
+        """`schedule` as part of a caller's pipeline (sent by `broker.lua.execute` with `SCRIPTS`);
+        `schedule_result` reads its reply."""
+        now = self.clock()
+        _SCHEDULE.queue(
+            pipe,
+            [hook_state_key(task_id), DUE_KEY],
+            [task_id, revision, now, self.ttl_ms, now + claim_lease_ms if claim_lease_ms else 0],
+        )
 
     async def due(self, limit: int) -> list[str]:
         rows = await self.redis.zrangebyscore(DUE_KEY, "-inf", self.clock(), start=0, num=limit)
@@ -258,7 +272,7 @@ class HookOutbox:
     async def begin(self, task_id: str, lease_ms: int) -> tuple[int, int, int] | None:
         """Lease a due delivery: (wanted, delivered, attempts), or None if not ours to send."""
         now = self.clock()
-        got = await self._begin(keys=[hook_state_key(task_id), DUE_KEY], args=[task_id, now, now + lease_ms])
+        got = await _BEGIN(self.redis, [hook_state_key(task_id), DUE_KEY], [task_id, now, now + lease_ms])
         if got is None:
             return None
         wanted, delivered, attempts = (int(x) for x in got)
@@ -266,8 +280,8 @@ class HookOutbox:
 
     async def delivered(self, task_id: str, revision: int) -> bool:
         """Record success; True when a newer revision is still wanted (due again now)."""
-        result = await self._delivered(
-            keys=[hook_state_key(task_id), DUE_KEY], args=[task_id, revision, self.clock()]
+        result = await _DELIVERED(
+            self.redis, [hook_state_key(task_id), DUE_KEY], [task_id, revision, self.clock()]
         )
         return int(result) == 1
 
@@ -276,24 +290,54 @@ class HookOutbox:
     ) -> bool:
         """Record a failure; True when the delivery was given up."""
         now = self.clock()
-        result = await self._failed(
-            keys=[hook_state_key(task_id), DUE_KEY],
-            args=[task_id, revision, now, now + int(retry_in_s * 1000), give_up_ms, reason],
+        result = await _FAILED(
+            self.redis,
+            [hook_state_key(task_id), DUE_KEY],
+            [task_id, revision, now, now + int(retry_in_s * 1000), give_up_ms, reason],
         )
         return int(result) == 2
 
     async def defer(self, task_id: str, delay_ms: int) -> None:
         """Give a claimed delivery back, due again in `delay_ms`; not counted as an attempt."""
-        await self._defer(keys=[hook_state_key(task_id), DUE_KEY], args=[task_id, self.clock() + delay_ms])
+        await _DEFER(self.redis, [hook_state_key(task_id), DUE_KEY], [task_id, self.clock() + delay_ms])
 
     async def give_up(self, task_id: str, revision: int, reason: str) -> None:
-        await self._give_up(
-            keys=[hook_state_key(task_id), DUE_KEY], args=[task_id, revision, self.clock(), reason]
+        await _GIVE_UP(
+            self.redis, [hook_state_key(task_id), DUE_KEY], [task_id, revision, self.clock(), reason]
         )
 
     async def state(self, task_id: str) -> dict[str, str]:
         raw = await self.redis.hgetall(hook_state_key(task_id))
         return {k.decode(): v.decode() for k, v in raw.items()}
+
+
+class ScheduleBatch:
+    """Hook schedules sent in a caller's pipeline, claiming what this process has room to start."""
+
+    def __init__(self, deliverer: HookDeliverer, wanted: Sequence[tuple[str, int, bytes | None]]) -> None:
+        self.deliverer = deliverer
+        self.wanted = wanted
+        self.first_reply = 0
+
+    def queue(self, pipe: Pipeline) -> None:
+        deliverer = self.deliverer
+        room = max(deliverer.settings.concurrency, 1) - len(deliverer._inflight)
+        self.first_reply = len(pipe)
+        for task_id, revision, _body in self.wanted:
+            claim = room > 0 and task_id not in deliverer._inflight
+            room -= claim
+            deliverer.outbox.queue_schedule(pipe, task_id, revision, deliverer.lease_ms if claim else 0)
+
+    def settle(self, replies: Sequence[Any]) -> None:
+        """Start the deliveries this process claimed; wake the delivery loop for the others."""
+        deliverer = self.deliverer
+        mine = replies[self.first_reply : self.first_reply + len(self.wanted)]
+        for (task_id, revision, body), reply in zip(self.wanted, mine, strict=True):
+            due_now, claimed = schedule_result(reply)
+            if claimed is not None and task_id not in deliverer._inflight:
+                deliverer._start(task_id, claimed, (revision, body) if body is not None else None)
+            elif due_now:
+                deliverer.wake.set()
 
 
 class HookDeliverer:
@@ -335,15 +379,16 @@ class HookDeliverer:
         is safe even if a newer revision exists, since it is still newer than what was delivered).
         The due set is the durable backstop: whatever is not delivered now is claimed later.
         """
-        limit = max(self.settings.concurrency, 1)
-        can_start = task_id not in self._inflight and len(self._inflight) < limit
-        due_now, claimed = await self.outbox.schedule(
-            task_id, revision, claim_lease_ms=self.lease_ms if can_start else 0
-        )
-        if claimed is not None and task_id not in self._inflight:
-            self._start(task_id, claimed, (revision, body) if body is not None else None)
-        elif due_now:
-            self.wake.set()
+        batch = self.plan([(task_id, revision, body)])
+        batch.settle(await execute(self.redis, batch.queue, SCRIPTS))
+
+    def plan(self, wanted: Sequence[tuple[str, int, bytes | None]]) -> ScheduleBatch:
+        """`schedule` for several (task id, revision, body) in a caller's pipeline.
+
+        Queue the batch with `ScheduleBatch.queue`, send it with `broker.lua.execute` (with
+        `SCRIPTS`), then hand the replies to `ScheduleBatch.settle`.
+        """
+        return ScheduleBatch(self, wanted)
 
     def _start(
         self, task_id: str, lease: tuple[int, int, int], record: tuple[int, bytes] | None = None

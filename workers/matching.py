@@ -97,15 +97,18 @@ class Matcher:
         The weak keys (reference, hash, prompt) can only tell tasks apart by what earlier events
         bound, so a caller applying events concurrently tries them last.
         """
-        for by, lookup in (
-            ("nonce", change.nonce),
-            ("message", change.message_id),
-            ("interaction", change.interaction_id),
-        ):
-            if lookup:
-                task = await self._indexed(by, lookup)
-                if task is not None:
-                    return Match(task, by)
+        ids = [
+            (by, value)
+            for by, value in (
+                ("nonce", change.nonce),
+                ("message", change.message_id),
+                ("interaction", change.interaction_id),
+            )
+            if value
+        ]
+        found = await self.store.find_first(ids)
+        if found is not None:
+            return Match(found[1], found[0])
         if not weak:
             return None
         if change.referenced_message_id:
@@ -136,8 +139,8 @@ class Matcher:
         )
 
     async def _indexed(self, kind: str, value: str) -> Task | None:
-        task_id = await self.store.find(kind, value)
-        return await self.store.get(task_id) if task_id else None
+        found = await self.store.find_first([(kind, value)])
+        return found[1] if found else None
 
     async def _running(self, account: str) -> list[tuple[Task, int]]:
         slots = await self.store.running(account)

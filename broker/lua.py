@@ -1,0 +1,60 @@
+"""Lua scripts sent by EVALSHA, alone or several in one pipeline.
+
+redis-py's own `Script` checks ``SCRIPT EXISTS`` before every pipeline that holds one: an extra
+round trip on the hot paths. Here a script is sent by hash straight away; a server that does not
+know it (it restarted, or was flushed) answers NOSCRIPT, and the scripts are loaded and the
+command or pipeline sent again. So a pipeline given to `execute` must hold only commands that are
+safe to repeat (the scripts failed as a whole, but plain commands beside them ran once already).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
+from redis.exceptions import NoScriptError
+
+__all__ = ["Script", "execute"]
+
+
+class Script:
+    """One Lua script: its source and SHA1."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
+
+    async def __call__(self, redis: aioredis.Redis, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        try:
+            return await redis.evalsha(self.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            await redis.script_load(self.source)
+            return await redis.evalsha(self.sha, len(keys), *keys, *args)
+
+    def queue(self, pipe: Pipeline, keys: Sequence[str], args: Sequence[Any]) -> None:
+        """Add a call to `pipe`; run it with `execute`."""
+        pipe.evalsha(self.sha, len(keys), *keys, *args)
+
+
+async def execute(
+    redis: aioredis.Redis, fill: Callable[[Pipeline], None], scripts: Sequence[Script]
+) -> list[Any]:
+    """Send what `fill` queues in one round trip (no MULTI) and return the replies.
+
+    `scripts` are those `fill` may queue: they are loaded if the server lacks one.
+    """
+    for attempt in (1, 2):
+        async with redis.pipeline(transaction=False) as pipe:
+            fill(pipe)
+            try:
+                replies: list[Any] = await pipe.execute()
+                return replies
+            except NoScriptError:
+                if attempt == 2:
+                    raise
+            for script in scripts:
+                await redis.script_load(script.source)
+    raise AssertionError("unreachable")
