@@ -131,6 +131,20 @@ def _decoded(ids: Sequence[bytes | str]) -> list[str]:
     return [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
 
 
+def _proposal(current: Task, mutate: Callable[[Task], Task | None]) -> Task | None:
+    """What `mutate` makes of `current` (progress never lower), or None when that changes nothing."""
+    proposed = mutate(current)
+    if proposed is None:
+        return None
+    if (
+        proposed.status == current.status == TaskStatus.IN_PROGRESS
+        and proposed.progress_percent < current.progress_percent
+    ):
+        proposed = msgspec.structs.replace(proposed, progress=current.progress)
+    proposed = msgspec.structs.replace(proposed, revision=current.revision)
+    return None if proposed == current else proposed
+
+
 def check_transition(old: Task, new: Task) -> None:
     """Raise `InvalidTransition` when `new` is not a legal successor of `old`."""
     if old.status == new.status:
@@ -214,32 +228,35 @@ class TaskStore:
         `mutate` returns the new task, or None to leave it as it is. It may be called more than once.
         Progress that would go back is kept at its old value. Raises `InvalidTransition`.
 
-        :param current: the record as the caller just read it: tried first, saving a read (a stale
-            one only costs a retry).
+        :param current: a copy of the record the caller holds (read earlier, or its own last
+            write), tried first to save a read. It may be stale: a write based on it only lands if
+            the revision still matches, and "nothing to change" is only concluded on a fresh read.
         :param index: (kind, value) pairs to `index` for this task, written with the record (or
             alone when nothing changes).
         """
         key = keys.task_record(task_id)
         pending = list(index)
+        fresh = current is None
         try:
             while True:
                 if current is None:
                     data = await self.redis.hget(key, "d")
                     if data is None:
                         return Update(None, False)
-                    current = decode_task(data)
-                proposed = mutate(current)
+                    current, fresh = decode_task(data), True
+                proposed = _proposal(current, mutate)
                 if proposed is None:
-                    return Update(current, False)
-                if (
-                    proposed.status == current.status == TaskStatus.IN_PROGRESS
-                    and proposed.progress_percent < current.progress_percent
-                ):
-                    proposed = msgspec.structs.replace(proposed, progress=current.progress)
-                proposed = msgspec.structs.replace(proposed, revision=current.revision)
-                if proposed == current:
-                    return Update(current, False)
-                check_transition(current, proposed)
+                    if fresh:
+                        return Update(current, False)
+                    current = None  # a newer record may still need the change
+                    continue
+                try:
+                    check_transition(current, proposed)
+                except InvalidTransition:
+                    if fresh:
+                        raise
+                    current = None
+                    continue
                 proposed = msgspec.structs.replace(proposed, revision=current.revision + 1)
                 written = await self._write(proposed, expected=str(current.revision), index=pending)
                 pending = []  # the pipeline wrote them, whether or not the CAS won

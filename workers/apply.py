@@ -129,6 +129,7 @@ class Applier:
             except InvalidTransition as exc:
                 # A late event for a task that moved on (e.g. NOT_START/MODAL, or finished elsewhere).
                 log.debug("late %s event for task %s: %s", change.kind, found.task.id, exc)
+        self.matcher.remember(update.task if update else found.task, bind)
         return Outcome(
             change.kind,
             task_id=found.task.id,

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -37,6 +38,11 @@ UNMATCHED_COUNTER = f"{keys.PREFIX}:stats:unmatched"
 
 _LINK = re.compile(r"<(https?://[^>\s]+)>")
 _SPACES = re.compile(r"\s+")
+# Index kinds whose value names one task forever (a job hash can be reused by a child job).
+_STABLE_IDS = frozenset({"nonce", "message", "interaction"})
+# How many tasks and ids a worker remembers: the tasks in flight, a few MB.
+_REMEMBERED_TASKS = 4096
+_REMEMBERED_IDS = 16384
 # Kinds whose message is worth a prompt search; the others only match by ids.
 _PROMPT_KINDS = frozenset({"start", "progress", "done"})
 # Parser actions that can land on a task of another action (a blend final reads as IMAGINE, a
@@ -90,6 +96,8 @@ class Matcher:
         self.clock = clock
         #: in-process count of unmatched events, by kind
         self.unmatched: dict[str, int] = {}
+        self._ids: dict[tuple[str, str], str] = {}
+        self._tasks: dict[str, Task] = {}
 
     async def match(self, account: str, change: Change, *, weak: bool = True) -> Match | None:
         """The task of `change`; with ``weak=False`` only by ids (nonce, message, interaction).
@@ -106,9 +114,14 @@ class Matcher:
             )
             if value
         ]
+        known = await self._known(ids)
+        if known is not None:
+            return known
         found = await self.store.find_first(ids)
         if found is not None:
-            return Match(found[1], found[0])
+            by, first = found
+            self.remember(first, [(kind, value) for kind, value in ids if kind == by])
+            return Match(first, by)
         if not weak:
             return None
         if change.referenced_message_id:
@@ -125,6 +138,30 @@ class Matcher:
             if task is not None:
                 return Match(task, "prompt")
         return Match(by_hash, "hash") if by_hash is not None else None
+
+    def remember(self, task: Task | None, ids: Sequence[tuple[str, str]]) -> None:
+        """Keep this process's latest copy of `task` and ids (nonce, message, interaction) of it.
+
+        Those ids never move to another task, so they are safe to remember. The copy may go stale
+        (another process writes the task): `TaskStore.update` only takes it as a first guess.
+        """
+        if task is None:
+            return
+        _put(self._tasks, task.id, task, _REMEMBERED_TASKS)
+        for kind, value in ids:
+            if kind in _STABLE_IDS:
+                _put(self._ids, (kind, value), task.id, _REMEMBERED_IDS)
+
+    async def _known(self, ids: Sequence[tuple[str, str]]) -> Match | None:
+        for by, value in ids:
+            task_id = self._ids.get((by, value))
+            if task_id is None:
+                continue
+            task = self._tasks.get(task_id) or await self.store.get(task_id)
+            if task is not None:
+                self.remember(task, ())
+                return Match(task, by)
+        return None
 
     async def count_unmatched(self, account: str, change: Change) -> None:
         self.unmatched[change.kind] = self.unmatched.get(change.kind, 0) + 1
@@ -216,6 +253,14 @@ def _same_button(task: Task, change: Change) -> bool:
             if wanted.lower() not in custom_id.lower():
                 return False
     return True
+
+
+def _put(cache: dict[Any, Any], key: Any, value: Any, limit: int) -> None:
+    """Insert as the newest entry, dropping the oldest beyond `limit`."""
+    cache.pop(key, None)
+    cache[key] = value
+    if len(cache) > limit:
+        del cache[next(iter(cache))]
 
 
 def _task_prompts(task: Task, *, drop_params: bool) -> set[str]:
