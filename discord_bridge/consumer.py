@@ -166,7 +166,7 @@ class Consumer:
             # Uploads only: nothing was paid for. Fail with the reason rather than loop.
             await self._fail(task_id, f"could not upload the images: {exc.reason}")
             return False
-        claimed = await self._claim(task_id, plan)
+        claimed = await self._claim(task, plan)
         if claimed is None:
             self._settled.add(task_id)
             return False
@@ -187,35 +187,35 @@ class Consumer:
         self.sent += 1
         return True
 
-    async def _claim(self, task_id: str, plan: Plan) -> Task | None:
-        """NOT_START -> SUBMITTED with a new nonce (indexed first); None if someone else moved it."""
+    async def _claim(self, current: Task, plan: Plan) -> Task | None:
+        """NOT_START -> SUBMITTED with a new nonce (indexed with the write); None if someone else moved it."""
         nonce = new_nonce()
-        await self.store.index("nonce", nonce, task_id)
         now = int(self.clock() * 1000)
 
-        def claim(current: Task) -> Task | None:
-            if current.status != TaskStatus.NOT_START:
+        def claim(task: Task) -> Task | None:
+            if task.status != TaskStatus.NOT_START:
                 return None
             props = msgspec.structs.replace(
-                current.properties,
+                task.properties,
                 nonce=nonce,
-                discord_instance_id=current.properties.discord_instance_id or self.account_id,
-                image_urls=plan.image_urls or current.properties.image_urls,
+                discord_instance_id=task.properties.discord_instance_id or self.account_id,
+                image_urls=plan.image_urls or task.properties.image_urls,
             )
             changes: dict[str, object] = {}
             if plan.final_prompt and plan.image_urls:
                 changes["prompt_en"] = plan.final_prompt
             return msgspec.structs.replace(
-                current,
+                task,
                 status=TaskStatus.SUBMITTED,
                 start_time=now,
                 progress="0%",
                 properties=props,
-                instance_id=current.instance_id or self.account_id,
+                instance_id=task.instance_id or self.account_id,
                 **changes,
             )
 
-        update = await self.store.update(task_id, claim)
+        # The nonce is indexed in the write's round trip, before anything is sent.
+        update = await self.store.update(current.id, claim, current=current, index=[("nonce", nonce)])
         task = update.task
         if not update.changed or task is None or task.properties.nonce != nonce:
             return None
