@@ -18,6 +18,23 @@ from broker.models import Task, encode_task
 __all__ = ["Ledger"]
 
 _TABLE = "tasks"
+_SCHEMA: dict[str, type] = {
+    "id": str,
+    "action": str,
+    "status": str,
+    "account_id": str,
+    "api_key_name": str,
+    "bot_type": str,
+    "submit_time": int,
+    "start_time": int,
+    "finish_time": int,
+    "prompt": str,
+    "fail_reason": str,
+    "image_url": str,
+    "task_json": str,
+}
+# Every column is replaced, so INSERT OR REPLACE is the upsert by id.
+_UPSERT = f"INSERT OR REPLACE INTO {_TABLE} ({', '.join(_SCHEMA)}) VALUES ({', '.join('?' * len(_SCHEMA))})"
 
 
 class Ledger:
@@ -32,48 +49,33 @@ class Ledger:
         self._db.enable_wal()
         self._db.execute("PRAGMA synchronous=NORMAL")
         if _TABLE not in self._db.table_names():
-            self._table.create(
-                {
-                    "id": str,
-                    "action": str,
-                    "status": str,
-                    "account_id": str,
-                    "api_key_name": str,
-                    "bot_type": str,
-                    "submit_time": int,
-                    "start_time": int,
-                    "finish_time": int,
-                    "prompt": str,
-                    "fail_reason": str,
-                    "image_url": str,
-                    "task_json": str,
-                },
-                pk="id",
-            )
+            self._table.create(_SCHEMA, pk="id")
             self._table.create_index(["account_id", "finish_time"])
             self._table.create_index(["api_key_name", "finish_time"])
 
     def append(self, tasks: list[Task]) -> None:
         rows = [
-            {
-                "id": t.id,
-                "action": str(t.action),
-                "status": str(t.status),
-                "account_id": t.instance_id,
-                "api_key_name": t.api_key_name,
-                "bot_type": str(t.bot_type),
-                "submit_time": t.submit_time,
-                "start_time": t.start_time,
-                "finish_time": t.finish_time,
-                "prompt": t.prompt,
-                "fail_reason": t.fail_reason,
-                "image_url": t.image_url,
-                "task_json": encode_task(t).decode(),
-            }
+            (
+                t.id,
+                str(t.action),
+                str(t.status),
+                t.instance_id,
+                t.api_key_name,
+                str(t.bot_type),
+                t.submit_time,
+                t.start_time,
+                t.finish_time,
+                t.prompt,
+                t.fail_reason,
+                t.image_url,
+                encode_task(t).decode(),
+            )
             for t in tasks
         ]
-        with self._lock:
-            self._table.upsert_all(rows, pk="id")
+        # One prepared statement rather than sqlite-utils' upsert_all, which inspects the table's
+        # schema on every call (the workers append a batch per read of the changes stream).
+        with self._lock, self._db.conn:
+            self._db.conn.executemany(_UPSERT, rows)
 
     def get(self, task_id: str) -> dict[str, Any] | None:
         with self._lock:

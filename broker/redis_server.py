@@ -11,7 +11,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
+import hiredis
 import redis.asyncio as aioredis
 from redis.asyncio.connection import AbstractConnection, ConnectionPool
 
@@ -41,9 +43,28 @@ class _LeanPool(ConnectionPool):  # type: ignore[misc]  # redis is untyped here 
         await super().ensure_connection(connection)
 
 
+class _HiredisPacking:
+    """Packs commands with hiredis's C packer: redis-py's asyncio connections pack in Python, at
+    about six times the CPU per command. Mixed into whichever connection class the URL chose."""
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        # as redis-py does: a command name with a space ("CONFIG GET") is several arguments
+        if isinstance(args[0], str):
+            args = (*args[0].encode().split(), *args[1:])
+        elif b" " in args[0]:
+            args = (*args[0].split(), *args[1:])
+        try:
+            return [hiredis.pack_command(args)]
+        except TypeError:  # a type hiredis does not take: redis-py's packer says what is wrong
+            packed: list[bytes] = super().pack_command(*args)  # type: ignore[misc]
+            return packed
+
+
 def connect(url: str) -> aioredis.Redis:
     """An asyncio client; one per process, shared by its tasks."""
     pool = _LeanPool.from_url(url, decode_responses=False, health_check_interval=30)
+    base = pool.connection_class
+    pool.connection_class = type(base.__name__, (_HiredisPacking, base), {})
     return aioredis.Redis.from_pool(pool)
 
 
