@@ -119,7 +119,7 @@ class Applier:
             found.by,
         )
         mutate = self.handlers[change.kind](change, event)
-        bind = _index_pairs(found, change)
+        bind = [pair for pair in _index_pairs(found, change) if not self.matcher.knows(pair, found.task.id)]
         update: Update | None = None
         if mutate is None:
             await self.store.index_many(bind, found.task.id)

@@ -24,8 +24,9 @@ not higher than the last one you processed for that task id.
 Any 2xx is success. Anything else (status, timeout, refused connection) is retried with exponential
 backoff and full jitter (0.5 s base, 60 s cap) until ``hooks.give_up_minutes`` after the first
 failure; then the delivery is given up and recorded (a newer revision starts afresh). At most
-``hooks.per_host_concurrency`` requests go to one receiver (host:port) at once, so a receiver that
-hangs holds that many of the worker's ``hooks.concurrency`` slots, never all of them.
+``hooks.per_host_concurrency`` requests go to one receiver (host:port) at once, and up to as many
+more wait a second for one of them (`workers.receiver_slots`), as long as a receiver that hangs
+holds at most half of the worker's ``hooks.concurrency`` slots (with the defaults, 16 of 64).
 
 Receivers are checked by `workers.hook_guard` (no link-local or cloud metadata addresses, checked
 on the addresses the client actually connects to); a refused URL is given up at once.
@@ -64,6 +65,7 @@ from broker.config import HookSettings
 from broker.lua import Script, execute
 from broker.models import decode_task
 from workers.hook_guard import GuardedResolver, UrlRefused, check_url
+from workers.receiver_slots import ReceiverSlots
 
 __all__ = [
     "DUE_KEY",
@@ -369,7 +371,10 @@ class HookDeliverer:
         self.wake = asyncio.Event()
         self._inflight: dict[str, asyncio.Task[None]] = {}
         #: requests in flight per receiver (host:port), capped by settings.per_host_concurrency
-        self._per_host: dict[str, int] = {}
+        per_host = max(settings.per_host_concurrency, 1)
+        # Waiting is allowed while a hanging receiver would still leave half of the slots to others.
+        waiting = min(per_host, max(settings.concurrency // 2 - per_host, 0))
+        self.receivers = ReceiverSlots(per_host, queue=waiting)
         self.sent = 0
 
     async def schedule(self, task_id: str, revision: int, body: bytes | None = None) -> None:
@@ -493,12 +498,11 @@ class HookDeliverer:
             await self.outbox.give_up(task_id, revision, f"refused: {exc}")
             return
         host = urlsplit(url).netloc.lower()
-        if self._per_host.get(host, 0) >= max(self.settings.per_host_concurrency, 1):
-            # This receiver already has its share in flight (it may be down): leave the global
-            # slot to other receivers and look again shortly.
+        if not await self.receivers.acquire(host):
+            # This receiver has its share in flight and more waiting (it may be down): leave the
+            # global slot to other receivers and look again shortly.
             await self.outbox.defer(task_id, _BUSY_RECEIVER_DELAY_MS)
             return
-        self._per_host[host] = self._per_host.get(host, 0) + 1
         try:
             error = await self._post(url, body, revision)
         except UrlRefused as exc:  # the name resolved to a refused address when connecting
@@ -506,9 +510,7 @@ class HookDeliverer:
             await self.outbox.give_up(task_id, revision, f"refused: {exc}")
             return
         finally:
-            self._per_host[host] -= 1
-            if not self._per_host[host]:
-                del self._per_host[host]
+            self.receivers.release(host)
         if error is None:
             self.sent += 1
             if await self.outbox.delivered(task_id, revision):

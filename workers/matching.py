@@ -152,6 +152,10 @@ class Matcher:
             if kind in _STABLE_IDS:
                 _put(self._ids, (kind, value), task.id, _REMEMBERED_IDS)
 
+    def knows(self, id_: tuple[str, str], task_id: str) -> bool:
+        """Whether this process already saw (kind, value) indexed to `task_id`."""
+        return self._ids.get(id_) == task_id
+
     async def _known(self, ids: Sequence[tuple[str, str]]) -> Match | None:
         for by, value in ids:
             task_id = self._ids.get((by, value))
