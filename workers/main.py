@@ -40,7 +40,7 @@ from workers.hooks import HookDeliverer, HookOutbox
 from workers.matching import Matcher
 from workers.sweeper import Sweeper, SweepReport
 
-__all__ = ["WorkerRuntime", "create_worker", "main", "worker_settings"]
+__all__ = ["ArqWorker", "WorkerRuntime", "create_worker", "main", "worker_settings"]
 
 log = logging.getLogger(__name__)
 
@@ -205,6 +205,27 @@ def worker_settings(
     }
 
 
+class ArqWorker(Worker):
+    """arq's Worker, except that closing does not stop half-way when it cancels a running job.
+
+    arq's ``close`` cancels the jobs in flight (the sweep, here) and gathers them without
+    ``return_exceptions``: a cancelled job re-raises its CancelledError there, and ``on_shutdown``
+    (which stops the stream consumers and the hook deliveries) is skipped.
+    """
+
+    async def close(self) -> None:
+        while True:
+            try:
+                await super().close()
+                return
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise  # the caller is being cancelled, not just a job
+                # A job this shutdown cancelled: drop the finished jobs and go on closing.
+                self.tasks = {job_id: job for job_id, job in self.tasks.items() if not job.done()}
+
+
 def create_worker(
     settings: Settings,
     *,
@@ -215,7 +236,7 @@ def create_worker(
 ) -> Worker:
     """The arq Worker of this process; ``worker.ctx["runtime"]`` is its `WorkerRuntime`."""
     runtime = WorkerRuntime(settings, name=name, claim_idle_seconds=claim_idle_seconds, watcher=watcher)
-    return Worker(**worker_settings(settings, runtime, handle_signals=handle_signals))
+    return ArqWorker(**worker_settings(settings, runtime, handle_signals=handle_signals))
 
 
 def main(argv: Sequence[str] | None = None) -> None:
