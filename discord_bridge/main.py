@@ -104,7 +104,17 @@ class AccountRunner:
 
     def start(self) -> None:
         self.session.start()
-        self._tasks.append(asyncio.create_task(self._main(), name=f"runner:{self.account.id}"))
+        main = asyncio.create_task(self._main(), name=f"runner:{self.account.id}")
+        main.add_done_callback(self._report_crash)
+        self._tasks.append(main)
+
+    def _report_crash(self, task: asyncio.Task[Any]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error(
+                "account %s: runner stopped by an unexpected error",
+                self.account.id,
+                exc_info=task.exception(),
+            )
 
     async def stop(self, *, status: AccountState | None = None, reason: str = "") -> None:
         if self.stopped:
@@ -128,18 +138,16 @@ class AccountRunner:
         task.add_done_callback(self._side.discard)
 
     async def _main(self) -> None:
-        await self.health.set(AccountState.CONNECTING, "connecting to Discord")
-        while not await self.session.wait_ready(30.0):
-            if self.session.fatal is not None:
-                return
-            await self.health.set(
-                AccountState.CONNECTING, f"connecting to Discord ({self.session.last_error or 'waiting'})"
-            )
-        await self.rest.load_commands()
-        with contextlib.suppress(DiscordError, RedisError, OSError):
-            await self._catch_up()
-        if self.health.state == AccountState.CONNECTING:
-            await self.health.set(AccountState.ONLINE)
+        # A Redis or Discord hiccup while coming online (a restarting Redis, say) is retried: a
+        # runner that gave up here would hold the lease and leave the account's tasks unsent.
+        while True:
+            try:
+                if not await self._come_online():
+                    return
+                break
+            except (RedisError, OSError, DiscordError) as exc:
+                log.warning("account %s: coming online failed (%s); retrying in 1 s", self.account.id, exc)
+                await asyncio.sleep(1.0)
         workers = [
             asyncio.create_task(self.consumer.run(), name=f"consumer:{self.account.id}"),
             asyncio.create_task(self.rpc.run(), name=f"rpc:{self.account.id}"),
@@ -149,6 +157,22 @@ class AccountRunner:
             await asyncio.sleep(5.0)
             with contextlib.suppress(RedisError, OSError):
                 await self.health.write()
+
+    async def _come_online(self) -> bool:
+        """Wait for the session, load the commands, catch up, go ONLINE; False if it cannot connect."""
+        await self.health.set(AccountState.CONNECTING, "connecting to Discord")
+        while not await self.session.wait_ready(30.0):
+            if self.session.fatal is not None:
+                return False
+            await self.health.set(
+                AccountState.CONNECTING, f"connecting to Discord ({self.session.last_error or 'waiting'})"
+            )
+        await self.rest.load_commands()
+        with contextlib.suppress(DiscordError, RedisError, OSError):
+            await self._catch_up()
+        if self.health.state == AccountState.CONNECTING:
+            await self.health.set(AccountState.ONLINE)
+        return True
 
     async def _catch_up(self) -> None:
         """Re-forward the channel's recent bot messages when jobs were in flight before this session.

@@ -3,7 +3,8 @@
 Run every ``tasks.sweep_seconds`` (an arq cron job). For every configured account:
 
 - running tasks older than ``timeout_minutes`` (since their ``startTime``, else since they got the
-  slot) -> FAILURE ``Task timed out after N minutes``, and the slot is released;
+  slot) -> FAILURE ``Task timed out after N minutes`` (or, for a task the account's bridge never
+  sent, a reason naming the account), and the slot is released;
 - queued tasks older than ``queue_timeout_minutes`` (since ``submitTime``) -> FAILURE, released;
 - running or queued ids whose record is terminal or gone -> released (a crash between a terminal
   write and its release);
@@ -84,6 +85,11 @@ class Sweeper:
                 if now - started < limit_ms:
                     continue
                 reason = f"Task timed out after {_minutes(account.timeout_minutes)}"
+                if task.status == TaskStatus.NOT_START:  # it had a slot, but was never sent
+                    reason = (
+                        f"Task was not sent to Discord within {_minutes(account.timeout_minutes)}: "
+                        f"account {account.id} is not taking work (see /mj/account/{account.id}/fetch)"
+                    )
                 if await self._fail(task_id, reason):
                     report.timed_out.append(task_id)
             await self.store.release(account.id, task_id, core_size=account.core_size)

@@ -184,3 +184,23 @@ async def test_close_4004_mid_session_disables_the_account(
     await wait_until(disabled, within=15, what="account disabled after 4004")
     reason = (await redis.hget(keys.account_status("a1"), "reason")).decode()
     assert "4004" in reason
+
+
+async def test_a_redis_error_while_an_account_comes_online_is_retried(
+    sim: RunningSim,
+    redis: aioredis.Redis,
+    redis_server: EmbeddedRedis,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The account's status key holds a string: the runner's first write fails (WRONGTYPE), as
+    # any Redis error would (the chaos test met a restarting Redis there). The runner used to
+    # die of it, holding the lease and leaving the account's tasks unsent for good.
+    await redis.set(keys.account_status("a0"), "not a hash")
+    store = TaskStore(redis, retention_seconds=3600)
+    settings = bridge_settings(sim, redis_server.url)
+    async with running_bridge(settings, redis) as running:
+        await wait_until(lambda: "coming online failed" in caplog.text, what="the failed first write")
+        await redis.delete(keys.account_status("a0"))
+        await wait_online(running, ["a0", "a1"])
+        task, _ = await submit(store, "a0", prompt="a cat after a hiccup")
+        await wait_status(store, task.id, [TaskStatus.SUBMITTED, TaskStatus.IN_PROGRESS, TaskStatus.SUCCESS])

@@ -71,3 +71,22 @@ async def test_sweep_frees_slots_of_finished_tasks_and_ends_overdue_modal_and_qu
     assert await store.running("a1") == []
     await sweeper.sweep()
     assert await redis.zcard(LIVE_KEY) == 0
+
+
+async def test_a_task_holding_a_slot_but_never_sent_fails_naming_its_account(
+    store: TaskStore, redis: aioredis.Redis, redis_server: EmbeddedRedis, tmp_path: Path
+) -> None:
+    now = [10_000_000]
+    settings = make_settings(redis_server.url, tmp_path, accounts=(_account(timeout_minutes=1),))
+    sweeper = Sweeper(store, settings=lambda: settings, clock=lambda: now[0])
+    unsent, _ = await submitted_task(store, prompt="never sent", core_size=1, submit=False)
+    assert [tid for tid, _ in await store.running("a1")] == [unsent.id]  # it has the slot
+    now[0] = (unsent.submit_time or 0) + 61_000
+    report = await sweeper.sweep()
+    assert report.timed_out == [unsent.id]
+    failed = await store.get(unsent.id)
+    assert failed is not None and failed.status == TaskStatus.FAILURE
+    assert failed.fail_reason == (
+        "Task was not sent to Discord within 1 minute: account a1 is not taking work "
+        "(see /mj/account/a1/fetch)"
+    )
