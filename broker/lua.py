@@ -1,15 +1,17 @@
 """Lua scripts sent by EVALSHA, alone or several in one pipeline.
 
 redis-py's own `Script` checks ``SCRIPT EXISTS`` before every pipeline that holds one: an extra
-round trip on the hot paths. Here a script is sent by hash straight away; a server that does not
-know it (it restarted, or was flushed) answers NOSCRIPT, and the scripts are loaded and the
-command or pipeline sent again. So a pipeline given to `execute` must hold only commands that are
-safe to repeat (the scripts failed as a whole, but plain commands beside them ran once already).
+round trip on the hot paths. Here a client loads the scripts it pipelines once, at first use, and
+then sends them by hash. A server that forgot them since (it restarted, or was flushed) answers
+NOSCRIPT: they are loaded again and the pipeline is sent again. So a pipeline given to `execute`
+must hold only commands that are safe to repeat (the scripts failed as a whole, but plain commands
+beside them ran once already).
 """
 
 from __future__ import annotations
 
 import hashlib
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -26,6 +28,8 @@ class Script:
     def __init__(self, source: str) -> None:
         self.source = source
         self.sha = hashlib.sha1(source.encode()).hexdigest()
+        #: clients that loaded it once (see `execute`)
+        self.loaded: weakref.WeakSet[aioredis.Redis] = weakref.WeakSet()
 
     async def __call__(self, redis: aioredis.Redis, keys: Sequence[str], args: Sequence[Any]) -> Any:
         try:
@@ -46,6 +50,10 @@ async def execute(
 
     `scripts` are those `fill` may queue: they are loaded if the server lacks one.
     """
+    for script in scripts:
+        if redis not in script.loaded:
+            await redis.script_load(script.source)
+            script.loaded.add(redis)
     for attempt in (1, 2):
         async with redis.pipeline(transaction=False) as pipe:
             fill(pipe)

@@ -241,21 +241,12 @@ class HookOutbox:
         self.ttl_ms = ttl_ms
         self.clock = clock
 
-    async def schedule(
-        self, task_id: str, revision: int, *, claim_lease_ms: int = 0
-    ) -> tuple[bool, tuple[int, int, int] | None]:
-        """Want `revision` delivered: (due now?, the claimed (wanted, delivered, attempts) or None).
+    def queue_schedule(self, pipe: Pipeline, task_id: str, revision: int, claim_lease_ms: int = 0) -> None:
+        """Want `revision` delivered, in a caller's pipeline (sent by `broker.lua.execute` with
+        `SCRIPTS`); `schedule_result` reads its reply.
 
         With `claim_lease_ms`, a delivery that is due now is also leased to the caller at once.
         """
-        (reply,) = await execute(
-            self.redis, lambda pipe: self.queue_schedule(pipe, task_id, revision, claim_lease_ms), SCRIPTS
-        )
-        return schedule_result(reply)
-
-    def queue_schedule(self, pipe: Pipeline, task_id: str, revision: int, claim_lease_ms: int = 0) -> None:
-        """`schedule` as part of a caller's pipeline (sent by `broker.lua.execute` with `SCRIPTS`);
-        `schedule_result` reads its reply."""
         now = self.clock()
         _SCHEDULE.queue(
             pipe,

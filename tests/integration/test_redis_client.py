@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import DataError
 
+from broker.lua import Script, execute
 from broker.redis_server import EmbeddedRedis, connect, free_port
 
 
@@ -47,3 +49,23 @@ async def test_a_restarted_server_is_reconnected_to(tmp_path: Path) -> None:
     finally:
         await client.aclose()
         server.stop()
+
+
+async def test_pipelined_scripts_load_once_and_survive_a_flushed_script_cache(
+    redis_server: EmbeddedRedis,
+) -> None:
+    echo = Script("return ARGV[1]")
+    client = connect(redis_server.url)
+    try:
+        await client.script_flush()
+
+        def fill(pipe: Any) -> None:
+            echo.queue(pipe, [], ["hi"])
+            pipe.incr("t:sent")
+
+        assert await execute(client, fill, [echo]) == [b"hi", 1]  # loaded first: sent once
+        await client.script_flush()  # as a restarted server would have
+        assert await execute(client, fill, [echo]) == [b"hi", 3]  # NOSCRIPT: loaded, sent again
+    finally:
+        await client.delete("t:sent")
+        await client.aclose()
