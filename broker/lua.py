@@ -44,11 +44,16 @@ class Script:
 
 
 async def execute(
-    redis: aioredis.Redis, fill: Callable[[Pipeline], None], scripts: Sequence[Script]
+    redis: aioredis.Redis,
+    fill: Callable[[Pipeline], None],
+    scripts: Sequence[Script],
+    *,
+    raise_on_error: bool = True,
 ) -> list[Any]:
     """Send what `fill` queues in one round trip (no MULTI) and return the replies.
 
-    `scripts` are those `fill` may queue: they are loaded if the server lacks one.
+    `scripts` are those `fill` may queue: they are loaded if the server lacks one. A command that
+    failed raises its error, or with ``raise_on_error=False`` stands in the replies as an exception.
     """
     for script in scripts:
         if redis not in script.loaded:
@@ -57,12 +62,14 @@ async def execute(
     for attempt in (1, 2):
         async with redis.pipeline(transaction=False) as pipe:
             fill(pipe)
-            try:
-                replies: list[Any] = await pipe.execute()
-                return replies
-            except NoScriptError:
-                if attempt == 2:
-                    raise
-            for script in scripts:
-                await redis.script_load(script.source)
-    raise AssertionError("unreachable")
+            replies: list[Any] = await pipe.execute(raise_on_error=False)
+        missing = any(isinstance(reply, NoScriptError) for reply in replies)
+        if not missing or attempt == 2:
+            break
+        for script in scripts:
+            await redis.script_load(script.source)
+    if raise_on_error:
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+    return replies

@@ -23,7 +23,8 @@ import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 
 from broker import keys
-from broker.lua import Script, execute
+from broker.batching import PipelineBatcher
+from broker.lua import Script
 from broker.models import Task, TaskStatus, decode_task, encode_task
 
 __all__ = [
@@ -178,6 +179,8 @@ class TaskStore:
         self.redis = redis
         self.retention_ms = int(retention_seconds * 1000)
         self.clock = clock
+        # Concurrent writes of this process share round trips (see broker.batching).
+        self._writes = PipelineBatcher(redis, [_CAS])
 
     # -- records -------------------------------------------------------------------------------
 
@@ -298,7 +301,7 @@ class TaskStore:
             for kind, value in index:
                 pipe.set(keys.lookup(kind, value), task.id, px=self.retention_ms)
 
-        replies = await execute(self.redis, fill, [_CAS])
+        replies = await self._writes.execute(fill)
         return bool(replies[0])
 
     # -- indexes from Discord ids to tasks (matching events) ------------------------------------
