@@ -61,6 +61,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from broker import keys
+from broker.batching import PipelineBatcher
 from broker.config import HookSettings
 from broker.lua import Script, execute
 from broker.models import decode_task
@@ -240,6 +241,7 @@ class HookOutbox:
         self.redis = redis
         self.ttl_ms = ttl_ms
         self.clock = clock
+        self._settles = PipelineBatcher(redis, SCRIPTS)
 
     def queue_schedule(self, pipe: Pipeline, task_id: str, revision: int, claim_lease_ms: int = 0) -> None:
         """Want `revision` delivered, in a caller's pipeline (sent by `broker.lua.execute` with
@@ -273,9 +275,9 @@ class HookOutbox:
 
     async def delivered(self, task_id: str, revision: int) -> bool:
         """Record success; True when a newer revision is still wanted (due again now)."""
-        result = await _DELIVERED(
-            self.redis, [hook_state_key(task_id), DUE_KEY], [task_id, revision, self.clock()]
-        )
+        keys_, args = [hook_state_key(task_id), DUE_KEY], [task_id, revision, self.clock()]
+        # Deliveries answered in the same loop iteration record their success in one round trip.
+        (result,) = await self._settles.execute(lambda pipe: _DELIVERED.queue(pipe, keys_, args))
         return int(result) == 1
 
     async def failed(
