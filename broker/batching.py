@@ -1,10 +1,11 @@
 """Send the pipelines that tasks of one process queue in the same loop iteration as one.
 
 The workers apply events of different jobs concurrently; the bridge claims several tasks at once;
-web handles requests concurrently. Each of those writes is a small pipeline (compare-and-set,
-announcement, index entries), and each pipeline is a network write and a round trip. Pipelines
-queued before the event loop gets back to I/O are merged here, in order, into one: no waiting is
-added (the flush runs at the end of the current iteration), only round trips are saved.
+web handles requests concurrently. Each of those reads and writes of the task store is a small
+pipeline (a record read, index lookups, or compare-and-set + announcement + index entries), and
+each pipeline is a network write and a round trip. Pipelines queued before the event loop gets
+back to I/O are merged here, in order, into one: no waiting is added (the flush runs at the end of
+the current iteration), only round trips are saved.
 """
 
 from __future__ import annotations

@@ -179,28 +179,29 @@ class TaskStore:
         self.redis = redis
         self.retention_ms = int(retention_seconds * 1000)
         self.clock = clock
-        # Concurrent writes of this process share round trips (see broker.batching).
-        self._writes = PipelineBatcher(redis, [_CAS])
+        # Concurrent reads and writes of this process share round trips (see broker.batching).
+        self._batch = PipelineBatcher(redis, [_CAS])
 
     # -- records -------------------------------------------------------------------------------
 
     async def get(self, task_id: str) -> Task | None:
-        raw = await self.redis.hget(keys.task_record(task_id), "d")
+        raw = await self.get_raw(task_id)
         return decode_task(raw) if raw is not None else None
 
     async def get_raw(self, task_id: str) -> bytes | None:
         """The stored JSON, exactly what /fetch serves."""
-        raw: bytes | None = await self.redis.hget(keys.task_record(task_id), "d")
-        return raw
+        (raw,) = await self._batch.execute(lambda pipe: pipe.hget(keys.task_record(task_id), "d"))
+        return raw  # type: ignore[no-any-return]
 
     async def get_many_raw(self, task_ids: Sequence[str]) -> list[bytes]:
         if not task_ids:
             return []
-        async with self.redis.pipeline(transaction=False) as pipe:
+
+        def fill(pipe: Pipeline) -> None:
             for task_id in task_ids:
                 pipe.hget(keys.task_record(task_id), "d")
-            found: list[bytes | None] = await pipe.execute()
-        return [raw for raw in found if raw is not None]
+
+        return [raw for raw in await self._batch.execute(fill) if raw is not None]
 
     async def get_many(self, task_ids: Sequence[str]) -> list[Task]:
         return [decode_task(raw) for raw in await self.get_many_raw(task_ids)]
@@ -301,7 +302,7 @@ class TaskStore:
             for kind, value in index:
                 pipe.set(keys.lookup(kind, value), task.id, px=self.retention_ms)
 
-        replies = await self._writes.execute(fill)
+        replies = await self._batch.execute(fill)
         return bool(replies[0])
 
     # -- indexes from Discord ids to tasks (matching events) ------------------------------------
@@ -314,10 +315,12 @@ class TaskStore:
         """`index` several (kind, value) pairs in one round trip."""
         if not pairs:
             return
-        async with self.redis.pipeline(transaction=False) as pipe:
+
+        def fill(pipe: Pipeline) -> None:
             for kind, value in pairs:
                 pipe.set(keys.lookup(kind, value), task_id, px=self.retention_ms)
-            await pipe.execute()
+
+        await self._batch.execute(fill)
 
     async def find(self, kind: str, value: str) -> str | None:
         found: bytes | None = await self.redis.get(keys.lookup(kind, value))
@@ -330,10 +333,12 @@ class TaskStore:
         """
         if not lookups:
             return None
-        async with self.redis.pipeline(transaction=False) as pipe:
+
+        def fill(pipe: Pipeline) -> None:
             for kind, value in lookups:
                 pipe.get(keys.lookup(kind, value))
-            task_ids: list[bytes | None] = await pipe.execute()
+
+        task_ids: list[bytes | None] = await self._batch.execute(fill)
         for (kind, _), task_id in zip(lookups, task_ids, strict=True):
             if task_id is not None:
                 task = await self.get(task_id.decode())
