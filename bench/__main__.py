@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -15,6 +16,16 @@ def main(argv: list[str]) -> int:
     names = sorted(p.stem for p in HERE.glob("*_bench.py"))
     if argv:
         names = [n for n in names if any(a in n for a in argv)]
+    # Every bench's temp dirs (Redis data, logs, configs) go under one that is removed at the end.
+    with tempfile.TemporaryDirectory(prefix="mjb-bench-", ignore_cleanup_errors=True) as scratch:
+        tempfile.tempdir = scratch
+        try:
+            return _run(names)
+        finally:
+            tempfile.tempdir = None
+
+
+def _run(names: list[str]) -> int:
     failed = 0
     for name in names:
         print(f"== {name}", flush=True)
