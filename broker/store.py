@@ -238,16 +238,14 @@ class TaskStore:
         :param index: (kind, value) pairs to `index` for this task, written with the record (or
             alone when nothing changes).
         """
-        key = keys.task_record(task_id)
         pending = list(index)
         fresh = current is None
         try:
             while True:
                 if current is None:
-                    data = await self.redis.hget(key, "d")
-                    if data is None:
+                    current, fresh = await self.get(task_id), True
+                    if current is None:
                         return Update(None, False)
-                    current, fresh = decode_task(data), True
                 proposed = _proposal(current, mutate)
                 if proposed is None:
                     if fresh:
@@ -309,7 +307,7 @@ class TaskStore:
 
     async def index(self, kind: str, value: str, task_id: str) -> None:
         """Remember that Discord id `value` (nonce, message or interaction id, job hash) is `task_id`'s."""
-        await self.redis.set(keys.lookup(kind, value), task_id, px=self.retention_ms)
+        await self.index_many([(kind, value)], task_id)
 
     async def index_many(self, pairs: Sequence[tuple[str, str]], task_id: str) -> None:
         """`index` several (kind, value) pairs in one round trip."""

@@ -2,7 +2,7 @@
 
 The order follows the reference (discord-protocol.md §4.4), strongest key first:
 
-1. ``nonce``: the bridge indexes it (`store.index("nonce", ...)`) before sending the interaction;
+1. ``nonce``: the bridge indexes it (with its SUBMITTED write) before sending the interaction;
 2. message id: the worker binds the start/progress/final message ids as it sees them;
 3. interaction id: INTERACTION_SUCCESS links it to the nonce; later messages carry it in
    ``interaction_metadata.id``;
