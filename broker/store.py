@@ -4,7 +4,9 @@ Layout in Redis (see `broker.keys`):
 - a task is a hash `{v: revision, d: task JSON}`; every write is a compare-and-set on `v` (a Lua script
   on that one key), so concurrent writers (web, bridge, workers) never lose each other's changes;
 - every successful write appends `{id, rev}` to the changes stream; the workers turn those into hook
-  deliveries, ledger rows and freed slots (at least once);
+  deliveries, ledger rows and freed slots (at least once). A write that only changes `properties`
+  (Discord ids the workers bind as events arrive) is announced with `quiet: 1`: there is nothing in it
+  for the workers to act on, and receivers see it with the next notable revision;
 - per account, `waiting` (queued ids by admission order) and `running` (ids holding a slot) are moved
   only by the Lua scripts below, each touching one account's keys.
 
@@ -76,6 +78,8 @@ class Admission(msgspec.Struct, frozen=True):
 
     code: int
     position: int = 0
+    #: the account's running + waiting tasks right after this step
+    load: int = 0
 
 
 # KEYS[1] task hash; ARGV: expected revision, new revision, json, ttl ms.
@@ -94,14 +98,14 @@ local waiting = redis.call('ZCARD', KEYS[1])
 if running < tonumber(ARGV[2]) and waiting == 0 then
   redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
   redis.call('RPUSH', KEYS[3], ARGV[1])
-  return {1, 0}
+  return {1, 0, running + 1}
 end
 if waiting < tonumber(ARGV[3]) then
   local seq = redis.call('INCR', KEYS[4])
   redis.call('ZADD', KEYS[1], seq, ARGV[1])
-  return {22, waiting + 1}
+  return {22, waiting + 1, running + waiting + 1}
 end
-return {23, 0}
+return {23, 0, running + waiting}
 """)
 
 # KEYS: waiting, running, ready; ARGV: task id, core, now ms. Returns the ids that got a slot.
@@ -144,6 +148,11 @@ def _proposal(current: Task, mutate: Callable[[Task], Task | None]) -> Task | No
         proposed = msgspec.structs.replace(proposed, progress=current.progress)
     proposed = msgspec.structs.replace(proposed, revision=current.revision)
     return None if proposed == current else proposed
+
+
+def is_quiet(old: Task, new: Task) -> bool:
+    """Whether `new` differs from `old` only in `properties` (bookkeeping no client acts on)."""
+    return msgspec.structs.replace(new, properties=old.properties, revision=old.revision) == old
 
 
 def check_transition(old: Task, new: Task) -> None:
@@ -260,7 +269,9 @@ class TaskStore:
                     current = None
                     continue
                 proposed = msgspec.structs.replace(proposed, revision=current.revision + 1)
-                written = await self._write(proposed, expected=str(current.revision), index=pending)
+                written = await self._write(
+                    proposed, expected=str(current.revision), index=pending, quiet=is_quiet(current, proposed)
+                )
                 pending = []  # the pipeline wrote them, whether or not the CAS won
                 if written:
                     return Update(proposed, True)
@@ -280,7 +291,9 @@ class TaskStore:
 
         return await self.update(task_id, mutate)
 
-    async def _write(self, task: Task, *, expected: str, index: Sequence[tuple[str, str]] = ()) -> bool:
+    async def _write(
+        self, task: Task, *, expected: str, index: Sequence[tuple[str, str]] = (), quiet: bool = False
+    ) -> bool:
         """Compare-and-set the record and announce it, in one round trip; False if the CAS lost.
 
         When the CAS loses, the announcement and the `index` entries still go out: the first only
@@ -288,15 +301,15 @@ class TaskStore:
         """
         record = keys.task_record(task.id)
         args = [expected, task.revision, encode_task(task), self.retention_ms]
+        change = (
+            {"id": task.id, "rev": task.revision, "quiet": 1}
+            if quiet
+            else {"id": task.id, "rev": task.revision}
+        )
 
         def fill(pipe: Pipeline) -> None:
             _CAS.queue(pipe, [record], args)
-            pipe.xadd(
-                CHANGES_STREAM,
-                {"id": task.id, "rev": task.revision},
-                maxlen=_CHANGES_MAXLEN,
-                approximate=True,
-            )
+            pipe.xadd(CHANGES_STREAM, change, maxlen=_CHANGES_MAXLEN, approximate=True)
             for kind, value in index:
                 pipe.set(keys.lookup(kind, value), task.id, px=self.retention_ms)
 
@@ -362,7 +375,7 @@ class TaskStore:
 
     async def admit(self, account_id: str, task_id: str, *, core_size: int, queue_size: int) -> Admission:
         """Take a slot (1), join the queue (22, with 1-based position) or be rejected (23): atomically."""
-        code, position = await _ADMIT(
+        code, position, load = await _ADMIT(
             self.redis,
             [
                 keys.account_waiting(account_id),
@@ -372,7 +385,7 @@ class TaskStore:
             ],
             [task_id, core_size, queue_size, self.clock()],
         )
-        return Admission(int(code), int(position))
+        return Admission(int(code), int(position), int(load))
 
     async def create_and_admit(
         self, task: Task, account_id: str, *, core_size: int, queue_size: int

@@ -1,6 +1,7 @@
 """Notify-hook delivery: a durable outbox in Redis, ordered per task, signed, bounded retries.
 
-Every revision of a task with a hook is *wanted*; a delivery always POSTs the task's **current**
+Every notable revision of a task with a hook is *wanted* (not a quiet one, that only binds Discord ids
+in ``properties``: see `broker.store`); a delivery always POSTs the task's **current**
 JSON (the bytes ``/mj/task/{id}/fetch`` serves), so a receiver never sees a lower revision after a
 higher one: a delivery overtaken by a newer revision simply carries the newer state, and a claimed
 delivery whose revision was already delivered is dropped. At most one delivery per task is in

@@ -9,7 +9,7 @@ from typing import Any, cast
 import redis.asyncio as aioredis
 from litestar import Request
 
-from broker.admission import STATUS_TTL_SECONDS, Admitter
+from broker.admission import LOAD_TTL_SECONDS, STATUS_TTL_SECONDS, Admitter
 from broker.config import ConfigWatcher, Settings
 from broker.store import TaskStore
 
@@ -34,9 +34,13 @@ class ApiContext:
     def open(self, redis: aioredis.Redis) -> None:
         self._redis = redis
         self._store = TaskStore(redis, retention_seconds=self.settings.tasks.retention_days * 86400)
-        # MJBROKER_STATUS_TTL_SECONDS: how long an account status read is trusted (tests use 0)
-        ttl = float(os.environ.get("MJBROKER_STATUS_TTL_SECONDS", STATUS_TTL_SECONDS))
-        self._admitter = Admitter(self._store, self.settings, status_ttl=ttl)
+        # how long an account status and the account loads read are trusted (tests use 0)
+        self._admitter = Admitter(
+            self._store,
+            self.settings,
+            status_ttl=float(os.environ.get("MJBROKER_STATUS_TTL_SECONDS", STATUS_TTL_SECONDS)),
+            load_ttl=float(os.environ.get("MJBROKER_LOAD_TTL_SECONDS", LOAD_TTL_SECONDS)),
+        )
 
     async def close(self) -> None:
         if self._redis is not None:

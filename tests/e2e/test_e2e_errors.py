@@ -62,7 +62,15 @@ async def test_captcha_pauses_the_account_and_fails_the_task(stack: Stack) -> No
 async def test_ban_disables_the_account_and_fails_its_running_tasks(stack: Stack) -> None:
     await stack.fault(3, "fail_next_job", error="no_response")
     task_id = await imagine(stack, "a job that never answers", "a3")
-    await stack.wait_task(task_id, ("SUBMITTED", "IN_PROGRESS"))
+    submitted = await stack.wait_task(task_id, ("SUBMITTED", "IN_PROGRESS"))
+    # SUBMITTED is written before the POST: ban only once Discord has the interaction, else the
+    # POST meets the ban and the account is (rightly) disabled by its 401 instead of the close 4004.
+    nonce = submitted["properties"]["nonce"]
+    async with asyncio.timeout(10):
+        while True:
+            if (await stack.counters())["interactions"]["by_nonce"].get(nonce):
+                break
+            await asyncio.sleep(0.02)
     await stack.fault(3, "ban")
     account = await wait_account(stack, "a3", "DISABLED")
     assert "4004" in (account.get("statusReason") or ""), account

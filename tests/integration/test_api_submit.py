@@ -191,7 +191,7 @@ def two_accounts(redis_server: EmbeddedRedis) -> Iterator[WebProcess]:
     """Open API (no keys); a1 MJ-only FAST, a2 remix on with FAST/RELAX; a3 disabled."""
     with running_web(
         redis_server,
-        env={"MJBROKER_STATUS_TTL_SECONDS": "0"},
+        env={"MJBROKER_STATUS_TTL_SECONDS": "0", "MJBROKER_LOAD_TTL_SECONDS": "0"},
         api_keys=[],
         accounts=[
             account("a1", 1, TOKEN_A1, bots=["MID_JOURNEY"], modes=["FAST"], core_size=1, queue_size=1),

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
+import msgspec
 import pytest
 import redis.asyncio as aioredis
 
-from broker.models import Task, TaskAction, TaskStatus
+from broker.models import Task, TaskAction, TaskProperties, TaskStatus
 from broker.store import CHANGES_STREAM, InvalidTransition, TaskStore
 
 
@@ -21,6 +22,26 @@ async def test_create_sets_revision_one_and_announces_change(store: TaskStore, r
     assert (await store.get("1")) == task
     entries = await redis.xrange(CHANGES_STREAM)
     assert [e[1] for e in entries] == [{b"id": b"1", b"rev": b"1"}]
+
+
+async def test_a_write_that_only_changes_properties_is_announced_quiet(
+    store: TaskStore, redis: aioredis.Redis
+) -> None:
+    await store.create(_task("1"))
+    await store.transition("1", TaskStatus.SUBMITTED, progress="0%")
+
+    def bind(task: Task) -> Task:
+        return msgspec.structs.replace(task, properties=TaskProperties(progress_message_id="9"))
+
+    await store.update("1", bind)
+    await store.transition("1", TaskStatus.IN_PROGRESS, progress="10%")
+    entries = [e[1] for e in await redis.xrange(CHANGES_STREAM)]
+    assert [(e[b"rev"], b"quiet" in e) for e in entries] == [
+        (b"1", False),
+        (b"2", False),
+        (b"3", True),
+        (b"4", False),
+    ]
 
 
 async def test_transition_follows_state_machine_and_terminal_is_final(store: TaskStore) -> None:
@@ -75,6 +96,8 @@ async def test_admission_starts_queues_then_rejects(store: TaskStore) -> None:
     codes = [(await store.admit("a1", str(i), core_size=3, queue_size=10)) for i in range(15)]
     assert [c.code for c in codes] == [1] * 3 + [22] * 10 + [23] * 2
     assert [c.position for c in codes[3:13]] == list(range(1, 11))
+    # each step reports the account's load (running + waiting) right after it
+    assert [c.load for c in codes] == [*range(1, 14), 13, 13]
 
 
 async def test_release_promotes_the_oldest_queued_task_once(store: TaskStore) -> None:

@@ -9,6 +9,7 @@ import socket
 import time
 from pathlib import Path
 
+import msgspec
 import redis.asyncio as aioredis
 from aiohttp.abc import AbstractResolver, ResolveResult
 from workers_support import (
@@ -23,9 +24,10 @@ from workers_support import (
 )
 
 from broker.config import HookSettings
-from broker.models import TaskStatus
+from broker.models import Task, TaskStatus
 from broker.redis_server import EmbeddedRedis
-from broker.store import TaskStore
+from broker.store import CHANGES_STREAM, TaskStore
+from workers.changes import CHANGES_GROUP
 from workers.hooks import HookDeliverer, HookOutbox
 
 JOB = "9e107d9d-372b-4b3a-9b8e-3a1c2b3d4e5f"
@@ -211,3 +213,44 @@ async def test_no_hook_before_the_task_is_submitted(
     assert {r.task["id"] for r in receiver.for_path("early")} == {sent.id}
     assert all(r.task["status"] == TaskStatus.SUBMITTED for r in receiver.for_path("early"))
     assert waiting.status == TaskStatus.NOT_START
+
+
+async def _changes_handled(redis: aioredis.Redis) -> None:
+    """Wait until the workers' change group has read and acknowledged every change so far."""
+    (last_id, _), *_ = await redis.xrevrange(CHANGES_STREAM, count=1)
+    async with asyncio.timeout(5):
+        while True:
+            group = next(
+                g for g in await redis.xinfo_groups(CHANGES_STREAM) if g["name"] == CHANGES_GROUP.encode()
+            )
+            done = group["last-delivered-id"].split(b"-")
+            if group["pending"] == 0 and tuple(map(int, done)) >= tuple(map(int, last_id.split(b"-"))):
+                return
+            await asyncio.sleep(0.01)
+
+
+async def test_a_revision_that_only_binds_discord_ids_sends_no_hook_of_its_own(
+    store: TaskStore,
+    redis: aioredis.Redis,
+    redis_server: EmbeddedRedis,
+    receiver: HookReceiver,
+    tmp_path: Path,
+) -> None:
+    async with running_worker(make_settings(redis_server.url, tmp_path)):
+        task, _ = await submitted_task(store, prompt="quiet", hook=receiver.url("quiet"))
+        await receiver.wait_for(lambda: len(receiver.for_path("quiet")) == 1)
+
+        def bind(t: Task) -> Task:
+            return msgspec.structs.replace(
+                t, properties=msgspec.structs.replace(t.properties, progress_message_id="42")
+            )
+
+        quiet = await store.update(task.id, bind)
+        await _changes_handled(redis)
+        moved = await store.transition(task.id, TaskStatus.IN_PROGRESS, progress="10%")
+        assert quiet.task is not None and moved.task is not None
+        await receiver.wait_for(lambda: len(receiver.for_path("quiet")) == 2)
+    sent = receiver.for_path("quiet")
+    assert [r.version for r in sent] == [quiet.task.revision - 1, moved.task.revision]
+    # the quiet change reaches the receiver with the next notable one
+    assert sent[-1].task["properties"]["progressMessageId"] == "42"

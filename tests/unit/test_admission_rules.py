@@ -76,10 +76,10 @@ def test_candidates_respect_enable_bots_filter_and_modes() -> None:
 
 def test_order_is_preferred_mode_then_least_loaded_then_config_order() -> None:
     a1, a2, a3 = _acct("a1"), _acct("a2"), _acct("a3", modes=(SpeedMode.RELAX,))
-    loads = {"a1": (3, 2), "a2": (1, 0), "a3": (0, 0)}
+    loads = {"a1": 5, "a2": 1, "a3": 0}
     assert [a.id for a in order_by_load([a1, a2, a3], loads)] == ["a3", "a2", "a1"]
     assert [a.id for a in order_by_load([a1, a2, a3], loads, [SpeedMode.FAST])] == ["a2", "a1", "a3"]
-    assert [a.id for a in order_by_load([a1, a2], {"a1": (1, 0), "a2": (1, 0)})] == ["a1", "a2"]
+    assert [a.id for a in order_by_load([a1, a2], {"a1": 1, "a2": 1})] == ["a1", "a2"]
 
 
 def test_paused_and_disabled_accounts_are_unusable() -> None:
