@@ -36,6 +36,8 @@ class PipelineBatcher:
         self.redis = redis
         self.scripts = scripts
         self._pending: list[tuple[Fill, asyncio.Future[list[Any]]]] = []
+        #: flushes in flight (the loop holds tasks only weakly)
+        self._sending: set[asyncio.Task[None]] = set()
 
     async def execute(self, fill: Fill) -> list[Any]:
         """The replies to what `fill` queues, sent with whatever else is queued this iteration."""
@@ -48,7 +50,14 @@ class PipelineBatcher:
     def _flush(self) -> None:
         batch, self._pending = self._pending, []
         task = asyncio.get_running_loop().create_task(self._send(batch))
-        task.add_done_callback(_retrieved)
+        self._sending.add(task)
+        task.add_done_callback(self._sent)
+
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        self._sending.discard(task)
+        # errors were handed to the callers; nothing is left to report here
+        if not task.cancelled():
+            task.exception()
 
     async def _send(self, batch: list[tuple[Fill, asyncio.Future[list[Any]]]]) -> None:
         spans: list[tuple[int, int]] = []
@@ -81,9 +90,3 @@ class PipelineBatcher:
                 future.set_exception(error)
             else:
                 future.set_result(mine)
-
-
-def _retrieved(task: asyncio.Task[None]) -> None:
-    # errors were handed to the callers; nothing is left to report here
-    if not task.cancelled():
-        task.exception()

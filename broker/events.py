@@ -10,6 +10,7 @@ import msgspec
 import redis.asyncio as aioredis
 
 from broker import keys
+from broker.redis_server import send_pipeline
 
 __all__ = ["GatewayEvent", "decode_event", "publish", "publish_many"]
 
@@ -49,7 +50,7 @@ async def publish_many(redis: aioredis.Redis, events: list[GatewayEvent]) -> Non
                 maxlen=_EVENTS_MAXLEN,
                 approximate=True,
             )
-        await pipe.execute()
+        await send_pipeline(pipe)
 
 
 def decode_event(fields: dict[bytes, bytes]) -> GatewayEvent:

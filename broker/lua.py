@@ -19,6 +19,8 @@ import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import NoScriptError
 
+from broker.redis_server import send_pipeline
+
 __all__ = ["Script", "execute"]
 
 
@@ -62,7 +64,7 @@ async def execute(
     for attempt in (1, 2):
         async with redis.pipeline(transaction=False) as pipe:
             fill(pipe)
-            replies: list[Any] = await pipe.execute(raise_on_error=False)
+            replies = await send_pipeline(pipe, raise_on_error=False)
         missing = any(isinstance(reply, NoScriptError) for reply in replies)
         if not missing or attempt == 2:
             break

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
@@ -10,37 +11,171 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import hiredis
 import redis.asyncio as aioredis
+from redis._parsers.hiredis import NOT_ENOUGH_DATA
+from redis.asyncio.client import Pipeline
 from redis.asyncio.connection import AbstractConnection, ConnectionPool
+from redis.client import EMPTY_RESPONSE, NEVER_DECODE
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 
 from broker.config import Settings, load_settings
 
-__all__ = ["EmbeddedRedis", "connect", "find_server_binary", "free_port"]
+__all__ = ["EmbeddedRedis", "connect", "find_server_binary", "free_port", "send_pipeline"]
 
 
 class _LeanPool(ConnectionPool):  # type: ignore[misc]  # redis is untyped here (see pyproject)
-    """redis-py's pool without its per-command socket probe when the connection is plainly healthy.
+    """redis-py's pool, plus a lean way to send a pipeline (`send_pipeline`).
 
-    On every checkout redis-py tries a zero-timeout read to make sure no stale reply is waiting (a
-    timeout context and a task switch per command: a third of a command's client CPU). asyncio's
-    stream reader already holds whatever the server sent, so an idle connection whose reader is
-    empty and not at EOF cannot be out of step; anything else gets the full check.
+    Checkouts skip redis-py's per-command socket probe when the connection is plainly healthy: it
+    tries a zero-timeout read to make sure no stale reply is waiting (a timeout context and a task
+    switch per command: a third of a command's client CPU). asyncio's stream reader already holds
+    whatever the server sent, so an idle connection whose reader is empty and not at EOF cannot be
+    out of step; anything else gets the full check.
     """
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: idle connections of `send`, kept apart from redis-py's checkout machinery
+        self._spare: list[AbstractConnection] = []
+        #: connections `send` is using: held here because nothing else holds them strongly (asyncio's
+        #: protocol only keeps a weak reference to its stream reader), and a waiting sender whose
+        #: connection is unreachable would be garbage-collected halfway through its round trip
+        self._busy: set[AbstractConnection] = set()
+        #: command name -> reply callback (None: the raw reply), from the client's table
+        self._callbacks: dict[str, Callable[..., Any] | None] = {}
+
     async def ensure_connection(self, connection: AbstractConnection) -> None:
-        reader = getattr(connection, "_reader", None)
-        if (
-            reader is not None
-            and connection.is_connected
-            and not reader.at_eof()
-            and not getattr(reader, "_buffer", True)
-        ):
+        if _idle_and_in_step(connection):
             return
         await super().ensure_connection(connection)
+
+    async def disconnect(self, inuse_connections: bool = True) -> None:
+        spare, self._spare = self._spare, []
+        for connection in [*spare, *(self._busy if inuse_connections else ())]:
+            await connection.disconnect()
+        await super().disconnect(inuse_connections)
+
+    async def send(self, commands: list[tuple[tuple[Any, ...], dict[str, Any]]], callbacks: Any) -> list[Any]:
+        """The replies of `commands`, as `Pipeline.execute(raise_on_error=False)` gives them.
+
+        Reused connections the server dropped meanwhile (a restart) are tried once more on a fresh
+        one, so the commands must be safe to send twice (as `broker.lua.execute` requires anyway).
+        """
+        for attempt in (1, 2):
+            reused = bool(self._spare)
+            connection = self._spare.pop() if reused else self.make_connection()
+            self._busy.add(connection)
+            try:
+                if not _idle_and_in_step(connection):
+                    await connection.disconnect()
+                    await connection.connect()
+                replies = await self._round_trip(connection, commands, callbacks)
+            except (ConnectionError, OSError, RedisConnectionError):
+                await connection.disconnect(nowait=True)
+                if reused and attempt == 1:
+                    continue
+                raise
+            except BaseException:
+                # cancelled or failed halfway: replies may still be on their way, drop the connection
+                await connection.disconnect(nowait=True)
+                raise
+            finally:
+                self._busy.discard(connection)
+            self._spare.append(connection)
+            return replies
+        raise AssertionError("unreachable")
+
+    async def _round_trip(
+        self,
+        connection: AbstractConnection,
+        commands: list[tuple[tuple[Any, ...], dict[str, Any]]],
+        callbacks: Any,
+    ) -> list[Any]:
+        writer = connection._writer
+        writer.writelines(connection.pack_commands([args for args, _ in commands]))
+        await writer.drain()
+        if connection.socket_timeout is None:
+            return await self._read_replies(connection, commands, callbacks)
+        async with asyncio.timeout(connection.socket_timeout):
+            return await self._read_replies(connection, commands, callbacks)
+
+    async def _read_replies(
+        self,
+        connection: AbstractConnection,
+        commands: list[tuple[tuple[Any, ...], dict[str, Any]]],
+        callbacks: Any,
+    ) -> list[Any]:
+        parser = connection._parser
+        reader = parser._reader
+        replies: list[Any] = []
+        for args, options in commands:
+            reply = reader.gets()
+            while reply is NOT_ENOUGH_DATA:
+                await parser.read_from_socket()
+                reply = reader.gets()
+            if isinstance(reply, RedisConnectionError):
+                raise reply
+            if isinstance(reply, ResponseError):
+                reply = options.get(EMPTY_RESPONSE, reply)
+            else:
+                reply = self._apply_callback(args[0], reply, options, callbacks)
+            replies.append(reply)
+        return replies
+
+    def _apply_callback(self, name: Any, reply: Any, options: dict[str, Any], callbacks: Any) -> Any:
+        try:
+            callback = self._callbacks[name]
+        except KeyError:
+            callback = self._callbacks[name] = callbacks.get(name)
+        if callback is None:
+            return reply
+        if options:  # as redis-py's parse_response: these are for the reading, not the callback
+            options = {k: v for k, v in options.items() if k not in _READ_OPTIONS}
+        return callback(reply, **options)
+
+
+#: pipeline options that redis-py consumes itself before calling a reply callback
+_READ_OPTIONS = frozenset({"keys", EMPTY_RESPONSE, NEVER_DECODE})
+
+
+def _idle_and_in_step(connection: AbstractConnection) -> bool:
+    reader = getattr(connection, "_reader", None)
+    return (
+        reader is not None
+        and connection.is_connected
+        and not reader.at_eof()
+        and not getattr(reader, "_buffer", True)
+    )
+
+
+async def send_pipeline(pipe: Pipeline, *, raise_on_error: bool = True) -> list[Any]:
+    """``pipe.execute(raise_on_error)`` at a third of the client CPU: one write, replies read straight
+    off hiredis without redis-py's per-reply machinery (clients from `connect`; others go through
+    redis-py). A connection the server dropped while idle is retried once on a fresh one, so the
+    commands must be safe to send twice, as for `broker.lua.execute`.
+    """
+    commands = pipe.command_stack
+    pool = pipe.connection_pool
+    if not isinstance(pool, _LeanPool) or pipe.watching or pipe.scripts:
+        replies: list[Any] = await pipe.execute(raise_on_error=raise_on_error)
+        return replies
+    if not commands:
+        return []
+    try:
+        replies = await pool.send(commands, pipe.response_callbacks)
+    finally:
+        pipe.command_stack = []
+    if raise_on_error:
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+    return replies
 
 
 class _HiredisPacking:

@@ -28,6 +28,7 @@ from broker import keys
 from broker.batching import PipelineBatcher
 from broker.lua import Script
 from broker.models import Task, TaskStatus, decode_task, encode_task
+from broker.redis_server import send_pipeline
 
 __all__ = [
     "ALLOWED",
@@ -437,7 +438,7 @@ class TaskStore:
             for account_id in account_ids:
                 pipe.zcard(keys.account_running(account_id))
                 pipe.zcard(keys.account_waiting(account_id))
-            counts: list[int] = await pipe.execute()
+            counts: list[int] = await send_pipeline(pipe)
         return {
             account_id: (int(counts[2 * i]), int(counts[2 * i + 1]))
             for i, account_id in enumerate(account_ids)

@@ -28,6 +28,7 @@ from broker.config import Settings
 from broker.ledger import Ledger
 from broker.lua import execute
 from broker.models import Task, TaskStatus, decode_task
+from broker.redis_server import send_pipeline
 from broker.store import SCRIPTS as STORE_SCRIPTS
 from broker.store import TaskStore
 from workers.consumer import Entry
@@ -82,7 +83,7 @@ class ChangeHandler:
         async with self.store.redis.pipeline(transaction=False) as pipe:
             for task_id in ids:
                 pipe.hget(keys.task_record(task_id), "d")
-            records: list[bytes | None] = await pipe.execute()
+            records: list[bytes | None] = await send_pipeline(pipe)
         settings = self.settings()
         now = self.clock()
         finished: list[Task] = []

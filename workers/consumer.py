@@ -33,6 +33,7 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from broker.events import GatewayEvent, decode_event
+from broker.redis_server import send_pipeline
 from workers.apply import Applier
 
 __all__ = ["Entry", "EventHandler", "StreamConsumer"]
@@ -124,7 +125,7 @@ class StreamConsumer:
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.xack(self.stream, self.group, *self._done)
             pipe.xreadgroup(self.group, self.name, {self.stream: ">"}, count=self.count, block=self.block_ms)
-            _acked, response = await pipe.execute()
+            _acked, response = await send_pipeline(pipe)
         self._done = []
         return response
 

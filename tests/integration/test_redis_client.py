@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import DataError
+from redis.exceptions import DataError, ResponseError
 
 from broker.lua import Script, execute
-from broker.redis_server import EmbeddedRedis, connect, free_port
+from broker.redis_server import EmbeddedRedis, connect, free_port, send_pipeline
 
 
 async def test_every_argument_type_round_trips(redis_server: EmbeddedRedis) -> None:
@@ -68,4 +70,58 @@ async def test_pipelined_scripts_load_once_and_survive_a_flushed_script_cache(
         assert await execute(client, fill, [echo]) == [b"hi", 3]  # NOSCRIPT: loaded, sent again
     finally:
         await client.delete("t:sent")
+        await client.aclose()
+
+
+async def test_lean_pipelines_give_redis_py_replies_errors_in_place(redis_server: EmbeddedRedis) -> None:
+    client = connect(redis_server.url)
+    try:
+
+        def fill(pipe: Any) -> None:
+            pipe.set("t:s", "v")  # redis-py turns OK into True
+            pipe.hget("t:s", "f")  # WRONGTYPE
+            pipe.zadd("t:z", {"a": 1.5})
+            pipe.zrange("t:z", 0, -1, withscores=True)  # a callback with options
+            pipe.xadd("t:x", {"f": "1"})
+            pipe.xrange("t:x")
+
+        async with client.pipeline(transaction=False) as lean:
+            fill(lean)
+            got = await send_pipeline(lean, raise_on_error=False)
+        await client.delete("t:s", "t:z", "t:x")
+        async with client.pipeline(transaction=False) as plain:
+            fill(plain)
+            want = await plain.execute(raise_on_error=False)
+        assert got[0] is True and isinstance(got[1], ResponseError)
+        assert got[2:4] == want[2:4] == [1, [(b"a", 1.5)]]
+        assert [fields for _, fields in got[5]] == [{b"f": b"1"}]
+        async with client.pipeline(transaction=False) as failing:
+            failing.hget("t:s", "f")
+            with pytest.raises(ResponseError):
+                await send_pipeline(failing)
+    finally:
+        await client.delete("t:s", "t:z", "t:x")
+        await client.aclose()
+
+
+async def test_a_lean_pipeline_nobody_holds_survives_garbage_collection(redis_server: EmbeddedRedis) -> None:
+    """asyncio's protocol holds its stream reader weakly: a waiting sender must stay reachable."""
+    client = connect(redis_server.url)
+    done = asyncio.Event()
+
+    async def blocked_read() -> None:
+        async with client.pipeline(transaction=False) as pipe:
+            pipe.blpop(["t:later"], timeout=5)
+            await send_pipeline(pipe)
+        done.set()
+
+    try:
+        asyncio.get_running_loop().create_task(blocked_read())  # as a fire-and-forget flush does
+        await asyncio.sleep(0.1)
+        gc.collect()
+        await client.rpush("t:later", "x")
+        async with asyncio.timeout(5):
+            await done.wait()
+    finally:
+        await client.delete("t:later")
         await client.aclose()
