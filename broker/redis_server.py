@@ -195,12 +195,26 @@ class _HiredisPacking:
             return packed
 
 
+class _LeanRedis(aioredis.Redis):  # type: ignore[misc]
+    """redis-py's client, its single commands sent the way `send_pipeline` sends pipelines."""
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        pool = self.connection_pool
+        if self.connection is not None or self.single_connection_client or not isinstance(pool, _LeanPool):
+            return await super().execute_command(*args, **options)
+        (reply,) = await pool.send([(args, options)], self.response_callbacks)
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+
 def connect(url: str) -> aioredis.Redis:
     """An asyncio client; one per process, shared by its tasks."""
     pool = _LeanPool.from_url(url, decode_responses=False, health_check_interval=30)
     base = pool.connection_class
     pool.connection_class = type(base.__name__, (_HiredisPacking, base), {})
-    return aioredis.Redis.from_pool(pool)
+    client: aioredis.Redis = _LeanRedis.from_pool(pool)
+    return client
 
 
 def find_server_binary() -> str:
