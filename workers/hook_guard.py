@@ -33,8 +33,8 @@ _METADATA_ADDRESSES = frozenset(
 class UrlRefused(OSError):
     """A hook URL the guard does not allow; the message names the reason, never the full URL.
 
-    An `OSError`, so that refusing inside the client's resolver fails the connection like a
-    failed lookup would (aiohttp wraps it in `ClientConnectorDNSError`).
+    An `OSError`, as a failed lookup; `workers.hook_client` lets it through so that the delivery is
+    given up rather than retried.
     """
 
 
