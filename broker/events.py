@@ -10,7 +10,7 @@ import msgspec
 import redis.asyncio as aioredis
 
 from broker import keys
-from broker.redis_server import send_pipeline
+from broker.redis_server import send_commands
 
 __all__ = ["GatewayEvent", "decode_event", "publish", "publish_many"]
 
@@ -42,15 +42,11 @@ async def publish_many(redis: aioredis.Redis, events: list[GatewayEvent]) -> Non
     """Append several events in order, in one round trip (the bridge's batched publisher)."""
     if not events:
         return
-    async with redis.pipeline(transaction=False) as pipe:
-        for event in events:
-            pipe.xadd(
-                keys.EVENTS_STREAM,
-                {"account": event.account, "seq": event.seq, "t": event.t, "d": event.d, "at": event.at},
-                maxlen=_EVENTS_MAXLEN,
-                approximate=True,
-            )
-        await send_pipeline(pipe)
+    head = ("XADD", keys.EVENTS_STREAM, "MAXLEN", "~", _EVENTS_MAXLEN, "*")
+    await send_commands(
+        redis,
+        [(*head, "account", e.account, "seq", e.seq, "t", e.t, "d", e.d, "at", e.at) for e in events],
+    )
 
 
 def decode_event(fields: dict[bytes, bytes]) -> GatewayEvent:

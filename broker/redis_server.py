@@ -26,7 +26,7 @@ from redis.exceptions import ResponseError
 
 from broker.config import Settings, load_settings
 
-__all__ = ["EmbeddedRedis", "connect", "find_server_binary", "free_port", "send_pipeline"]
+__all__ = ["EmbeddedRedis", "connect", "find_server_binary", "free_port", "send_commands", "send_pipeline"]
 
 
 class _LeanPool(ConnectionPool):  # type: ignore[misc]  # redis is untyped here (see pyproject)
@@ -152,6 +152,22 @@ def _idle_and_in_step(connection: AbstractConnection) -> bool:
         and not reader.at_eof()
         and not getattr(reader, "_buffer", True)
     )
+
+
+async def send_commands(redis: aioredis.Redis, commands: list[tuple[Any, ...]]) -> list[Any]:
+    """Raw commands (``("XADD", key, ...)``) in one round trip, without building a pipeline;
+    raises the first failed command's error. Same conditions as `send_pipeline`."""
+    pool = redis.connection_pool
+    if not isinstance(pool, _LeanPool):
+        async with redis.pipeline(transaction=False) as pipe:
+            for args in commands:
+                pipe.execute_command(*args)
+            return await send_pipeline(pipe)
+    replies = await pool.send([(args, {}) for args in commands], redis.response_callbacks)
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+    return replies
 
 
 async def send_pipeline(pipe: Pipeline, *, raise_on_error: bool = True) -> list[Any]:

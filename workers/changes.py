@@ -28,7 +28,7 @@ from broker.config import Settings
 from broker.ledger import Ledger
 from broker.lua import execute
 from broker.models import Task, TaskStatus, decode_task
-from broker.redis_server import send_pipeline
+from broker.redis_server import send_commands
 from broker.store import SCRIPTS as STORE_SCRIPTS
 from broker.store import TaskStore
 from workers.consumer import Entry
@@ -80,10 +80,7 @@ class ChangeHandler:
         if not task_ids:
             return
         ids = list(task_ids)
-        async with self.store.redis.pipeline(transaction=False) as pipe:
-            for task_id in ids:
-                pipe.hget(keys.task_record(task_id), "d")
-            records: list[bytes | None] = await send_pipeline(pipe)
+        records = await send_commands(self.store.redis, [("HGET", keys.task_record(i), "d") for i in ids])
         settings = self.settings()
         now = self.clock()
         finished: list[Task] = []

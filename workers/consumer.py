@@ -33,7 +33,7 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from broker.events import GatewayEvent, decode_event
-from broker.redis_server import send_pipeline
+from broker.redis_server import send_commands
 from workers.apply import Applier
 
 __all__ = ["Entry", "EventHandler", "StreamConsumer"]
@@ -122,10 +122,10 @@ class StreamConsumer:
             return await self.redis.xreadgroup(
                 self.group, self.name, {self.stream: ">"}, count=self.count, block=self.block_ms
             )
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.xack(self.stream, self.group, *self._done)
-            pipe.xreadgroup(self.group, self.name, {self.stream: ">"}, count=self.count, block=self.block_ms)
-            _acked, response = await send_pipeline(pipe)
+        read = ("XREADGROUP", "GROUP", self.group, self.name, "COUNT", self.count, "BLOCK", self.block_ms)
+        _acked, response = await send_commands(
+            self.redis, [("XACK", self.stream, self.group, *self._done), (*read, "STREAMS", self.stream, ">")]
+        )
         self._done = []
         return response
 

@@ -13,7 +13,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import DataError, ResponseError
 
 from broker.lua import Script, execute
-from broker.redis_server import EmbeddedRedis, connect, free_port, send_pipeline
+from broker.redis_server import EmbeddedRedis, connect, free_port, send_commands, send_pipeline
 
 
 async def test_every_argument_type_round_trips(redis_server: EmbeddedRedis) -> None:
@@ -99,8 +99,12 @@ async def test_lean_pipelines_give_redis_py_replies_errors_in_place(redis_server
             failing.hget("t:s", "f")
             with pytest.raises(ResponseError):
                 await send_pipeline(failing)
+        # raw commands, no pipeline object: the same replies
+        assert await send_commands(client, [("SET", "t:c", 1), ("GET", "t:c")]) == [True, b"1"]
+        with pytest.raises(ResponseError):
+            await send_commands(client, [("HGET", "t:s", "f")])
     finally:
-        await client.delete("t:s", "t:z", "t:x")
+        await client.delete("t:s", "t:z", "t:x", "t:c")
         await client.aclose()
 
 
