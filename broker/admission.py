@@ -19,6 +19,7 @@ from broker import keys
 from broker.config import Account, Settings
 from broker.errors import BannedPrompt, NoAccount, QueueFull
 from broker.models import BotType, SpeedMode, Task, TaskStatus
+from broker.redis_server import send_commands
 from broker.store import Admission, TaskStore
 
 __all__ = [
@@ -227,10 +228,9 @@ class Admitter:
         hits = [cache.get(a.id) for a in accounts]
         if all(hit is not None and hit[0] > now for hit in hits):
             return [hit[1] for hit in hits if hit is not None]
-        async with self.store.redis.pipeline(transaction=False) as pipe:
-            for account in accounts:
-                pipe.hget(keys.account_status(account.id), "state")
-            found: list[bytes | None] = await pipe.execute()
+        found = await send_commands(
+            self.store.redis, [("HGET", keys.account_status(account.id), "state") for account in accounts]
+        )
         for account, state in zip(accounts, found, strict=True):
             cache[account.id] = (now + self.status_ttl, state)
         return found

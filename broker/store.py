@@ -4,9 +4,10 @@ Layout in Redis (see `broker.keys`):
 - a task is a hash `{v: revision, d: task JSON}`; every write is a compare-and-set on `v` (a Lua script
   on that one key), so concurrent writers (web, bridge, workers) never lose each other's changes;
 - every successful write appends `{id, rev}` to the changes stream; the workers turn those into hook
-  deliveries, ledger rows and freed slots (at least once). A write that only changes `properties`
-  (Discord ids the workers bind as events arrive) is announced with `quiet: 1`: there is nothing in it
-  for the workers to act on, and receivers see it with the next notable revision;
+  deliveries, ledger rows and freed slots (at least once). A quiet write, one that only changes
+  `properties` (Discord ids the workers bind as events arrive), is not announced: it frees no slot and
+  wants no hook of its own (as the C# fork drops a notification whose status and progress did not
+  move); receivers see it with the next notable revision;
 - per account, `waiting` (queued ids by admission order) and `running` (ids holding a slot) are moved
   only by the Lua scripts below, each touching one account's keys.
 
@@ -28,7 +29,7 @@ from broker import keys
 from broker.batching import PipelineBatcher
 from broker.lua import Script
 from broker.models import Task, TaskStatus, decode_task, encode_task
-from broker.redis_server import send_pipeline
+from broker.redis_server import send_commands
 
 __all__ = [
     "ALLOWED",
@@ -295,22 +296,20 @@ class TaskStore:
     async def _write(
         self, task: Task, *, expected: str, index: Sequence[tuple[str, str]] = (), quiet: bool = False
     ) -> bool:
-        """Compare-and-set the record and announce it, in one round trip; False if the CAS lost.
+        """Compare-and-set the record and announce it unless `quiet`, in one round trip; False if the
+        CAS lost.
 
         When the CAS loses, the announcement and the `index` entries still go out: the first only
         makes consumers re-read the record, the others belong to this task either way.
         """
         record = keys.task_record(task.id)
         args = [expected, task.revision, encode_task(task), self.retention_ms]
-        change = (
-            {"id": task.id, "rev": task.revision, "quiet": 1}
-            if quiet
-            else {"id": task.id, "rev": task.revision}
-        )
+        change = {"id": task.id, "rev": task.revision}
 
         def fill(pipe: Pipeline) -> None:
             _CAS.queue(pipe, [record], args)
-            pipe.xadd(CHANGES_STREAM, change, maxlen=_CHANGES_MAXLEN, approximate=True)
+            if not quiet:
+                pipe.xadd(CHANGES_STREAM, change, maxlen=_CHANGES_MAXLEN, approximate=True)
             for kind, value in index:
                 pipe.set(keys.lookup(kind, value), task.id, px=self.retention_ms)
 
@@ -434,11 +433,13 @@ class TaskStore:
         """(running, waiting) per account, in one round trip."""
         if not account_ids:
             return {}
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for account_id in account_ids:
-                pipe.zcard(keys.account_running(account_id))
-                pipe.zcard(keys.account_waiting(account_id))
-            counts: list[int] = await send_pipeline(pipe)
+        commands: list[tuple[str, str]] = []
+        for account_id in account_ids:
+            commands += [
+                ("ZCARD", keys.account_running(account_id)),
+                ("ZCARD", keys.account_waiting(account_id)),
+            ]
+        counts = await send_commands(self.redis, commands)
         return {
             account_id: (int(counts[2 * i]), int(counts[2 * i + 1]))
             for i, account_id in enumerate(account_ids)

@@ -1,9 +1,7 @@
 """React to task changes: free slots, append the ledger, schedule hooks, watch live tasks.
 
-Every successful `TaskStore` write appends ``{id, rev}`` to `CHANGES_STREAM`; `ChangeHandler` is the
-handler of its consumer group (``workers-changes``). Quiet entries (only `properties` changed) are
-skipped: they change no status, so they free nothing and want no hook of their own (as the C# fork,
-which drops a notification whose status and progress did not move). For each other changed task it
+Every notable `TaskStore` write appends ``{id, rev}`` to `CHANGES_STREAM` (see `broker.store`);
+`ChangeHandler` is the handler of its consumer group (``workers-changes``). For each changed task it
 reads the current record (several changes of one task in a batch collapse into one) and:
 
 - when terminal: releases the task's account slot (idempotent; the next queued task becomes
@@ -75,7 +73,7 @@ class ChangeHandler:
         task_ids: dict[str, None] = {}
         for _entry_id, fields in entries:
             raw_id = fields.get(b"id")
-            if raw_id and b"quiet" not in fields:
+            if raw_id:
                 task_ids[raw_id.decode()] = None
         if not task_ids:
             return
