@@ -61,11 +61,14 @@ class _LeanPool(ConnectionPool):  # type: ignore[misc]  # redis is untyped here 
             await connection.disconnect()
         await super().disconnect(inuse_connections)
 
-    async def send(self, commands: list[tuple[tuple[Any, ...], dict[str, Any]]], callbacks: Any) -> list[Any]:
+    async def send(
+        self, commands: list[tuple[tuple[Any, ...], dict[str, Any]]], callbacks: Any, *, retry: bool = True
+    ) -> list[Any]:
         """The replies of `commands`, as `Pipeline.execute(raise_on_error=False)` gives them.
 
-        Reused connections the server dropped meanwhile (a restart) are tried once more on a fresh
-        one, so the commands must be safe to send twice (as `broker.lua.execute` requires anyway).
+        With `retry`, a reused connection that fails (the server restarted since it was last used) is
+        tried once more on a fresh one: the commands must then be safe to send twice (as
+        `broker.lua.execute` requires anyway), since the server may have run them before it failed.
         """
         for attempt in (1, 2):
             reused = bool(self._spare)
@@ -78,7 +81,7 @@ class _LeanPool(ConnectionPool):  # type: ignore[misc]  # redis is untyped here 
                 replies = await self._round_trip(connection, commands, callbacks)
             except (ConnectionError, OSError, RedisConnectionError):
                 await connection.disconnect(nowait=True)
-                if reused and attempt == 1:
+                if retry and reused and attempt == 1:
                     continue
                 raise
             except BaseException:
@@ -212,13 +215,17 @@ class _HiredisPacking:
 
 
 class _LeanRedis(aioredis.Redis):  # type: ignore[misc]
-    """redis-py's client, its single commands sent the way `send_pipeline` sends pipelines."""
+    """redis-py's client, its single commands sent the way `send_pipeline` sends pipelines.
+
+    Not retried on a failed connection (any command may come here, INCR and RPUSH too): as with
+    redis-py, the caller sees the error; a connection found closed is replaced before sending.
+    """
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
         pool = self.connection_pool
         if self.connection is not None or self.single_connection_client or not isinstance(pool, _LeanPool):
             return await super().execute_command(*args, **options)
-        (reply,) = await pool.send([(args, options)], self.response_callbacks)
+        (reply,) = await pool.send([(args, options)], self.response_callbacks, retry=False)
         if isinstance(reply, Exception):
             raise reply
         return reply
