@@ -69,14 +69,21 @@ class HookClient:
 
     :param resolver: looks names up (default: getaddrinfo in a thread).
     :param allow_private: skip the address guard (``hooks.allow_private_addresses``).
+    :param tls: how https receivers are verified (default: the system's CAs, host names checked).
     """
 
-    def __init__(self, *, resolver: AbstractResolver | None = None, allow_private: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        resolver: AbstractResolver | None = None,
+        allow_private: bool = False,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         inner = resolver or ThreadedResolver()
         self._resolver = inner if allow_private else GuardedResolver(inner)
         self._addresses: dict[tuple[str, int], tuple[float, str]] = {}
         self._idle: dict[_Origin, list[_Connection]] = {}
-        self._tls: ssl.SSLContext | None = None
+        self._tls = tls
 
     async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> int:
         """POST `body` to `url` and return the answer's status.
@@ -255,6 +262,8 @@ async def _drop_chunked(reader: asyncio.StreamReader) -> bool:
 
 
 def _reason(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLError):  # before ValueError: a failed verification is both
+        return f"TLS failed: {type(exc).__name__} ({exc.reason})"
     if isinstance(exc, asyncio.IncompleteReadError):
         return "the receiver closed the connection"
     if isinstance(exc, asyncio.LimitOverrunError):

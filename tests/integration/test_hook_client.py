@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -115,3 +117,25 @@ async def test_no_http_answer_or_no_receiver_is_an_error_with_a_reason(
         await client.post(_url(server, "/garbage"), b"{}", {})
     with pytest.raises(HookHttpError, match="ConnectionRefusedError"):
         await client.post(f"http://127.0.0.1:{free_port()}/x", b"{}", {})
+
+
+TLS = Path(__file__).parents[1] / "tls"
+
+
+async def test_https_receivers_are_verified_by_name_and_certificate(server: RawServer) -> None:
+    served = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    served.load_cert_chain(TLS / "localhost.crt", TLS / "localhost.key")
+    listener = await asyncio.start_server(server.serve, "127.0.0.1", 0, ssl=served)
+    port = listener.sockets[0].getsockname()[1]
+    trusting = ssl.create_default_context(cafile=TLS / "localhost.crt")
+    async with listener:
+        verified = HookClient(allow_private=True, tls=trusting)
+        system = HookClient(allow_private=True)
+        try:
+            assert await verified.post(f"https://localhost:{port}/length", b"{}", {}) == 200
+            assert server.requests[-1][1]["host"] == f"localhost:{port}"
+            with pytest.raises(HookHttpError, match="SSLCertVerificationError"):
+                await system.post(f"https://localhost:{port}/length", b"{}", {})
+        finally:
+            await verified.close()
+            await system.close()
