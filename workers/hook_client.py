@@ -14,11 +14,12 @@ Names are resolved by `resolver` (an aiohttp resolver: injectable, and wrapped b
 from __future__ import annotations
 
 import asyncio
+import base64
 import socket
 import ssl
 import time
 from collections.abc import Mapping
-from urllib.parse import urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from aiohttp.abc import AbstractResolver
 from aiohttp.resolver import ThreadedResolver
@@ -35,6 +36,8 @@ IDLE_SECONDS = 30.0
 #: idle connections kept per receiver
 _IDLE_PER_ORIGIN = 32
 _HEAD_LIMIT = 65_536
+#: what stays as it is in a request target (reserved characters and escapes); the rest is %-encoded
+_URL_SAFE = "/:@!$&'()*+,;=-._~%?"
 
 
 class HookHttpError(Exception):
@@ -94,12 +97,19 @@ class HookClient:
         """
         parts = urlsplit(url)
         scheme = parts.scheme
-        host = parts.hostname or ""
+        try:
+            host = (parts.hostname or "").encode("idna").decode("ascii")
+        except UnicodeError:
+            raise HookHttpError("the hook URL's host name cannot be encoded") from None
         port = parts.port or (443 if scheme == "https" else 80)
         origin = (scheme, host, port)
-        request = _request_bytes(
-            parts.path or "/", parts.query, _host_header(host, parts.port), body, headers
-        )
+        target = quote(parts.path or "/", safe=_URL_SAFE)
+        if parts.query:
+            target += "?" + quote(parts.query, safe=_URL_SAFE)
+        if parts.username is not None:  # http://user:secret@host/...: Basic auth, as browsers do
+            userinfo = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+            headers = {**headers, "Authorization": "Basic " + base64.b64encode(userinfo).decode()}
+        request = _request_bytes(target, _host_header(host, parts.port), body, headers)
         for attempt in (1, 2):
             connection = self._checkout(origin)
             reused = connection is not None
@@ -196,8 +206,7 @@ def _host_header(host: str, port: int | None) -> str:
     return f"{name}:{port}" if port else name
 
 
-def _request_bytes(path: str, query: str, host: str, body: bytes, headers: Mapping[str, str]) -> bytes:
-    target = f"{path}?{query}" if query else path
+def _request_bytes(target: str, host: str, body: bytes, headers: Mapping[str, str]) -> bytes:
     lines = [
         f"POST {target} HTTP/1.1",
         f"Host: {host}",

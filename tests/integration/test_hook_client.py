@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -81,8 +82,13 @@ async def test_request_carries_body_headers_and_query(server: RawServer, client:
         _url(server, "/length?key=1"), b'{"id":"1"}', {"Content-Type": "application/json"}
     )
     assert status == 200
+    await client.post(_url(server, "/length?q=é ü&k=%2F"), b"{}", {})
+    await client.post(f"http://me:s%40cret@127.0.0.1:{server.port}/length", b"{}", {})
     path, fields, body = server.requests[0]
     assert (path, body) == ("/length?key=1", b'{"id":"1"}')
+    assert server.requests[1][0] == "/length?q=%C3%A9%20%C3%BC&k=%2F"  # non-ASCII encoded, escapes kept
+    assert "authorization" not in fields
+    assert server.requests[2][1]["authorization"] == "Basic " + base64.b64encode(b"me:s@cret").decode()
     assert fields["host"] == f"127.0.0.1:{server.port}" and fields["content-type"] == "application/json"
 
 
