@@ -84,7 +84,8 @@ class HookClient:
     ) -> None:
         inner = resolver or ThreadedResolver()
         self._resolver = inner if allow_private else GuardedResolver(inner)
-        self._addresses: dict[tuple[str, int], tuple[float, str]] = {}
+        #: (host, port) -> (trusted until, addresses in the resolver's order)
+        self._addresses: dict[tuple[str, int], tuple[float, list[str]]] = {}
         self._idle: dict[_Origin, list[_Connection]] = {}
         self._tls = tls
 
@@ -159,28 +160,32 @@ class HookClient:
         idle.append(connection)
 
     async def _connect(self, scheme: str, host: str, port: int) -> _Connection:
-        address = await self._address(host, port)
         tls = None
         if scheme == "https":
             if self._tls is None:
                 self._tls = ssl.create_default_context()
             tls = self._tls
-        try:
-            reader, writer = await asyncio.open_connection(
-                address, port, ssl=tls, server_hostname=host if tls else None, limit=_HEAD_LIMIT
-            )
-        except OSError as exc:
-            raise HookHttpError(_reason(exc)) from None
-        sock = writer.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return _Connection(reader, writer)
+        failure: OSError | None = None
+        # in the resolver's order, as aiohttp does: "localhost" is often ::1 first, and a receiver
+        # listening on 127.0.0.1 only must still be reached
+        for address in await self._addresses_of(host, port):
+            try:
+                reader, writer = await asyncio.open_connection(
+                    address, port, ssl=tls, server_hostname=host if tls else None, limit=_HEAD_LIMIT
+                )
+            except ssl.SSLError as exc:
+                raise HookHttpError(_reason(exc)) from None  # the receiver answered: do not look further
+            except OSError as exc:
+                failure = exc
+                continue
+            return _Connection(reader, writer)
+        raise HookHttpError(_reason(failure) if failure is not None else "the host has no address")
 
-    async def _address(self, host: str, port: int) -> str:
+    async def _addresses_of(self, host: str, port: int) -> list[str]:
         literal = host.strip("[]")
         try:
             socket.inet_pton(socket.AF_INET6 if ":" in literal else socket.AF_INET, literal)
-            return literal  # an IP literal, already checked by `check_url`
+            return [literal]  # an IP literal, already checked by `check_url`
         except OSError:
             pass
         key = (host, port)
@@ -194,11 +199,9 @@ class HookClient:
             raise
         except OSError as exc:
             raise HookHttpError(f"cannot resolve the host ({exc.strerror or type(exc).__name__})") from None
-        if not found:
-            raise HookHttpError("the host has no address")
-        address = str(found[0]["host"])
-        self._addresses[key] = (now + DNS_TTL_SECONDS, address)
-        return address
+        addresses = list(dict.fromkeys(str(result["host"]) for result in found))
+        self._addresses[key] = (now + DNS_TTL_SECONDS, addresses)
+        return addresses
 
 
 def _host_header(host: str, port: int | None) -> str:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import socket
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from aiohttp.abc import AbstractResolver, ResolveResult
 
 from broker.redis_server import free_port
 from workers.hook_client import HookClient, HookHttpError
@@ -145,3 +147,37 @@ async def test_https_receivers_are_verified_by_name_and_certificate(server: RawS
         finally:
             await verified.close()
             await system.close()
+
+
+class _ListedResolver(AbstractResolver):
+    """Answers every name with fixed addresses, in order (as getaddrinfo may put ::1 first)."""
+
+    def __init__(self, *addresses: str) -> None:
+        self.addresses = addresses
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        return [
+            ResolveResult(hostname=host, host=a, port=port, family=socket.AF_INET, proto=0, flags=0)
+            for a in self.addresses
+        ]
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_every_address_of_a_name_is_tried_in_order(server: RawServer) -> None:
+    # nothing listens on 127.0.0.2 at this port; the receiver does on 127.0.0.1
+    client = HookClient(resolver=_ListedResolver("127.0.0.2", "127.0.0.1"))
+    try:
+        assert await client.post(f"http://receiver.test:{server.port}/length", b"{}", {}) == 200
+        assert server.requests[-1][1]["host"] == f"receiver.test:{server.port}"
+    finally:
+        await client.close()
+    nowhere = HookClient(resolver=_ListedResolver("127.0.0.2"))
+    try:
+        with pytest.raises(HookHttpError, match="ConnectionRefusedError"):
+            await nowhere.post(f"http://receiver.test:{server.port}/length", b"{}", {})
+    finally:
+        await nowhere.close()
