@@ -36,7 +36,7 @@ from broker import keys  # noqa: E402
 from broker.redis_server import connect  # noqa: E402
 
 THROUGHPUT_TASKS = 1500
-# Latency is measured well below the stack's capacity (150-180 tasks/s with every process on
+# Latency is measured well below the stack's capacity (180-210 tasks/s with every process on
 # 2 cores): at capacity it would measure queueing, not the path.
 PACED_TASKS = 150
 PACED_RATE = 10.0
