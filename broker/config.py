@@ -32,6 +32,7 @@ __all__ = [
     "ServerSettings",
     "Settings",
     "TaskSettings",
+    "config_path",
     "load_settings",
 ]
 
@@ -247,20 +248,26 @@ def parse_settings(document: Any, environ: Mapping[str, str] | None = None) -> S
     return settings
 
 
-def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
-    """Read the config file (`MJBROKER_CONFIG`, else ./config.yaml)."""
+def config_path(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Path:
+    """The config file: `path` if given, else `MJBROKER_CONFIG`, else ./config.yaml."""
     env = os.environ if environ is None else environ
-    config_path = Path(path or env.get("MJBROKER_CONFIG") or "config.yaml")
+    return Path(path or env.get("MJBROKER_CONFIG") or "config.yaml")
+
+
+def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read the config file (see `config_path`)."""
+    env = os.environ if environ is None else environ
+    file = config_path(path, env)
     try:
-        text = config_path.read_text(encoding="utf-8")
+        text = file.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(f"{config_path}: cannot read ({exc.strerror})") from None
+        raise ConfigError(f"{file}: cannot read ({exc.strerror})") from None
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{config_path}:{where} invalid YAML") from None
+        raise ConfigError(f"{file}:{where} invalid YAML") from None
     return parse_settings(document, env)
 
 

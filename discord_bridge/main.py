@@ -24,7 +24,7 @@ import redis.asyncio as aioredis
 import uvloop
 from redis.exceptions import RedisError
 
-from broker.config import DEFAULT_USER_AGENT, Account, ConfigWatcher, Settings, load_settings
+from broker.config import DEFAULT_USER_AGENT, Account, ConfigWatcher, Settings, config_path, load_settings
 from broker.models import TaskStatus
 from broker.redis_server import connect
 from broker.store import TaskStore
@@ -361,11 +361,11 @@ def _with_bridge_defaults(new: Settings, old: Settings) -> Settings:
     return msgspec.structs.replace(new, discord=old.discord)
 
 
-async def amain(config_path: str | None = None) -> None:
-    path = config_path or os.environ.get("MJBROKER_CONFIG") or "config.yaml"
-    settings = load_settings(path)
+async def amain(path: str | None = None) -> None:
+    file = config_path(path)
+    settings = load_settings(file)
     redis = connect(settings.redis_url)
-    bridge = Bridge(settings, redis, config_path=path)
+    bridge = Bridge(settings, redis, config_path=file)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, bridge.stop)

@@ -29,7 +29,7 @@ from arq.worker import Worker
 from redis.exceptions import RedisError
 
 from broker import keys
-from broker.config import ConfigWatcher, Settings, load_settings
+from broker.config import ConfigWatcher, Settings, config_path, load_settings
 from broker.ledger import Ledger
 from broker.redis_server import connect
 from broker.store import CHANGES_STREAM, TaskStore
@@ -257,9 +257,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if logging.getLogger().level >= logging.INFO:
         # arq logs every cron run at INFO (the sweeper runs every few seconds): keep the log readable.
         logging.getLogger("arq.worker").setLevel(logging.WARNING)
-    config_path = args.config or os.environ.get("MJBROKER_CONFIG") or "config.yaml"
-    settings = load_settings(config_path)
-    watcher = ConfigWatcher(config_path, settings)
+    path = config_path(args.config)
+    settings = load_settings(path)
+    watcher = ConfigWatcher(path, settings)
     # arq builds its loop through the policy: uvloop makes every Redis round trip cheaper.
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     while True:

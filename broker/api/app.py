@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 
 from litestar import Litestar
@@ -17,7 +16,7 @@ from broker.api.context import ApiContext
 from broker.api.errors import EXCEPTION_HANDLERS
 from broker.api.submit import SUBMIT_HANDLERS
 from broker.api.tasks import TASK_HANDLERS
-from broker.config import ConfigWatcher, Settings, load_settings
+from broker.config import ConfigWatcher, Settings, config_path, load_settings
 from broker.redis_server import connect
 
 __all__ = ["RedactSecrets", "create_app"]
@@ -64,7 +63,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     """
     watcher = None
     if settings is None:
-        path = os.environ.get("MJBROKER_CONFIG") or "config.yaml"
+        path = config_path()
         settings = load_settings(path)
         watcher = ConfigWatcher(path, settings)
     _setup_logging(settings)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from broker.config import ConfigError, load_settings, parse_settings
+from broker.config import ConfigError, config_path, load_settings, parse_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -77,3 +77,10 @@ def test_watcher_follows_the_file_and_keeps_the_last_good_settings(tmp_path: Pat
     path.write_text("banned_words: {not: [a list\n")
     os.utime(path, (2, 2))
     assert watcher.current().banned_words == ("two",)  # a broken edit is ignored
+
+
+def test_config_path_is_the_argument_then_the_environment_then_the_working_directory() -> None:
+    env = {"MJBROKER_CONFIG": "/etc/mjbroker.yaml"}
+    assert config_path("given.yaml", env) == Path("given.yaml")
+    assert config_path(None, env) == Path("/etc/mjbroker.yaml")
+    assert config_path(None, {}) == Path("config.yaml")
