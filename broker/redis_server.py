@@ -29,6 +29,10 @@ from broker.config import Settings, load_settings
 __all__ = ["EmbeddedRedis", "connect", "find_server_binary", "free_port", "send_commands", "send_pipeline"]
 
 
+#: one command as redis-py queues it: (arguments, options for reading its reply)
+_Command = tuple[tuple[Any, ...], dict[str, Any]]
+
+
 class _LeanPool(ConnectionPool):  # type: ignore[misc]  # redis is untyped here (see pyproject)
     """redis-py's pool, plus a lean way to send a pipeline (`send_pipeline`).
 
@@ -61,9 +65,7 @@ class _LeanPool(ConnectionPool):  # type: ignore[misc]  # redis is untyped here 
             await connection.disconnect()
         await super().disconnect(inuse_connections)
 
-    async def send(
-        self, commands: list[tuple[tuple[Any, ...], dict[str, Any]]], callbacks: Any, *, retry: bool = True
-    ) -> list[Any]:
+    async def send(self, commands: list[_Command], callbacks: Any, *, retry: bool = True) -> list[Any]:
         """The replies of `commands`, as `Pipeline.execute(raise_on_error=False)` gives them.
 
         With `retry`, a reused connection that fails (the server restarted since it was last used) is
@@ -97,7 +99,7 @@ class _LeanPool(ConnectionPool):  # type: ignore[misc]  # redis is untyped here 
     async def _round_trip(
         self,
         connection: AbstractConnection,
-        commands: list[tuple[tuple[Any, ...], dict[str, Any]]],
+        commands: list[_Command],
         callbacks: Any,
     ) -> list[Any]:
         writer = connection._writer
@@ -111,7 +113,7 @@ class _LeanPool(ConnectionPool):  # type: ignore[misc]  # redis is untyped here 
     async def _read_replies(
         self,
         connection: AbstractConnection,
-        commands: list[tuple[tuple[Any, ...], dict[str, Any]]],
+        commands: list[_Command],
         callbacks: Any,
     ) -> list[Any]:
         parser = connection._parser

@@ -310,8 +310,7 @@ class TaskStore:
             _CAS.queue(pipe, [record], args)
             if not quiet:
                 pipe.xadd(CHANGES_STREAM, change, maxlen=_CHANGES_MAXLEN, approximate=True)
-            for kind, value in index:
-                pipe.set(keys.lookup(kind, value), task.id, px=self.retention_ms)
+            self._queue_index(pipe, index, task.id)
 
         replies = await self._batch.execute(fill)
         return bool(replies[0])
@@ -327,11 +326,11 @@ class TaskStore:
         if not pairs:
             return
 
-        def fill(pipe: Pipeline) -> None:
-            for kind, value in pairs:
-                pipe.set(keys.lookup(kind, value), task_id, px=self.retention_ms)
+        await self._batch.execute(lambda pipe: self._queue_index(pipe, pairs, task_id))
 
-        await self._batch.execute(fill)
+    def _queue_index(self, pipe: Pipeline, pairs: Sequence[tuple[str, str]], task_id: str) -> None:
+        for kind, value in pairs:
+            pipe.set(keys.lookup(kind, value), task_id, px=self.retention_ms)
 
     async def find(self, kind: str, value: str) -> str | None:
         found: bytes | None = await self.redis.get(keys.lookup(kind, value))

@@ -118,14 +118,11 @@ class StreamConsumer:
 
     async def _ack_and_read(self) -> Any:
         """Acknowledge the entries handled so far and read the next ones, in one round trip."""
-        if not self._done:
-            return await self.redis.xreadgroup(
-                self.group, self.name, {self.stream: ">"}, count=self.count, block=self.block_ms
-            )
         read = ("XREADGROUP", "GROUP", self.group, self.name, "COUNT", self.count, "BLOCK", self.block_ms)
-        _acked, response = await send_commands(
-            self.redis, [("XACK", self.stream, self.group, *self._done), (*read, "STREAMS", self.stream, ">")]
-        )
+        commands: list[tuple[Any, ...]] = [(*read, "STREAMS", self.stream, ">")]
+        if self._done:
+            commands.insert(0, ("XACK", self.stream, self.group, *self._done))
+        *_acked, response = await send_commands(self.redis, commands)
         self._done = []
         return response
 
