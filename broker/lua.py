@@ -34,11 +34,9 @@ class Script:
         self.loaded: weakref.WeakSet[aioredis.Redis] = weakref.WeakSet()
 
     async def __call__(self, redis: aioredis.Redis, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        try:
-            return await redis.evalsha(self.sha, len(keys), *keys, *args)
-        except NoScriptError:
-            await redis.script_load(self.source)
-            return await redis.evalsha(self.sha, len(keys), *keys, *args)
+        """Run it alone (through `execute`, which loads it when the server lacks it)."""
+        (reply,) = await execute(redis, lambda pipe: self.queue(pipe, keys, args), [self])
+        return reply
 
     def queue(self, pipe: Pipeline, keys: Sequence[str], args: Sequence[Any]) -> None:
         """Add a call to `pipe`; run it with `execute`."""
