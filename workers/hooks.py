@@ -93,6 +93,11 @@ def hook_state_key(task_id: str) -> str:
     return f"{keys.PREFIX}:{{hooks}}:task:{task_id}"
 
 
+def _script_keys(task_id: str) -> list[str]:
+    """KEYS of every outbox script: the task's delivery state, then the due set."""
+    return [hook_state_key(task_id), DUE_KEY]
+
+
 def backoff_seconds(attempts: int, *, rng: Callable[[], float] = random.random) -> float:
     """Exponential backoff with full jitter: uniform in [0, min(cap, base * 2**(attempts-1))]."""
     ceiling = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** max(attempts - 1, 0))
@@ -251,7 +256,7 @@ class HookOutbox:
         now = self.clock()
         _SCHEDULE.queue(
             pipe,
-            [hook_state_key(task_id), DUE_KEY],
+            _script_keys(task_id),
             [task_id, revision, now, self.ttl_ms, now + claim_lease_ms if claim_lease_ms else 0],
         )
 
@@ -266,7 +271,7 @@ class HookOutbox:
     async def begin(self, task_id: str, lease_ms: int) -> tuple[int, int, int] | None:
         """Lease a due delivery: (wanted, delivered, attempts), or None if not ours to send."""
         now = self.clock()
-        got = await _BEGIN(self.redis, [hook_state_key(task_id), DUE_KEY], [task_id, now, now + lease_ms])
+        got = await _BEGIN(self.redis, _script_keys(task_id), [task_id, now, now + lease_ms])
         if got is None:
             return None
         wanted, delivered, attempts = (int(x) for x in got)
@@ -274,7 +279,7 @@ class HookOutbox:
 
     async def delivered(self, task_id: str, revision: int) -> bool:
         """Record success; True when a newer revision is still wanted (due again now)."""
-        keys_, args = [hook_state_key(task_id), DUE_KEY], [task_id, revision, self.clock()]
+        keys_, args = _script_keys(task_id), [task_id, revision, self.clock()]
         # Deliveries answered in the same loop iteration record their success in one round trip.
         (result,) = await self._settles.execute(lambda pipe: _DELIVERED.queue(pipe, keys_, args))
         return int(result) == 1
@@ -286,19 +291,17 @@ class HookOutbox:
         now = self.clock()
         result = await _FAILED(
             self.redis,
-            [hook_state_key(task_id), DUE_KEY],
+            _script_keys(task_id),
             [task_id, revision, now, now + int(retry_in_s * 1000), give_up_ms, reason],
         )
         return int(result) == 2
 
     async def defer(self, task_id: str, delay_ms: int) -> None:
         """Give a claimed delivery back, due again in `delay_ms`; not counted as an attempt."""
-        await _DEFER(self.redis, [hook_state_key(task_id), DUE_KEY], [task_id, self.clock() + delay_ms])
+        await _DEFER(self.redis, _script_keys(task_id), [task_id, self.clock() + delay_ms])
 
     async def give_up(self, task_id: str, revision: int, reason: str) -> None:
-        await _GIVE_UP(
-            self.redis, [hook_state_key(task_id), DUE_KEY], [task_id, revision, self.clock(), reason]
-        )
+        await _GIVE_UP(self.redis, _script_keys(task_id), [task_id, revision, self.clock(), reason])
 
     async def state(self, task_id: str) -> dict[str, str]:
         raw = await self.redis.hgetall(hook_state_key(task_id))
