@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from e2e_support import Stack  # noqa: E402
 
 from broker import keys  # noqa: E402
-from broker.redis_server import connect  # noqa: E402
+from broker.redis_client import connect  # noqa: E402
 
 THROUGHPUT_TASKS = 1500
 # Latency is measured well below the stack's capacity (180-210 tasks/s with every process on

@@ -23,7 +23,8 @@ import yaml
 from broker.config import Account, HookSettings, Settings, TaskSettings
 from broker.events import GatewayEvent, publish
 from broker.models import Task, TaskAction, TaskProperties, TaskStatus
-from broker.redis_server import EmbeddedRedis, connect, free_port
+from broker.redis_client import connect
+from broker.redis_server import EmbeddedRedis, free_port
 from broker.store import TaskStore
 
 EVENTS = 10_000

@@ -1,8 +1,8 @@
 """Account choice and the atomic admit: 1 started, 22 queued, 23 queue full, 3 no usable account.
 
 The pure half (banned words, speed modes, which accounts may take a task and in what order) has no
-I/O; `Admitter` adds the Redis reads (live account status, loads) and the one atomic admission step
-of `TaskStore.create_and_admit`.
+I/O; `Admitter` adds the Redis reads (live account status, loads) and `create_and_admit`: the record
+written first, then the one atomic admission step of `AccountQueues.admit`.
 """
 
 from __future__ import annotations
@@ -11,16 +11,18 @@ import logging
 import random
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import msgspec
 
 from broker import keys
+from broker.account_status import usable
+from broker.clock import Clock, now_ms
 from broker.config import Account, Settings
 from broker.errors import BannedPrompt, NoAccount, QueueFull
-from broker.models import BotType, SpeedMode, Task, TaskStatus
-from broker.redis_server import send_commands
-from broker.store import Admission, TaskStore
+from broker.models import BotType, ReturnCode, SpeedMode, Task, TaskStatus
+from broker.queues import AccountQueues, Admission
+from broker.store import TaskStore
 
 __all__ = [
     "AccountFilter",
@@ -29,15 +31,13 @@ __all__ = [
     "BannedWords",
     "IdSource",
     "candidates",
+    "create_and_admit",
     "modes_in_prompt",
     "order_by_load",
-    "usable_status",
 ]
 
 log = logging.getLogger(__name__)
 
-#: values of the `state` field of `keys.account_status(id)` that keep an account out of the choice
-_UNUSABLE = frozenset({"DISABLED", "PAUSED"})
 #: how long a process trusts an account status it read (the bridge's writes show up after at most this)
 STATUS_TTL_SECONDS = 1.0
 #: how long a process trusts the account loads it read, keeping them current with its own admissions
@@ -98,13 +98,6 @@ def wanted_modes(prefix: SpeedMode | None, flt: AccountFilter | None, prompt: st
     return out
 
 
-def usable_status(state: bytes | str | None) -> bool:
-    if state is None:
-        return True
-    text = state.decode() if isinstance(state, bytes) else state
-    return text.upper() not in _UNUSABLE
-
-
 def candidates(
     accounts: Sequence[Account],
     *,
@@ -151,8 +144,8 @@ class IdSource:
     draws again.
     """
 
-    def __init__(self, clock: Callable[[], int] | None = None) -> None:
-        self._clock = clock or (lambda: int(time.time() * 1000))
+    def __init__(self, clock: Clock = now_ms) -> None:
+        self._clock = clock
         self._ms = 0
         self._used: set[int] = set()
 
@@ -174,9 +167,21 @@ class Admitted(msgspec.Struct, frozen=True):
     """What admission did with a task: `code` 1/21/22, queue `position` (1-based) for 22."""
 
     task: Task
-    code: int
+    code: ReturnCode
     position: int
     account: Account
+
+
+async def create_and_admit(
+    store: TaskStore, queues: AccountQueues, task: Task, account_id: str, *, core_size: int, queue_size: int
+) -> tuple[Task, Admission]:
+    """Write the record first (a bridge never finds a slot without its task), then admit; a rejected
+    task's record is deleted again. Raises ValueError when the id is taken."""
+    task = await store.create(task)
+    admission = await queues.admit(account_id, task.id, core_size=core_size, queue_size=queue_size)
+    if admission.code == ReturnCode.QUEUE_REJECTED:
+        await store.delete(task.id)
+    return task, admission
 
 
 def _mode_for(account: Account, modes: Sequence[SpeedMode]) -> SpeedMode | None:
@@ -187,6 +192,7 @@ class Admitter:
     """Chooses the account and admits atomically.
 
     :param store: the task store.
+    :param queues: the account queues.
     :param settings: the settings in force (accounts, banned words).
     :param ids: the task id source.
     :param status_ttl: seconds an account status read from Redis is trusted (0 = read every time).
@@ -196,6 +202,7 @@ class Admitter:
     def __init__(
         self,
         store: TaskStore,
+        queues: AccountQueues,
         settings: Settings,
         *,
         ids: IdSource | None = None,
@@ -203,6 +210,7 @@ class Admitter:
         load_ttl: float = LOAD_TTL_SECONDS,
     ) -> None:
         self.store = store
+        self.queues = queues
         self.new_id = ids or IdSource()
         self.use(settings)
         self.status_ttl = status_ttl
@@ -228,9 +236,10 @@ class Admitter:
         hits = [cache.get(a.id) for a in accounts]
         if all(hit is not None and hit[0] > now for hit in hits):
             return [hit[1] for hit in hits if hit is not None]
-        found = await send_commands(
-            self.store.redis, [("HGET", keys.account_status(account.id), "state") for account in accounts]
-        )
+        async with self.store.redis.pipeline(transaction=False) as pipe:
+            for account in accounts:
+                pipe.hget(keys.account_status(account.id), "state")
+            found: list[bytes | None] = await pipe.execute()
         for account, state in zip(accounts, found, strict=True):
             cache[account.id] = (now + self.status_ttl, state)
         return found
@@ -247,7 +256,7 @@ class Admitter:
             self.settings.accounts, bot_type=bot_type, account_filter=account_filter, modes=modes
         )
         if found:
-            found = [a for a, s in zip(found, await self._statuses(found), strict=True) if usable_status(s)]
+            found = [a for a, s in zip(found, await self._statuses(found), strict=True) if usable(s)]
         if not found:
             raise NoAccount(f"no usable account for {bot_type}" + (f" in mode {modes[0]}" if modes else ""))
         if len(found) > 1:
@@ -266,7 +275,7 @@ class Admitter:
         hits = [cache.get(a.id) for a in accounts]
         if all(hit is not None and hit[0] > now for hit in hits):
             return {a.id: hit[1] for a, hit in zip(accounts, hits, strict=True) if hit is not None}
-        read = await self.store.loads([a.id for a in accounts])
+        read = await self.queues.loads([a.id for a in accounts])
         until = now + self.load_ttl
         for account_id, (running, waiting) in read.items():
             cache[account_id] = (until, running + waiting)
@@ -283,7 +292,7 @@ class Admitter:
         if account is None or not account.enabled:
             raise NoAccount(f"account {task.instance_id!r} of task {task.id} is not available")
         (state,) = await self._statuses([account])
-        if not usable_status(state):
+        if not usable(state):
             raise NoAccount(f"account {account.id!r} is {state.decode() if state else 'down'}")
         return account
 
@@ -305,7 +314,7 @@ class Admitter:
             placed = _place(task, account, _mode_for(account, modes) or task.mode)
             stored, admission = await self._create_and_admit(placed, account, blobs)
             self._count(account, admission)
-            if admission.code != 23:
+            if admission.code != ReturnCode.QUEUE_REJECTED:
                 return Admitted(stored, admission.code, admission.position, account)
             task = msgspec.structs.replace(task, id=stored.id, description=stored.description)
         await self._drop_blobs(task, blobs)
@@ -315,15 +324,15 @@ class Admitter:
         """Admit an action child on its parent's account (1/22), or park it in MODAL (21)."""
         if task.status == TaskStatus.MODAL:
             stored = await self._create(task)
-            return Admitted(stored, 21, 0, account)
+            return Admitted(stored, ReturnCode.EXISTED, 0, account)
         stored, admission = await self._create_and_admit(task, account)
-        if admission.code == 23:
+        if admission.code == ReturnCode.QUEUE_REJECTED:
             raise QueueFull(account.channel_id)
         return Admitted(stored, admission.code, admission.position, account)
 
     async def admit_existing(self, task: Task, *, account: Account) -> Admission:
         """Admit a task already stored (a modal that was just answered)."""
-        return await self.store.admit(
+        return await self.queues.admit(
             account.id, task.id, core_size=account.core_size, queue_size=account.queue_size
         )
 
@@ -339,8 +348,13 @@ class Admitter:
     ) -> tuple[Task, Admission]:
         while True:
             try:
-                return await self.store.create_and_admit(
-                    task, account.id, core_size=account.core_size, queue_size=account.queue_size
+                return await create_and_admit(
+                    self.store,
+                    self.queues,
+                    task,
+                    account.id,
+                    core_size=account.core_size,
+                    queue_size=account.queue_size,
                 )
             except ValueError:
                 # another process drew the same id in the same millisecond: draw again

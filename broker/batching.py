@@ -5,45 +5,57 @@ web handles requests concurrently. Each of those reads and writes of the task st
 pipeline (a record read, index lookups, or compare-and-set + announcement + index entries), and
 each pipeline is a network write and a round trip. Pipelines queued before the event loop gets
 back to I/O are merged here, in order, into one: no waiting is added (the flush runs at the end of
-the current iteration), only round trips are saved.
+the current iteration), only round trips are saved. `bench/batching_bench.py` measures what that
+is worth against one pipeline per caller on the same client.
+
+Each caller gets the replies of its own commands and only its own failures: a command that fails
+fails the caller that queued it; a caller whose commands cannot be sent at all (its `fill` raised,
+or an argument redis-py cannot encode) is found by sending the callers of that batch one by one,
+which is safe because nothing of the merged pipeline went out. A connection that fails after the
+pipeline was written fails every caller of it, since none can tell what ran.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
+from redis.exceptions import DataError
 
-from broker.lua import Script, execute
+from broker.lua import Fill, Script, execute
 
 __all__ = ["PipelineBatcher"]
 
-Fill = Callable[[Pipeline], None]
+_Pending = tuple[Fill, "asyncio.Future[list[Any]]"]
+
+
+class _NotSent(Exception):
+    """The merged pipeline could not be built or encoded: nothing of it reached Redis."""
 
 
 class PipelineBatcher:
     """Merges concurrent pipelines of one client.
 
     :param redis: the client.
-    :param scripts: the scripts the merged pipelines may hold (see `broker.lua.execute`); every
-        command in them must be safe to send twice.
+    :param scripts: the scripts the merged pipelines may hold (see `broker.lua.execute`).
     """
 
     def __init__(self, redis: aioredis.Redis, scripts: Sequence[Script]) -> None:
         self.redis = redis
         self.scripts = scripts
-        self._pending: list[tuple[Fill, asyncio.Future[list[Any]]]] = []
+        self._pending: list[_Pending] = []
         #: flushes in flight (the loop holds tasks only weakly)
         self._sending: set[asyncio.Task[None]] = set()
 
     async def execute(self, fill: Fill) -> list[Any]:
         """The replies to what `fill` queues, sent with whatever else is queued this iteration."""
-        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[Any]] = loop.create_future()
         if not self._pending:
-            asyncio.get_running_loop().call_soon(self._flush)
+            loop.call_soon(self._flush)
         self._pending.append((fill, future))
         return await future
 
@@ -51,42 +63,62 @@ class PipelineBatcher:
         batch, self._pending = self._pending, []
         task = asyncio.get_running_loop().create_task(self._send(batch))
         self._sending.add(task)
-        task.add_done_callback(self._sent)
+        task.add_done_callback(self._sending.discard)
 
-    def _sent(self, task: asyncio.Task[None]) -> None:
-        self._sending.discard(task)
-        # errors were handed to the callers; nothing is left to report here
-        if not task.cancelled():
-            task.exception()
-
-    async def _send(self, batch: list[tuple[Fill, asyncio.Future[list[Any]]]]) -> None:
-        spans: list[tuple[int, int]] = []
-
-        def fill_all(pipe: Pipeline) -> None:
-            spans.clear()  # execute() may fill again after a NOSCRIPT
-            for fill, _ in batch:
-                start = len(pipe)
-                fill(pipe)
-                spans.append((start, len(pipe)))
-
+    async def _send(self, batch: list[_Pending]) -> None:
         try:
-            replies = await execute(self.redis, fill_all, self.scripts, raise_on_error=False)
+            if len(batch) == 1:
+                await self._send_alone(batch[0])
+            else:
+                await self._send_merged(batch)
         except asyncio.CancelledError:
             for _, future in batch:
                 future.cancel()
             raise
+
+    async def _send_merged(self, batch: list[_Pending]) -> None:
+        spans: list[tuple[int, int]] = []
+
+        def fill_all(pipe: Pipeline) -> None:
+            for fill, _ in batch:
+                start = len(pipe)
+                try:
+                    fill(pipe)
+                except Exception as exc:
+                    raise _NotSent from exc
+                spans.append((start, len(pipe)))
+
+        try:
+            replies = await execute(self.redis, fill_all, self.scripts, raise_on_error=False)
+        except (_NotSent, DataError):
+            # Find the caller at fault: each is sent alone, as if it had never been merged.
+            await asyncio.gather(*(self._send_alone(pending) for pending in batch))
+            return
         except Exception as exc:  # the connection failed: every caller gets the error
             for _, future in batch:
                 if not future.done():
                     future.set_exception(exc)
             return
         for (start, end), (_, future) in zip(spans, batch, strict=True):
-            if future.done():
-                continue
-            mine = replies[start:end]
-            # a failed command fails only the caller that queued it, as if it had been sent alone
-            error = next((reply for reply in mine if isinstance(reply, Exception)), None)
-            if error is not None:
-                future.set_exception(error)
-            else:
-                future.set_result(mine)
+            if not future.done():
+                _settle(future, replies[start:end])
+
+    async def _send_alone(self, pending: _Pending) -> None:
+        fill, future = pending
+        try:
+            replies = await execute(self.redis, fill, self.scripts, raise_on_error=False)
+        except Exception as exc:
+            if not future.done():
+                future.set_exception(exc)
+            return
+        if not future.done():
+            _settle(future, replies)
+
+
+def _settle(future: asyncio.Future[list[Any]], replies: list[Any]) -> None:
+    """A failed command fails only the caller that queued it, as if it had been sent alone."""
+    error = next((reply for reply in replies if isinstance(reply, Exception)), None)
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(replies)

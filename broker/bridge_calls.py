@@ -6,11 +6,11 @@ Protocol (Redis only; web and bridge never talk directly):
    blobs under the throwaway task id `call.id` (`TaskStore.put_blobs(call.id, {"0.png": ...})`) and
    lists their names in `blob_names`; for `kind="seed"` it sets `task_id` (a SUCCESS task with a
    `messageHash`).
-2. web LPUSHes the msgspec-JSON of the call on `keys.bridge_rpc(account_id)` and BLPOPs
+2. web RPUSHes the msgspec-JSON of the call on `keys.bridge_rpc(account_id)` and BLPOPs
    `keys.bridge_rpc_reply(call.id)` for at most the call's timeout (30 s upload, 60 s seed).
-3. the bridge holding the account BRPOPs its rpc list, drops a call whose `deadline_ms` (epoch ms)
-   has passed (nobody waits for it any more), runs it, and LPUSHes one `BridgeReply` JSON on
-   `keys.bridge_rpc_reply(call.id)` with a short expiry (e.g. 60 s):
+3. the bridge holding the account BLPOPs its rpc list (first come, first served), drops a call
+   whose `deadline_ms` (epoch ms) has passed (nobody waits for it any more), runs it, and LPUSHes
+   one `BridgeReply` JSON on `keys.bridge_rpc_reply(call.id)` with a short expiry (e.g. 60 s):
    upload -> `result` = the attachment URLs in `blob_names` order; seed -> `result` = the seed string.
    On failure `ok=False` and `error` says why in plain words (never a token).
 4. A timeout means no bridge holds the account or it is stuck: web answers code 9
@@ -20,19 +20,20 @@ Protocol (Redis only; web and bridge never talk directly):
 from __future__ import annotations
 
 import secrets
-import time
 from typing import Literal
 
 import msgspec
 import redis.asyncio as aioredis
 
 from broker import keys
+from broker.clock import now_ms
 from broker.errors import BridgeUnavailable
 
 __all__ = ["BridgeCall", "BridgeReply", "call_bridge", "new_call"]
 
 UPLOAD_TIMEOUT_SECONDS = 30.0
 SEED_TIMEOUT_SECONDS = 60.0
+_BLOCK_SECONDS = 2.0
 
 
 class BridgeCall(msgspec.Struct, kw_only=True):
@@ -76,7 +77,7 @@ def new_call(
         kind=kind,
         task_id=task_id,
         blob_names=blob_names or [],
-        deadline_ms=int((time.time() + wait) * 1000),
+        deadline_ms=now_ms() + int(wait * 1000),
     )
 
 
@@ -85,11 +86,15 @@ async def call_bridge(redis: aioredis.Redis, account_id: str, call: BridgeCall) 
 
     Raises `BridgeUnavailable` (code 9) on timeout or when the bridge reports a failure.
     """
-    await redis.lpush(keys.bridge_rpc(account_id), _call_encoder.encode(call))
-    wait = max(1, round(call.deadline_ms / 1000 - time.time()))
-    popped = await redis.blpop([keys.bridge_rpc_reply(call.id)], timeout=wait)
+    await redis.rpush(keys.bridge_rpc(account_id), _call_encoder.encode(call))
+    waited_s = max(1, round((call.deadline_ms - now_ms()) / 1000))
+    popped = None
+    # Short blocks, each well inside the client's read timeout (see broker.redis_client).
+    while popped is None and now_ms() < call.deadline_ms:
+        block_s = min(_BLOCK_SECONDS, max((call.deadline_ms - now_ms()) / 1000, 0.01))
+        popped = await redis.blpop([keys.bridge_rpc_reply(call.id)], timeout=block_s)
     if popped is None:
-        raise BridgeUnavailable(f"no bridge answered for account {account_id} within {wait}s")
+        raise BridgeUnavailable(f"no bridge answered for account {account_id} within {waited_s}s")
     try:
         reply = _reply_decoder.decode(popped[1])
     except msgspec.DecodeError as exc:

@@ -97,10 +97,20 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
 
 
 class RedisSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Where Redis is and how each process talks to it (see `broker.redis_client`)."""
+
     #: empty = start/use the embedded Valkey on `embedded_port`
     url: str = ""
     embedded_port: int = 6390
     data_dir: str = "var/redis"
+    #: a reply slower than this fails the command (blocking commands block for less)
+    socket_timeout_seconds: float = 10.0
+    connect_timeout_seconds: float = 5.0
+    #: an idle connection is PINGed before reuse after this long
+    health_check_seconds: float = 30.0
+    #: connections per process; a caller waits up to `pool_timeout_seconds` for a free one
+    max_connections: int = 1000
+    pool_timeout_seconds: float = 5.0
 
 
 class DiscordSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -144,6 +154,8 @@ class BridgeSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     acquire_seconds: float = 2.0
     #: how often each account's running set is re-read (the ready list is only a wake-up)
     reconcile_seconds: float = 2.0
+    #: how often a held account's status is rewritten (its `updated_ms` says the bridge is alive)
+    status_seconds: float = 5.0
     #: seconds to wait for the bot's modal / reply between the steps of a multi-step action
     step_timeout_seconds: float = 20.0
     #: seconds an /interactions POST may take before it counts as lost (failed, never resent)

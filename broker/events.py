@@ -6,11 +6,13 @@ event is acknowledged only after its change was applied, and a killed worker's e
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
 
 from broker import keys
-from broker.redis_server import send_commands
 
 __all__ = ["GatewayEvent", "decode_event", "publish", "publish_many"]
 
@@ -28,13 +30,14 @@ class GatewayEvent(msgspec.Struct, frozen=True, kw_only=True):
     at: int
 
 
+def _queue(pipe: Pipeline | aioredis.Redis, event: GatewayEvent) -> Any:
+    fields = {"account": event.account, "seq": event.seq, "t": event.t, "d": event.d, "at": event.at}
+    return pipe.xadd(keys.EVENTS_STREAM, fields, maxlen=_EVENTS_MAXLEN, approximate=True)
+
+
 async def publish(redis: aioredis.Redis, event: GatewayEvent) -> str:
-    entry_id = await redis.xadd(
-        keys.EVENTS_STREAM,
-        {"account": event.account, "seq": event.seq, "t": event.t, "d": event.d, "at": event.at},
-        maxlen=_EVENTS_MAXLEN,
-        approximate=True,
-    )
+    """Append one event; returns its stream entry id."""
+    entry_id = await _queue(redis, event)
     return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
 
 
@@ -42,11 +45,10 @@ async def publish_many(redis: aioredis.Redis, events: list[GatewayEvent]) -> Non
     """Append several events in order, in one round trip (the bridge's batched publisher)."""
     if not events:
         return
-    head = ("XADD", keys.EVENTS_STREAM, "MAXLEN", "~", _EVENTS_MAXLEN, "*")
-    await send_commands(
-        redis,
-        [(*head, "account", e.account, "seq", e.seq, "t", e.t, "d", e.d, "at", e.at) for e in events],
-    )
+    async with redis.pipeline(transaction=False) as pipe:
+        for event in events:
+            _queue(pipe, event)
+        await pipe.execute()
 
 
 def decode_event(fields: dict[bytes, bytes]) -> GatewayEvent:

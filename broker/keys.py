@@ -8,8 +8,13 @@ from __future__ import annotations
 
 __all__ = [
     "BRIDGES",
+    "CHANGES_GROUP",
+    "CHANGES_STREAM",
     "EVENTS_GROUP",
     "EVENTS_STREAM",
+    "LIVE_TASKS",
+    "UNMATCHED_EVENTS",
+    "account_facts",
     "account_lease",
     "account_ready",
     "account_running",
@@ -28,6 +33,16 @@ PREFIX = "mjb"
 #: raw gateway dispatches from the bridge to the workers (a stream with one consumer group)
 EVENTS_STREAM = f"{PREFIX}:events"
 EVENTS_GROUP = "workers"
+
+#: `{id, rev}` of every notable task write (see `broker.store`), read by the workers' consumer group
+CHANGES_STREAM = f"{PREFIX}:changes"
+CHANGES_GROUP = "workers-changes"
+
+#: sorted set of non-terminal task ids, scored by the epoch ms they were first seen (the sweeper's)
+LIVE_TASKS = f"{PREFIX}:tasks:live"
+
+#: counter of events that were about a job but matched no task
+UNMATCHED_EVENTS = f"{PREFIX}:stats:unmatched"
 
 #: sorted set of live bridge processes, scored by when their announcement expires (epoch ms)
 BRIDGES = f"{PREFIX}:bridges"
@@ -63,8 +78,14 @@ def account_seq(account_id: str) -> str:
 
 
 def account_status(account_id: str) -> str:
-    """Hash with the live health of an account, written by the bridge that holds it."""
+    """Hash {state, reason, bridge, updated_ms}: an account's live health, written only by the
+    health module of the bridge that holds it (see `broker.account_status`)."""
     return f"{PREFIX}:acct:{{{account_id}}}:status"
+
+
+def account_facts(account_id: str) -> str:
+    """List of `AccountFact`s the workers report for the account's health module (oldest first)."""
+    return f"{PREFIX}:acct:{{{account_id}}}:facts"
 
 
 def account_lease(account_id: str) -> str:

@@ -1,11 +1,11 @@
 """Lua scripts sent by EVALSHA, alone or several in one pipeline.
 
-redis-py's own `Script` checks ``SCRIPT EXISTS`` before every pipeline that holds one: an extra
-round trip on the hot paths. Here a client loads the scripts it pipelines once, at first use, and
-then sends them by hash. A server that forgot them since (it restarted, or was flushed) answers
-NOSCRIPT: they are loaded again and the pipeline is sent again. So a pipeline given to `execute`
-must hold only commands that are safe to repeat (the scripts failed as a whole, but plain commands
-beside them ran once already).
+redis-py's own `Script` checks ``SCRIPT EXISTS`` before every pipeline that holds one: a second
+round trip on the hot paths (every task write is a script). Here a client loads the scripts it
+pipelines once, at first use, and then sends them by hash. A server that forgot them since (it
+restarted, failed over, or was flushed) answers NOSCRIPT for those commands only, and they did not
+run: the scripts are loaded again and just those commands are sent again. Nothing that ran is ever
+sent twice, so a pipeline may hold any command.
 """
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import NoScriptError
 
-from broker.redis_server import send_pipeline
+__all__ = ["Fill", "Script", "execute"]
 
-__all__ = ["Script", "execute"]
+#: queues commands on a pipeline; `execute` sends them
+Fill = Callable[[Pipeline], None]
 
 
 class Script:
@@ -32,6 +33,10 @@ class Script:
         self.sha = hashlib.sha1(source.encode()).hexdigest()
         #: clients that loaded it once (see `execute`)
         self.loaded: weakref.WeakSet[aioredis.Redis] = weakref.WeakSet()
+        #: the calls queued on each pipeline not yet sent, by position: what a NOSCRIPT resends
+        self._queued: weakref.WeakKeyDictionary[Pipeline, dict[int, tuple[Any, ...]]] = (
+            weakref.WeakKeyDictionary()
+        )
 
     async def __call__(self, redis: aioredis.Redis, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """Run it alone (through `execute`, which loads it when the server lacks it)."""
@@ -39,37 +44,61 @@ class Script:
         return reply
 
     def queue(self, pipe: Pipeline, keys: Sequence[str], args: Sequence[Any]) -> None:
-        """Add a call to `pipe`; run it with `execute`."""
-        pipe.evalsha(self.sha, len(keys), *keys, *args)
+        """Add a call to `pipe`; send it with `execute`."""
+        command = (self.sha, len(keys), *keys, *args)
+        self._queued.setdefault(pipe, {})[len(pipe)] = command
+        pipe.evalsha(*command)
+
+    def _take(self, pipe: Pipeline) -> dict[int, tuple[Any, ...]]:
+        return self._queued.pop(pipe, {})
 
 
 async def execute(
     redis: aioredis.Redis,
-    fill: Callable[[Pipeline], None],
+    fill: Fill,
     scripts: Sequence[Script],
     *,
     raise_on_error: bool = True,
 ) -> list[Any]:
-    """Send what `fill` queues in one round trip (no MULTI) and return the replies.
+    """Send what `fill` queues in one round trip (no MULTI) and return the replies, in order.
 
-    `scripts` are those `fill` may queue: they are loaded if the server lacks one. A command that
+    `scripts` are those `fill` may queue: each is loaded on the client's first use. A command that
     failed raises its error, or with ``raise_on_error=False`` stands in the replies as an exception.
     """
     for script in scripts:
         if redis not in script.loaded:
             await redis.script_load(script.source)
             script.loaded.add(redis)
-    for attempt in (1, 2):
-        async with redis.pipeline(transaction=False) as pipe:
-            fill(pipe)
-            replies = await send_pipeline(pipe, raise_on_error=False)
-        missing = any(isinstance(reply, NoScriptError) for reply in replies)
-        if not missing or attempt == 2:
-            break
-        for script in scripts:
-            await redis.script_load(script.source)
+    async with redis.pipeline(transaction=False) as pipe:
+        fill(pipe)
+        try:
+            replies: list[Any] = await pipe.execute(raise_on_error=False)
+        finally:
+            calls = {i: c for script in scripts for i, c in script._take(pipe).items()}
+    missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError) and i in calls]
+    if missing:
+        replies = await _resend(redis, scripts, replies, {i: calls[i] for i in missing})
     if raise_on_error:
         for reply in replies:
             if isinstance(reply, Exception):
                 raise reply
     return replies
+
+
+async def _resend(
+    redis: aioredis.Redis,
+    scripts: Sequence[Script],
+    replies: list[Any],
+    calls: dict[int, tuple[Any, ...]],
+) -> list[Any]:
+    """Load `scripts` again and send the script calls that met NOSCRIPT (they did not run)."""
+    for script in scripts:
+        await redis.script_load(script.source)
+    async with redis.pipeline(transaction=False) as pipe:
+        for command in calls.values():
+            pipe.evalsha(*command)
+        again = await pipe.execute(raise_on_error=False)
+    merged = list(replies)
+    for position, reply in zip(calls, again, strict=True):
+        merged[position] = reply
+    return merged

@@ -177,7 +177,7 @@ class Task(msgspec.Struct, kw_only=True, rename="camel"):
 class SubmitResult(msgspec.Struct, kw_only=True):
     """The reply of every /mj/submit/* call."""
 
-    code: int
+    code: ReturnCode
     description: str
     result: Any = None
     properties: dict[str, Any] = msgspec.field(default_factory=dict)

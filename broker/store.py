@@ -1,5 +1,7 @@
 """The only code that writes task records, and the task state machine.
 
+Account queues (which tasks hold a slot or wait for one) live in `broker.queues`.
+
 Layout in Redis (see `broker.keys`):
 - a task is a hash `{v: revision, d: task JSON}`; every write is a compare-and-set on `v` (a Lua script
   on that one key), so concurrent writers (web, bridge, workers) never lose each other's changes;
@@ -8,8 +10,6 @@ Layout in Redis (see `broker.keys`):
   `properties` (Discord ids the workers bind as events arrive), is not announced: it frees no slot and
   wants no hook of its own (as the C# fork drops a notification whose status and progress did not
   move); receivers see it with the next notable revision;
-- per account, `waiting` (queued ids by admission order) and `running` (ids holding a slot) are moved
-  only by the Lua scripts below, each touching one account's keys.
 
 State machine: NOT_START -> SUBMITTED -> IN_PROGRESS -> SUCCESS | FAILURE | CANCEL, MODAL -> NOT_START;
 progress never goes back; a terminal state is final.
@@ -17,7 +17,6 @@ progress never goes back; a terminal state is final.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -27,18 +26,17 @@ from redis.asyncio.client import Pipeline
 
 from broker import keys
 from broker.batching import PipelineBatcher
+from broker.clock import Clock, now_ms
 from broker.lua import Script
 from broker.models import Task, TaskStatus, decode_task, encode_task
-from broker.redis_server import send_commands
 
 __all__ = [
     "ALLOWED",
-    "CHANGES_STREAM",
     "SCRIPTS",
-    "Admission",
     "InvalidTransition",
     "TaskStore",
     "Update",
+    "failing",
 ]
 
 S = TaskStatus
@@ -54,7 +52,6 @@ ALLOWED: dict[TaskStatus, frozenset[TaskStatus]] = {
     S.CANCEL: frozenset(),
 }
 
-CHANGES_STREAM = f"{keys.PREFIX}:changes"
 _CHANGES_MAXLEN = 200_000
 
 
@@ -75,15 +72,6 @@ class Update(msgspec.Struct, frozen=True):
     changed: bool
 
 
-class Admission(msgspec.Struct, frozen=True):
-    """Result of the atomic admission step: 1 started, 22 queued (position >= 1), 23 rejected."""
-
-    code: int
-    position: int = 0
-    #: the account's running + waiting tasks right after this step
-    load: int = 0
-
-
 # KEYS[1] task hash; ARGV: expected revision, new revision, json, ttl ms.
 _CAS = Script("""
 local cur = redis.call('HGET', KEYS[1], 'v')
@@ -93,49 +81,8 @@ redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return 1
 """)
 
-# KEYS: waiting, running, ready, seq; ARGV: task id, core, queue, now ms.
-_ADMIT = Script("""
-local running = redis.call('ZCARD', KEYS[2])
-local waiting = redis.call('ZCARD', KEYS[1])
-if running < tonumber(ARGV[2]) and waiting == 0 then
-  redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
-  redis.call('RPUSH', KEYS[3], ARGV[1])
-  return {1, 0, running + 1}
-end
-if waiting < tonumber(ARGV[3]) then
-  local seq = redis.call('INCR', KEYS[4])
-  redis.call('ZADD', KEYS[1], seq, ARGV[1])
-  return {22, waiting + 1, running + waiting + 1}
-end
-return {23, 0, running + waiting}
-""")
-
-# KEYS: waiting, running, ready; ARGV: task id, core, now ms. Returns the ids that got a slot.
-_RELEASE = Script("""
-local removed = redis.call('ZREM', KEYS[2], ARGV[1]) + redis.call('ZREM', KEYS[1], ARGV[1])
-local promoted = {}
-if removed == 0 then return promoted end
-while redis.call('ZCARD', KEYS[2]) < tonumber(ARGV[2]) do
-  local head = redis.call('ZPOPMIN', KEYS[1])
-  if #head == 0 then break end
-  redis.call('ZADD', KEYS[2], ARGV[3], head[1])
-  redis.call('RPUSH', KEYS[3], head[1])
-  table.insert(promoted, head[1])
-end
-return promoted
-""")
-
-
 #: every script of the store, for `broker.lua.execute` in callers' pipelines
-SCRIPTS = (_CAS, _ADMIT, _RELEASE)
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def _decoded(ids: Sequence[bytes | str]) -> list[str]:
-    return [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
+SCRIPTS = (_CAS,)
 
 
 def _proposal(current: Task, mutate: Callable[[Task], Task | None]) -> Task | None:
@@ -172,8 +119,24 @@ def _differs_beyond_seed(old: Task, new: Task) -> bool:
     return msgspec.structs.replace(new, seed=old.seed, revision=old.revision) != old
 
 
+def failing(reason: str, *, now: int) -> Callable[[Task], Task | None]:
+    """The edit that fails a task, for `TaskStore.update`: the one way a task fails, whoever fails it
+    (the worker for the bot's error, the sweeper for a timeout, the bridge for a refused interaction
+    or a disabled account). `failReason` set, `progress` cleared (as midjourney-proxy's `Task.fail`),
+    `finishTime` now; a task that has ended already is left as it is."""
+
+    def mutate(task: Task) -> Task | None:
+        if task.status.is_terminal:
+            return None
+        return msgspec.structs.replace(
+            task, status=TaskStatus.FAILURE, fail_reason=reason, progress="", finish_time=now
+        )
+
+    return mutate
+
+
 class TaskStore:
-    """Reads and writes task records and account queues.
+    """Reads and writes task records, their Discord-id index and the blobs the bridge uploads.
 
     :param redis: the process's client (bytes responses).
     :param retention_seconds: how long a record lives after its last write.
@@ -185,7 +148,7 @@ class TaskStore:
         redis: aioredis.Redis,
         *,
         retention_seconds: float,
-        clock: Callable[[], int] = _now_ms,
+        clock: Clock = now_ms,
     ) -> None:
         self.redis = redis
         self.retention_ms = int(retention_seconds * 1000)
@@ -204,7 +167,8 @@ class TaskStore:
         (raw,) = await self._batch.execute(lambda pipe: pipe.hget(keys.task_record(task_id), "d"))
         return raw  # type: ignore[no-any-return]
 
-    async def get_many_raw(self, task_ids: Sequence[str]) -> list[bytes]:
+    async def get_many_raw(self, task_ids: Sequence[str], *, keep_missing: bool = False) -> list[Any]:
+        """The stored JSON of each task, in order; unknown ids left out (or None with `keep_missing`)."""
         if not task_ids:
             return []
 
@@ -212,7 +176,8 @@ class TaskStore:
             for task_id in task_ids:
                 pipe.hget(keys.task_record(task_id), "d")
 
-        return [raw for raw in await self._batch.execute(fill) if raw is not None]
+        raws = await self._batch.execute(fill)
+        return raws if keep_missing else [raw for raw in raws if raw is not None]
 
     async def get_many(self, task_ids: Sequence[str]) -> list[Task]:
         return [decode_task(raw) for raw in await self.get_many_raw(task_ids)]
@@ -293,6 +258,11 @@ class TaskStore:
 
         return await self.update(task_id, mutate)
 
+    async def fail(self, task_id: str, reason: str) -> bool:
+        """End a task as FAILURE with `reason` unless it has ended already; True when it moved."""
+        # Every unfinished status may move to FAILURE, so this never raises InvalidTransition.
+        return (await self.update(task_id, failing(reason, now=self.clock()))).changed
+
     async def _write(
         self, task: Task, *, expected: str, index: Sequence[tuple[str, str]] = (), quiet: bool = False
     ) -> bool:
@@ -309,7 +279,7 @@ class TaskStore:
         def fill(pipe: Pipeline) -> None:
             _CAS.queue(pipe, [record], args)
             if not quiet:
-                pipe.xadd(CHANGES_STREAM, change, maxlen=_CHANGES_MAXLEN, approximate=True)
+                pipe.xadd(keys.CHANGES_STREAM, change, maxlen=_CHANGES_MAXLEN, approximate=True)
             self._queue_index(pipe, index, task.id)
 
         replies = await self._batch.execute(fill)
@@ -369,81 +339,3 @@ class TaskStore:
     async def get_blob(self, task_id: str, name: str) -> bytes | None:
         data: bytes | None = await self.redis.get(keys.task_blob(task_id, name))
         return data
-
-    # -- account queues ------------------------------------------------------------------------
-
-    async def admit(self, account_id: str, task_id: str, *, core_size: int, queue_size: int) -> Admission:
-        """Take a slot (1), join the queue (22, with 1-based position) or be rejected (23): atomically."""
-        code, position, load = await _ADMIT(
-            self.redis,
-            [
-                keys.account_waiting(account_id),
-                keys.account_running(account_id),
-                keys.account_ready(account_id),
-                keys.account_seq(account_id),
-            ],
-            [task_id, core_size, queue_size, self.clock()],
-        )
-        return Admission(int(code), int(position), int(load))
-
-    async def create_and_admit(
-        self, task: Task, account_id: str, *, core_size: int, queue_size: int
-    ) -> tuple[Task, Admission]:
-        """Write the record first, then admit; a rejected task's record is deleted again."""
-        task = await self.create(task)
-        admission = await self.admit(account_id, task.id, core_size=core_size, queue_size=queue_size)
-        if admission.code == 23:
-            await self.delete(task.id)
-        return task, admission
-
-    async def release(self, account_id: str, task_id: str, *, core_size: int) -> list[str]:
-        """Free the task's slot (or queue place); returns the queued ids that now got a slot.
-
-        Idempotent: releasing twice promotes nobody the second time.
-        """
-        promoted = await _RELEASE(self.redis, *self._release_call(account_id, task_id, core_size))
-        return _decoded(promoted)
-
-    def queue_release(self, pipe: Pipeline, account_id: str, task_id: str, *, core_size: int) -> None:
-        """`release` as part of a caller's pipeline (sent by `broker.lua.execute` with `SCRIPTS`).
-
-        Its reply is the list of promoted ids, as bytes.
-        """
-        _RELEASE.queue(pipe, *self._release_call(account_id, task_id, core_size))
-
-    def _release_call(self, account_id: str, task_id: str, core_size: int) -> tuple[list[str], list[Any]]:
-        keys_ = [
-            keys.account_waiting(account_id),
-            keys.account_running(account_id),
-            keys.account_ready(account_id),
-        ]
-        return keys_, [task_id, core_size, self.clock()]
-
-    async def running(self, account_id: str) -> list[tuple[str, int]]:
-        """(task id, slot time ms) of tasks holding a slot, oldest first."""
-        rows = await self.redis.zrange(keys.account_running(account_id), 0, -1, withscores=True)
-        return [(member.decode(), int(score)) for member, score in rows]
-
-    async def waiting(self, account_id: str, limit: int = -1) -> list[str]:
-        rows = await self.redis.zrange(keys.account_waiting(account_id), 0, limit)
-        return [member.decode() for member in rows]
-
-    async def loads(self, account_ids: Sequence[str]) -> dict[str, tuple[int, int]]:
-        """(running, waiting) per account, in one round trip."""
-        if not account_ids:
-            return {}
-        commands: list[tuple[str, str]] = []
-        for account_id in account_ids:
-            commands += [
-                ("ZCARD", keys.account_running(account_id)),
-                ("ZCARD", keys.account_waiting(account_id)),
-            ]
-        counts = await send_commands(self.redis, commands)
-        return {
-            account_id: (int(counts[2 * i]), int(counts[2 * i + 1]))
-            for i, account_id in enumerate(account_ids)
-        }
-
-    async def queue_position(self, account_id: str, task_id: str) -> int | None:
-        rank = await self.redis.zrank(keys.account_waiting(account_id), task_id)
-        return None if rank is None else int(rank) + 1

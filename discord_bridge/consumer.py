@@ -1,8 +1,9 @@
 """Per-account consumer: claim each startable task once, then send its interaction.
 
-A task is startable when it holds a slot (`store.running(account)`, the truth) and is still
-NOT_START. The `account_ready` list only wakes the consumer up; the running set is reconciled on
-start and every few seconds, so a wake-up lost in a crash costs a few seconds, never the task.
+A task is startable when it holds a slot (`AccountQueues.running(account)`, the truth) and is still
+NOT_START. The `account_ready` list only wakes the consumer up (through the account's inbox, see
+`discord_bridge.inbox`); the running set is reconciled on start and every few seconds, so a wake-up
+lost in a crash costs a few seconds, never the task.
 
 Exactly once: before anything is sent the task moves NOT_START -> SUBMITTED with a fresh nonce
 through the store's compare-and-set. Only the writer that made that move sends; a task found in any
@@ -15,24 +16,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections import OrderedDict
 from collections.abc import Callable
 
 import msgspec
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from broker import keys
+from broker.clock import Clock, now_ms
 from broker.models import Task, TaskStatus
+from broker.queues import AccountQueues
 from broker.store import TaskStore
-from discord_bridge.health import AccountHealth, fail_task
+from discord_bridge.health import AccountHealth
 from discord_bridge.interactions import Interactions, Plan
 from discord_bridge.payloads import new_nonce
 from discord_bridge.rest import Ambiguous, DiscordError, Rejected
 from discord_bridge.session import Session
 
-__all__ = ["Consumer"]
+__all__ = ["Consumer", "claim"]
 
 log = logging.getLogger(__name__)
 
@@ -44,39 +44,34 @@ class Consumer:
     """Takes one account's startable tasks and sends them.
 
     :param account_id: the account.
-    :param redis: Redis client (BLPOP on the ready list).
     :param store: task store.
+    :param queues: account queues (the running set).
     :param session: the account's gateway session (must be ready before a claim).
     :param interactions: prepares and sends a task's interactions.
     :param health: the account's health (no claim unless it is ONLINE).
     :param on_unauthorized: called when Discord answers 401 (the token stopped working).
-    :param reconcile_seconds: how often the running set is re-read.
-    :param wait_seconds: BLPOP timeout on the ready list.
+    :param clock: epoch milliseconds.
     """
 
     def __init__(
         self,
         account_id: str,
         *,
-        redis: aioredis.Redis,
         store: TaskStore,
+        queues: AccountQueues,
         session: Session,
         interactions: Interactions,
         health: AccountHealth,
         on_unauthorized: Callable[[str], None] | None = None,
-        reconcile_seconds: float = 2.0,
-        wait_seconds: float = 1.0,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = now_ms,
     ) -> None:
         self.account_id = account_id
-        self.redis = redis
         self.store = store
+        self.queues = queues
         self.session = session
         self.interactions = interactions
         self.health = health
         self.on_unauthorized = on_unauthorized
-        self.reconcile_seconds = reconcile_seconds
-        self.wait_seconds = wait_seconds
         self.clock = clock
         self._handling: dict[str, asyncio.Task[None]] = {}
         #: ids this process claimed (sent or sending): never sent again, even if Redis forgets
@@ -85,24 +80,6 @@ class Consumer:
         self._settled: set[str] = set()
         self.sent = 0
         self.failed = 0
-
-    async def run(self) -> None:
-        """Consume until cancelled."""
-        ready_key = keys.account_ready(self.account_id)
-        last_reconcile = 0.0
-        while True:
-            try:
-                if time.monotonic() - last_reconcile >= self.reconcile_seconds:
-                    await self.reconcile()
-                    last_reconcile = time.monotonic()
-                popped = await self.redis.blpop([ready_key], timeout=self.wait_seconds)
-                if popped is not None:
-                    self._spawn(popped[1].decode())
-            except asyncio.CancelledError:
-                raise
-            except (RedisError, OSError) as exc:
-                log.warning("account %s: consumer waits for Redis (%s)", self.account_id, exc)
-                await asyncio.sleep(1.0)
 
     async def close(self) -> None:
         for task in list(self._handling.values()):
@@ -113,14 +90,15 @@ class Consumer:
 
     async def reconcile(self) -> None:
         """Start every task holding a slot that is still NOT_START and not being handled here."""
-        running = [task_id for task_id, _ in await self.store.running(self.account_id)]
+        running = [task_id for task_id, _ in await self.queues.running(self.account_id)]
         present = set(running)
         self._settled &= present
         for task_id in running:
             if task_id not in self._settled:
-                self._spawn(task_id)
+                self.start(task_id)
 
-    def _spawn(self, task_id: str) -> None:
+    def start(self, task_id: str) -> None:
+        """Claim and send `task_id` in the background, unless it is being handled or settled."""
         if task_id in self._handling or task_id in self._settled:
             return
         task = asyncio.create_task(self._handle(task_id), name=f"send:{task_id}")
@@ -150,9 +128,7 @@ class Consumer:
         if task_id in self._claimed:
             # Redis lost our SUBMITTED write (restart without fsync): never pay twice.
             log.error("task %s is NOT_START again after this bridge sent it; not resending", task_id)
-            await fail_task(
-                self.store, task_id, "the broker lost track of this job after sending it; not resent"
-            )
+            await self.store.fail(task_id, "the broker lost track of this job after sending it; not resent")
             self._settled.add(task_id)
             return False
         if not await self.session.wait_ready(30.0):
@@ -188,46 +164,70 @@ class Consumer:
         return True
 
     async def _claim(self, current: Task, plan: Plan) -> Task | None:
-        """NOT_START -> SUBMITTED with a new nonce (indexed with the write); None if someone else moved it."""
-        nonce = new_nonce()
-        now = int(self.clock() * 1000)
-
-        def claim(task: Task) -> Task | None:
-            if task.status != TaskStatus.NOT_START:
-                return None
-            props = msgspec.structs.replace(
-                task.properties,
-                nonce=nonce,
-                discord_instance_id=task.properties.discord_instance_id or self.account_id,
-                image_urls=plan.image_urls or task.properties.image_urls,
-            )
-            changes: dict[str, object] = {}
-            if plan.final_prompt and plan.image_urls:
-                changes["prompt_en"] = plan.final_prompt
-            return msgspec.structs.replace(
-                task,
-                status=TaskStatus.SUBMITTED,
-                start_time=now,
-                progress="0%",
-                properties=props,
-                instance_id=task.instance_id or self.account_id,
-                **changes,
-            )
-
-        # The nonce is indexed in the write's round trip, before anything is sent.
-        update = await self.store.update(current.id, claim, current=current, index=[("nonce", nonce)])
-        task = update.task
-        if not update.changed or task is None or task.properties.nonce != nonce:
-            return None
-        return task
+        return await claim(
+            self.store,
+            current,
+            nonce=new_nonce(),
+            account_id=self.account_id,
+            now=self.clock(),
+            image_urls=plan.image_urls,
+            sent_prompt=plan.final_prompt,
+        )
 
     async def _fail(self, task_id: str, reason: str) -> None:
         self.failed += 1
         log.info("account %s: task %s failed: %s", self.account_id, task_id, reason)
-        await fail_task(self.store, task_id, reason, clock=self.clock)
+        await self.store.fail(task_id, reason)
         self._settled.add(task_id)
 
     def _remember(self, task_id: str) -> None:
         self._claimed[task_id] = None
         while len(self._claimed) > _SENT_MEMORY:
             self._claimed.popitem(last=False)
+
+
+async def claim(
+    store: TaskStore,
+    current: Task,
+    *,
+    nonce: str,
+    account_id: str,
+    now: int,
+    image_urls: list[str] | None = None,
+    sent_prompt: str | None = None,
+) -> Task | None:
+    """NOT_START -> SUBMITTED with `nonce`, indexed in the same round trip, before anything is sent.
+
+    Returns the claimed task, or None when someone else moved it first (then it must not be sent).
+    `current` is a first guess of the record (see `TaskStore.update`).
+
+    :param image_urls: the reference images' CDN URLs (imagine with images), kept on the task.
+    :param sent_prompt: the prompt as sent (URLs + prompt), when images were put in front of it.
+    """
+
+    def mutate(task: Task) -> Task | None:
+        if task.status != TaskStatus.NOT_START:
+            return None
+        # discordInstanceId is the channel id: web sets it at admission, the worker from the bot's
+        # messages; the account's config id is not one.
+        props = msgspec.structs.replace(
+            task.properties, nonce=nonce, image_urls=image_urls or task.properties.image_urls
+        )
+        changes: dict[str, object] = {}
+        if sent_prompt and image_urls:
+            changes["prompt_en"] = sent_prompt
+        return msgspec.structs.replace(
+            task,
+            status=TaskStatus.SUBMITTED,
+            start_time=now,
+            progress="0%",
+            properties=props,
+            instance_id=task.instance_id or account_id,
+            **changes,
+        )
+
+    update = await store.update(current.id, mutate, current=current, index=[("nonce", nonce)])
+    task = update.task
+    if not update.changed or task is None or task.properties.nonce != nonce:
+        return None
+    return task

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -18,6 +17,7 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from broker.clock import Clock, now_ms
 from broker.events import GatewayEvent, publish_many
 from discord_bridge.payloads import BOT_IDS, INTERACTION_EVENTS
 
@@ -120,7 +120,7 @@ class Forwarder:
         *,
         channels: Callable[[], frozenset[str]],
         sink: Callable[[GatewayEvent], None],
-        clock: Callable[[], float] = time.time,
+        clock: Clock = now_ms,
     ) -> None:
         self.account_id = account_id
         self._channels = channels
@@ -131,8 +131,6 @@ class Forwarder:
     def __call__(self, t: str, seq: int, d: Any) -> bool:
         if not is_forwarded(t, d, self._channels()):
             return False
-        self._sink(
-            GatewayEvent(account=self.account_id, seq=seq, t=t, d=_encode(d), at=int(self._clock() * 1000))
-        )
+        self._sink(GatewayEvent(account=self.account_id, seq=seq, t=t, d=_encode(d), at=self._clock()))
         self.forwarded += 1
         return True

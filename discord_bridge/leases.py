@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 import redis.asyncio as aioredis
 
 from broker import keys
+from broker.clock import now_ms
 
 __all__ = ["BRIDGES_KEY", "Leases", "fair_share"]
 
@@ -119,10 +120,10 @@ class Leases:
 
     async def announce(self) -> int:
         """Say this bridge is alive; returns how many bridges are alive (including this one)."""
-        now_ms = int(time.time() * 1000)
+        now = now_ms()
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.zadd(BRIDGES_KEY, {self.bridge_id: now_ms + self.lease_ms})
-            pipe.zremrangebyscore(BRIDGES_KEY, "-inf", now_ms)
+            pipe.zadd(BRIDGES_KEY, {self.bridge_id: now + self.lease_ms})
+            pipe.zremrangebyscore(BRIDGES_KEY, "-inf", now)
             pipe.zcard(BRIDGES_KEY)
             results = await pipe.execute()
         return max(1, int(results[-1]))

@@ -24,14 +24,17 @@ import redis.asyncio as aioredis
 import uvloop
 from redis.exceptions import RedisError
 
+from broker.account_status import AccountState, decode_fact
 from broker.config import DEFAULT_USER_AGENT, Account, ConfigWatcher, Settings, config_path, load_settings
 from broker.models import TaskStatus
-from broker.redis_server import connect
+from broker.queues import AccountQueues
+from broker.redis_client import connect
 from broker.store import TaskStore
 from discord_bridge.consumer import Consumer
 from discord_bridge.discord_overrides import install_fixed_super_properties, point_client_at
 from discord_bridge.forwarder import Forwarder, Publisher
-from discord_bridge.health import AccountHealth, AccountState, classify
+from discord_bridge.health import AccountHealth
+from discord_bridge.inbox import Chore, Inbox
 from discord_bridge.interactions import Interactions
 from discord_bridge.leases import Leases, fair_share
 from discord_bridge.payloads import INSIGHTFACE_ID, MIDJOURNEY_ID, NIJI_ID
@@ -60,7 +63,9 @@ class AccountRunner:
     def __init__(self, bridge: Bridge, account: Account) -> None:
         self.bridge = bridge
         self.account = account
-        self.health = AccountHealth(bridge.redis, bridge.store, account.id, bridge_id=bridge.bridge_id)
+        self.health = AccountHealth(
+            bridge.redis, bridge.store, bridge.queues, account.id, bridge_id=bridge.bridge_id
+        )
         self.session = Session(account, on_dispatch=self._on_dispatch, on_fatal=self._on_fatal)
         cfg = bridge.settings.bridge
         self.rest = RestClient(
@@ -74,16 +79,26 @@ class AccountRunner:
         )
         self.consumer = Consumer(
             account.id,
-            redis=bridge.redis,
             store=bridge.store,
+            queues=bridge.queues,
             session=self.session,
             interactions=self.interactions,
             health=self.health,
             on_unauthorized=self._on_fatal,
-            reconcile_seconds=cfg.reconcile_seconds,
         )
         self.rpc = RpcServer(
             account.id, redis=bridge.redis, store=bridge.store, session=self.session, rest=self.rest
+        )
+        self.inbox = Inbox(
+            account.id,
+            redis=bridge.redis,
+            on_ready=lambda raw: self.consumer.start(raw.decode()),
+            on_call=self.rpc.serve,
+            on_fact=self._on_fact,
+            chores=[
+                Chore(self.consumer.reconcile, every=cfg.reconcile_seconds),
+                Chore(self.health.write, every=cfg.status_seconds),
+            ],
         )
         self.forwarder = Forwarder(account.id, channels=self.channels, sink=bridge.publisher.put)
         self._channels = self._build_channels()
@@ -148,15 +163,7 @@ class AccountRunner:
             except (RedisError, OSError, DiscordError) as exc:
                 log.warning("account %s: coming online failed (%s); retrying in 1 s", self.account.id, exc)
                 await asyncio.sleep(1.0)
-        workers = [
-            asyncio.create_task(self.consumer.run(), name=f"consumer:{self.account.id}"),
-            asyncio.create_task(self.rpc.run(), name=f"rpc:{self.account.id}"),
-        ]
-        self._tasks.extend(workers)
-        while True:
-            await asyncio.sleep(5.0)
-            with contextlib.suppress(RedisError, OSError):
-                await self.health.write()
+        await self.inbox.run()
 
     async def _come_online(self) -> bool:
         """Wait for the session, load the commands, catch up, go ONLINE; False if it cannot connect."""
@@ -170,8 +177,7 @@ class AccountRunner:
         await self.rest.load_commands()
         with contextlib.suppress(DiscordError, RedisError, OSError):
             await self._catch_up()
-        if self.health.state == AccountState.CONNECTING:
-            await self.health.set(AccountState.ONLINE)
+        await self.health.online()
         return True
 
     async def _catch_up(self) -> None:
@@ -180,7 +186,7 @@ class AccountRunner:
         Events sent while no session held the account (a killed bridge, the lease gap) are gone from
         the gateway; the final messages are still in the channel. Workers ignore what they have seen.
         """
-        running = [task_id for task_id, _ in await self.bridge.store.running(self.account.id)]
+        running = [task_id for task_id, _ in await self.bridge.queues.running(self.account.id)]
         tasks = await self.bridge.store.get_many(running)
         if not any(t.status in (TaskStatus.SUBMITTED, TaskStatus.IN_PROGRESS) for t in tasks):
             return
@@ -192,11 +198,14 @@ class AccountRunner:
         if t == "READY":
             # DM channel ids come from READY's private channels (after the session recorded them).
             asyncio.get_running_loop().call_soon(self._refresh_channels)
-        if not self.forwarder(t, seq, d):
+        self.forwarder(t, seq, d)
+
+    def _on_fact(self, raw: bytes) -> None:
+        fact = decode_fact(raw)
+        if fact is None:
+            log.warning("account %s: unreadable health fact dropped", self.account.id)
             return
-        verdict = classify(t, d, account_id=self.account.id)
-        if verdict is not None:
-            self._spawn(self.health.apply(verdict))
+        self._spawn(self.health.consider(fact))
 
     def _refresh_channels(self) -> None:
         self._channels = self._build_channels()
@@ -241,6 +250,7 @@ class Bridge:
         self._loaded = settings
         self.bridge_id = bridge_id or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.store = TaskStore(redis, retention_seconds=settings.tasks.retention_days * 86400)
+        self.queues = AccountQueues(redis)
         self.publisher = Publisher(redis)
         self.leases = Leases(
             redis, bridge_id=self.bridge_id, lease_ms=int(settings.bridge.lease_seconds * 1000)
@@ -311,7 +321,7 @@ class Bridge:
         runner.start()
 
     async def _give_back_one(self) -> None:
-        loads = await self.store.loads(list(self.runners))
+        loads = await self.queues.loads(list(self.runners))
         account_id = min(self.runners, key=lambda a: loads.get(a, (0, 0)))
         log.info("bridge %s gives account %s back (balancing)", self.bridge_id, account_id)
         runner = self.runners.pop(account_id)
@@ -364,7 +374,7 @@ def _with_bridge_defaults(new: Settings, old: Settings) -> Settings:
 async def amain(path: str | None = None) -> None:
     file = config_path(path)
     settings = load_settings(file)
-    redis = connect(settings.redis_url)
+    redis = connect(settings.redis_url, settings.redis)
     bridge = Bridge(settings, redis, config_path=file)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -9,11 +9,11 @@ from __future__ import annotations
 import itertools
 import os
 import threading
-import time
 from typing import Any
 
 import msgspec
 
+from broker.clock import now_ms
 from broker.models import BotType
 
 __all__ = [
@@ -67,7 +67,7 @@ def new_nonce() -> str:
     """A snowflake-shaped nonce, unique per call (discord.py-self's repeats within a millisecond)."""
     with _lock:
         increment = next(_counter) & 0xFFF
-    return str(((int(time.time() * 1000) - _DISCORD_EPOCH_MS) << 22) | (_PROCESS_BITS << 12) | increment)
+    return str(((now_ms() - _DISCORD_EPOCH_MS) << 22) | (_PROCESS_BITS << 12) | increment)
 
 
 _OPTION_STRING = 3

@@ -1,7 +1,8 @@
 """The bridge half of `broker.bridge_calls`: uploads and the image seed, for the accounts it holds.
 
-web LPUSHes a `BridgeCall` on `keys.bridge_rpc(account)`; this module BRPOPs it, runs it on the
-account's session and LPUSHes one `BridgeReply` on `keys.bridge_rpc_reply(call.id)`.
+web RPUSHes a `BridgeCall` on `keys.bridge_rpc(account)`; the account's inbox pops it
+(`discord_bridge.inbox`) and hands it to `RpcServer.serve`, which runs it on the account's session
+and LPUSHes one `BridgeReply` on `keys.bridge_rpc_reply(call.id)`.
 
 - upload: the call's blobs (stored under the call id) -> CDN URLs, in `blob_names` order.
 - seed: ✉️ reaction on the task's message; the bot DMs `**Job ID**: <hash>` / `**seed** <digits>`;
@@ -14,16 +15,14 @@ import asyncio
 import contextlib
 import logging
 import re
-import time
-from collections.abc import Callable
 from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from broker import keys
 from broker.bridge_calls import BridgeCall, BridgeReply
+from broker.clock import Clock, now_ms
 from broker.models import Task
 from broker.store import TaskStore
 from discord_bridge.payloads import BOT_IDS, application_id_for
@@ -72,8 +71,7 @@ class RpcServer:
         session: Session,
         rest: RestClient,
         seed_timeout: float = 45.0,
-        wait_seconds: float = 1.0,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = now_ms,
     ) -> None:
         self.account_id = account_id
         self.redis = redis
@@ -81,33 +79,21 @@ class RpcServer:
         self.session = session
         self.rest = rest
         self.seed_timeout = seed_timeout
-        self.wait_seconds = wait_seconds
         self.clock = clock
         self._running: set[asyncio.Task[None]] = set()
 
-    async def run(self) -> None:
-        key = keys.bridge_rpc(self.account_id)
-        while True:
-            try:
-                popped = await self.redis.brpop([key], timeout=self.wait_seconds)
-            except asyncio.CancelledError:
-                raise
-            except (RedisError, OSError) as exc:
-                log.warning("account %s: rpc waits for Redis (%s)", self.account_id, exc)
-                await asyncio.sleep(1.0)
-                continue
-            if popped is None:
-                continue
-            try:
-                call = _decode_call(popped[1])
-            except msgspec.DecodeError:
-                log.warning("account %s: unreadable bridge call dropped", self.account_id)
-                continue
-            if call.deadline_ms < self.clock() * 1000:
-                continue
-            job = asyncio.create_task(self._serve(call))
-            self._running.add(job)
-            job.add_done_callback(self._running.discard)
+    def serve(self, raw: bytes) -> None:
+        """Start answering one call (the JSON web pushed); a call nobody waits for is dropped."""
+        try:
+            call = _decode_call(raw)
+        except msgspec.DecodeError:
+            log.warning("account %s: unreadable bridge call dropped", self.account_id)
+            return
+        if call.deadline_ms < self.clock():
+            return
+        job = asyncio.create_task(self._serve(call))
+        self._running.add(job)
+        job.add_done_callback(self._running.discard)
 
     async def close(self) -> None:
         for job in list(self._running):

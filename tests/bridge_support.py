@@ -11,9 +11,11 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from broker import keys
+from broker.admission import create_and_admit
 from broker.config import Settings, parse_settings
 from broker.events import decode_event
 from broker.models import BotType, Task, TaskAction, TaskProperties, TaskStatus
+from broker.queues import AccountQueues
 from broker.store import TaskStore
 from discord_bridge.main import Bridge
 
@@ -47,6 +49,7 @@ def bridge_settings(
             "lease_seconds": lease_seconds,
             "acquire_seconds": 0.3,
             "reconcile_seconds": 0.5,
+            "status_seconds": 0.3,
             "step_timeout_seconds": 8,
             "request_timeout_seconds": 5,
         },
@@ -140,8 +143,8 @@ async def submit(
         instance_id=account_id,
         custom_id=custom_id,
     )
-    task, admission = await store.create_and_admit(
-        task, account_id, core_size=core_size, queue_size=queue_size
+    task, admission = await create_and_admit(
+        store, AccountQueues(store.redis), task, account_id, core_size=core_size, queue_size=queue_size
     )
     return task, admission.code
 

@@ -9,7 +9,9 @@ import pytest
 import redis.asyncio as aioredis
 from workers_support import HookReceiver
 
-from broker.redis_server import EmbeddedRedis, connect, free_port
+from broker.queues import AccountQueues
+from broker.redis_client import connect
+from broker.redis_server import EmbeddedRedis, free_port
 from broker.store import TaskStore
 
 
@@ -33,6 +35,11 @@ async def redis(redis_server: EmbeddedRedis) -> AsyncIterator[aioredis.Redis]:
 @pytest.fixture
 def store(redis: aioredis.Redis) -> TaskStore:
     return TaskStore(redis, retention_seconds=3600)
+
+
+@pytest.fixture
+def queues(redis: aioredis.Redis) -> AccountQueues:
+    return AccountQueues(redis)
 
 
 @pytest.fixture

@@ -24,7 +24,8 @@ import httpx
 import yaml
 from workers_support import HookReceiver
 
-from broker.redis_server import EmbeddedRedis, connect, free_port
+from broker.redis_client import connect
+from broker.redis_server import EmbeddedRedis, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable

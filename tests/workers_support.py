@@ -18,10 +18,14 @@ import msgspec
 import redis.asyncio as aioredis
 import yaml
 
+from broker.admission import create_and_admit
+from broker.clock import now_ms
 from broker.config import Account, HookSettings, Settings, TaskSettings, parse_settings
 from broker.events import GatewayEvent, publish
-from broker.models import Task, TaskAction, TaskProperties, TaskStatus
+from broker.models import ReturnCode, Task, TaskAction, TaskProperties
+from broker.queues import AccountQueues
 from broker.store import TaskStore
+from discord_bridge.consumer import claim
 from workers.main import WorkerRuntime, create_worker
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -225,27 +229,22 @@ async def submitted_task(
         parent_id=parent_id,
         properties=TaskProperties(notify_hook=hook, index=index),
     )
-    task, admission = await store.create_and_admit(task, account, core_size=core_size, queue_size=100)
-    assert admission.code in (1, 22)
+    queues = AccountQueues(store.redis)
+    task, admission = await create_and_admit(
+        store, queues, task, account, core_size=core_size, queue_size=100
+    )
+    assert admission.code in (ReturnCode.SUCCESS, ReturnCode.IN_QUEUE)
     nonce = snowflake()
     if submit:
-        task = await bridge_submit(store, task.id, nonce)
+        task = await bridge_submit(store, task, nonce)
     return task, nonce
 
 
-async def bridge_submit(store: TaskStore, task_id: str, nonce: str) -> Task:
-    await store.index("nonce", nonce, task_id)
-    now = int(time.time() * 1000)
-
-    def mutate(t: Task) -> Task:
-        props = msgspec.structs.replace(t.properties, nonce=nonce)
-        return msgspec.structs.replace(
-            t, status=TaskStatus.SUBMITTED, start_time=now, progress="0%", properties=props
-        )
-
-    update = await store.update(task_id, mutate)
-    assert update.task is not None
-    return update.task
+async def bridge_submit(store: TaskStore, task: Task, nonce: str) -> Task:
+    """Claim `task` for sending with `nonce`, with the bridge's own claim."""
+    claimed = await claim(store, task, nonce=nonce, account_id=task.instance_id or "a1", now=now_ms())
+    assert claimed is not None, f"task {task.id} could not be claimed"
+    return claimed
 
 
 async def wait_task(

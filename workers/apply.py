@@ -9,11 +9,12 @@ reordered events give the same final state:
 - ``start`` binds the progress message and sets ``"0%"``; the first ``(N%)`` moves SUBMITTED ->
   IN_PROGRESS with the preview as ``imageUrl``;
 - ``done`` / ``describe`` / ``shorten`` -> SUCCESS with image, buttons and properties; ``error`` ->
-  FAILURE with ``failReason = "[<title>] <description>"``; ``queued`` changes nothing;
+  FAILURE with ``failReason = "[<title>] <description>"`` (through `TaskStore.fail`, the one way a
+  task fails); ``queued`` changes nothing;
 - ``modal`` records the bot's modal custom_id (NOT_START -> MODAL; a SUBMITTED task stays, the
   state machine never goes back);
-- a captcha or an account-level notice (ban, subscription, credits) also pauses the account in
-  `keys.account_status`, since no task can get past it without a human.
+- every ``error`` (and the captcha modal) is also reported to the account's health module as an
+  `AccountFact`: what it means for the account (a pause, a ban...) is the bridge's call, not ours.
 """
 
 from __future__ import annotations
@@ -24,31 +25,21 @@ from collections.abc import Callable
 import msgspec
 import redis.asyncio as aioredis
 
-from broker import keys
+from broker.account_status import AccountFact, report_fact
+from broker.clock import Clock
 from broker.events import GatewayEvent
 from broker.models import Button, Task, TaskProperties, TaskStatus
-from broker.store import InvalidTransition, TaskStore, Update
+from broker.store import InvalidTransition, TaskStore, Update, failing
 from workers.matching import Match, Matcher
 from workers.parser import Change, parse_event
 
-__all__ = ["ACCOUNT_NOTICES", "Applier", "Outcome"]
+__all__ = ["Applier", "Outcome", "account_fact"]
 
 log = logging.getLogger(__name__)
 
 S = TaskStatus
 replace = msgspec.structs.replace
 
-#: embed titles that stop the whole account, not only the task (discord-protocol.md §4.8)
-ACCOUNT_NOTICES = frozenset(
-    {
-        "credits exhausted",
-        "pending mod message",
-        "blocked",
-        "plan cancelled",
-        "subscription required",
-        "subscription paused",
-    }
-)
 _CAPTCHA_EVENT = "INTERACTION_IFRAME_MODAL_CREATE"
 _RUNNING = (S.SUBMITTED, S.IN_PROGRESS)
 
@@ -78,7 +69,7 @@ class Applier:
     :param clock: epoch milliseconds (finishTime, startTime).
     """
 
-    def __init__(self, store: TaskStore, matcher: Matcher, *, clock: Callable[[], int]) -> None:
+    def __init__(self, store: TaskStore, matcher: Matcher, *, clock: Clock) -> None:
         self.store = store
         self.redis: aioredis.Redis = store.redis
         self.matcher = matcher
@@ -103,9 +94,10 @@ class Applier:
         change = parse_event(event.t, data)
         if change.kind == "ignore" and not _worth_matching(change):
             return Outcome("ignore")
-        if change.kind == "error" and _pauses_account(change):
-            await self._pause_account(event.account, change)
         found = await self.matcher.match(event.account, change, weak=last_try)
+        fact = account_fact(change, at_ms=event.at, task_id=found.task.id if found else None)
+        if fact is not None and (found is not None or last_try):
+            await report_fact(self.redis, event.account, fact)
         if found is None:
             if change.kind != "ignore" and last_try:
                 await self.matcher.count_unmatched(event.account, change)
@@ -166,7 +158,7 @@ class Applier:
     def handle_progress(self, change: Change, event: GatewayEvent) -> Mutate | None:
         now = self.clock()
         if change.status_text == "Stopped":
-            return self._fail("[Stopped] Midjourney stopped the job")
+            return failing("[Stopped] Midjourney stopped the job", now=now)
         percent = change.progress
 
         def mutate(t: Task) -> Task | None:
@@ -203,7 +195,7 @@ class Applier:
         return self._succeed(change, event, final_prompt=text, keep_image=True)
 
     def handle_error(self, change: Change, event: GatewayEvent) -> Mutate | None:
-        return self._fail(_fail_reason(change, event.account))
+        return failing(_fail_reason(change, event.account), now=self.clock())
 
     def handle_queued(self, change: Change, event: GatewayEvent) -> Mutate | None:
         # "Job queued" on Midjourney's side: not a failure, the task keeps waiting for its start.
@@ -278,23 +270,19 @@ class Applier:
 
         return mutate
 
-    def _fail(self, reason: str) -> Mutate:
-        now = self.clock()
 
-        def mutate(t: Task) -> Task | None:
-            if t.status.is_terminal:
-                return None
-            return replace(t, status=S.FAILURE, fail_reason=reason, progress="", finish_time=now)
-
-        return mutate
-
-    async def _pause_account(self, account: str, change: Change) -> None:
-        reason = _fail_reason(change, account)
-        log.warning("account %s paused: %s", account, reason)
-        await self.redis.hset(
-            keys.account_status(account),
-            mapping={"state": "PAUSED", "reason": reason, "at": self.clock()},
-        )
+def account_fact(change: Change, *, at_ms: int, task_id: str | None) -> AccountFact | None:
+    """What the bridge's health module hears of an error the bot reported (pure); None if no error."""
+    if change.kind != "error":
+        return None
+    error = change.error
+    return AccountFact(
+        kind="captcha" if change.event == _CAPTCHA_EVENT else "notice",
+        title=error.title if error else "Error",
+        description=error.description if error else "",
+        task_id=task_id,
+        at_ms=at_ms,
+    )
 
 
 def _index_pairs(found: Match, change: Change) -> list[tuple[str, str]]:
@@ -315,13 +303,6 @@ def _worth_matching(change: Change) -> bool:
     if change.event == "INTERACTION_CREATE":
         return False
     return change.seed is not None or bool(change.nonce and change.interaction_id)
-
-
-def _pauses_account(change: Change) -> bool:
-    if change.event == _CAPTCHA_EVENT:
-        return True
-    title = (change.error.title if change.error else "").strip().lower()
-    return title in ACCOUNT_NOTICES
 
 
 def _fail_reason(change: Change, account: str) -> str:

@@ -1,7 +1,7 @@
 """React to task changes: free slots, append the ledger, schedule hooks, watch live tasks.
 
-Every notable `TaskStore` write appends ``{id, rev}`` to `CHANGES_STREAM` (see `broker.store`);
-`ChangeHandler` is the handler of its consumer group (``workers-changes``). For each changed task it
+Every notable `TaskStore` write appends ``{id, rev}`` to `keys.CHANGES_STREAM` (see `broker.store`);
+`ChangeHandler` is the handler of its consumer group (`keys.CHANGES_GROUP`). For each changed task it
 reads the current record (several changes of one task in a batch collapse into one) and:
 
 - when terminal: releases the task's account slot (idempotent; the next queued task becomes
@@ -22,24 +22,22 @@ from collections.abc import Callable, Sequence
 from redis.asyncio.client import Pipeline
 
 from broker import keys
+from broker.clock import Clock
 from broker.config import Settings
 from broker.ledger import Ledger
 from broker.lua import execute
 from broker.models import Task, TaskStatus, decode_task
-from broker.redis_server import send_commands
-from broker.store import SCRIPTS as STORE_SCRIPTS
+from broker.queues import SCRIPTS as QUEUE_SCRIPTS
+from broker.queues import AccountQueues
 from broker.store import TaskStore
 from workers.consumer import Entry
 from workers.hooks import SCRIPTS as HOOK_SCRIPTS
 from workers.hooks import HookDeliverer
 
-__all__ = ["CHANGES_GROUP", "LIVE_KEY", "ChangeHandler"]
+__all__ = ["ChangeHandler"]
 
 log = logging.getLogger(__name__)
 
-CHANGES_GROUP = "workers-changes"
-#: sorted set of non-terminal task ids, scored by the epoch ms they were first seen
-LIVE_KEY = f"{keys.PREFIX}:tasks:live"
 _NO_HOOK_YET = (TaskStatus.NOT_START, TaskStatus.MODAL)
 # A task joins the live set in its first states; progress updates (the bulk of changes) skip the write.
 _ENTERS_LIVE = (TaskStatus.NOT_START, TaskStatus.MODAL, TaskStatus.SUBMITTED)
@@ -48,7 +46,8 @@ _ENTERS_LIVE = (TaskStatus.NOT_START, TaskStatus.MODAL, TaskStatus.SUBMITTED)
 class ChangeHandler:
     """Handles a batch of change-stream entries.
 
-    :param store: task records and account queues.
+    :param store: task records.
+    :param queues: account queues (slots are freed here).
     :param deliverer: schedules hook deliveries (and wakes the local delivery loop).
     :param ledger: the SQLite ledger, or None to skip it.
     :param settings: accounts (core sizes) and the default hook URL; a callable so hot reloads apply.
@@ -58,12 +57,14 @@ class ChangeHandler:
         self,
         store: TaskStore,
         *,
+        queues: AccountQueues,
         deliverer: HookDeliverer,
         ledger: Ledger | None,
         settings: Callable[[], Settings],
-        clock: Callable[[], int],
+        clock: Clock,
     ) -> None:
         self.store = store
+        self.queues = queues
         self.deliverer = deliverer
         self.ledger = ledger
         self.settings = settings
@@ -78,7 +79,7 @@ class ChangeHandler:
         if not task_ids:
             return
         ids = list(task_ids)
-        records = await send_commands(self.store.redis, [("HGET", keys.task_record(i), "d") for i in ids])
+        records = await self.store.get_many_raw(ids, keep_missing=True)
         settings = self.settings()
         now = self.clock()
         finished: list[Task] = []
@@ -109,13 +110,13 @@ class ChangeHandler:
                 if task.instance_id:
                     account = settings.account(task.instance_id)
                     core_size = account.core_size if account else 0
-                    self.store.queue_release(pipe, task.instance_id, task.id, core_size=core_size)
+                    self.queues.queue_release(pipe, task.instance_id, task.id, core_size=core_size)
             batch.queue(pipe)
             if live_add:
-                pipe.zadd(LIVE_KEY, live_add, nx=True)
+                pipe.zadd(keys.LIVE_TASKS, live_add, nx=True)
             if live_remove:
-                pipe.zrem(LIVE_KEY, *live_remove)
+                pipe.zrem(keys.LIVE_TASKS, *live_remove)
 
-        batch.settle(await execute(self.store.redis, fill, [*STORE_SCRIPTS, *HOOK_SCRIPTS]))
+        batch.settle(await execute(self.store.redis, fill, [*QUEUE_SCRIPTS, *HOOK_SCRIPTS]))
         if finished and self.ledger is not None:
             await asyncio.to_thread(self.ledger.append, finished)

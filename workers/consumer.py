@@ -33,7 +33,6 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from broker.events import GatewayEvent, decode_event
-from broker.redis_server import send_commands
 from workers.apply import Applier
 
 __all__ = ["Entry", "EventHandler", "StreamConsumer"]
@@ -118,11 +117,11 @@ class StreamConsumer:
 
     async def _ack_and_read(self) -> Any:
         """Acknowledge the entries handled so far and read the next ones, in one round trip."""
-        read = ("XREADGROUP", "GROUP", self.group, self.name, "COUNT", self.count, "BLOCK", self.block_ms)
-        commands: list[tuple[Any, ...]] = [(*read, "STREAMS", self.stream, ">")]
-        if self._done:
-            commands.insert(0, ("XACK", self.stream, self.group, *self._done))
-        *_acked, response = await send_commands(self.redis, commands)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            if self._done:
+                pipe.xack(self.stream, self.group, *self._done)
+            pipe.xreadgroup(self.group, self.name, {self.stream: ">"}, count=self.count, block=self.block_ms)
+            *_acked, response = await pipe.execute()
         self._done = []
         return response
 

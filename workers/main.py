@@ -29,12 +29,14 @@ from arq.worker import Worker
 from redis.exceptions import RedisError
 
 from broker import keys
+from broker.clock import Clock, now_ms
 from broker.config import ConfigWatcher, Settings, config_path, load_settings
 from broker.ledger import Ledger
-from broker.redis_server import connect
-from broker.store import CHANGES_STREAM, TaskStore
+from broker.queues import AccountQueues
+from broker.redis_client import connect
+from broker.store import TaskStore
 from workers.apply import Applier
-from workers.changes import CHANGES_GROUP, ChangeHandler
+from workers.changes import ChangeHandler
 from workers.consumer import EventHandler, StreamConsumer
 from workers.hooks import HookDeliverer, HookOutbox
 from workers.matching import Matcher
@@ -46,10 +48,6 @@ log = logging.getLogger(__name__)
 
 #: pending stream entries idle this long belong to a dead worker and are taken over
 DEFAULT_CLAIM_IDLE_SECONDS = 30.0
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def _consumer_name() -> str:
@@ -71,7 +69,7 @@ class WorkerRuntime:
         *,
         name: str | None = None,
         claim_idle_seconds: float = DEFAULT_CLAIM_IDLE_SECONDS,
-        clock: Callable[[], int] = _now_ms,
+        clock: Clock = now_ms,
         watcher: ConfigWatcher | None = None,
     ) -> None:
         self.settings = settings
@@ -80,14 +78,15 @@ class WorkerRuntime:
         self.claim_idle_ms = int(claim_idle_seconds * 1000)
         self.clock = clock
         retention_s = settings.tasks.retention_days * 86_400
-        self.redis = connect(settings.redis_url)
+        self.redis = connect(settings.redis_url, settings.redis)
         self.store = TaskStore(self.redis, retention_seconds=retention_s, clock=clock)
+        self.queues = AccountQueues(self.redis, clock=clock)
         self.ledger: Ledger | None = None
         self.outbox = HookOutbox(self.redis, ttl_ms=int(retention_s * 1000), clock=clock)
         self.deliverer = HookDeliverer(self.redis, self.outbox, settings=settings.hooks, clock=clock)
-        self.matcher = Matcher(self.store, window_ms=self._window_ms, clock=clock)
+        self.matcher = Matcher(self.store, queues=self.queues, window_ms=self._window_ms, clock=clock)
         self.applier = Applier(self.store, self.matcher, clock=clock)
-        self.sweeper = Sweeper(self.store, settings=self._settings, clock=clock)
+        self.sweeper = Sweeper(self.store, queues=self.queues, settings=self._settings, clock=clock)
         self.events = StreamConsumer(
             self.redis,
             stream=keys.EVENTS_STREAM,
@@ -113,11 +112,12 @@ class WorkerRuntime:
         self.ledger = await asyncio.to_thread(Ledger, self.settings.tasks.ledger_path)
         self.changes = StreamConsumer(
             self.redis,
-            stream=CHANGES_STREAM,
-            group=CHANGES_GROUP,
+            stream=keys.CHANGES_STREAM,
+            group=keys.CHANGES_GROUP,
             name=self.name,
             handle=ChangeHandler(
                 self.store,
+                queues=self.queues,
                 deliverer=self.deliverer,
                 ledger=self.ledger,
                 settings=self._settings,

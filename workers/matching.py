@@ -25,16 +25,16 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from broker import keys
+from broker.clock import Clock
 from broker.models import Task, TaskAction, TaskStatus
+from broker.queues import AccountQueues
 from broker.store import TaskStore
 from workers.parser import Change
 
-__all__ = ["UNMATCHED_COUNTER", "Match", "Matcher", "normalise_prompt"]
+__all__ = ["Match", "Matcher", "normalise_prompt"]
 
 log = logging.getLogger(__name__)
 
-#: Redis counter of events that were about a job but matched no task
-UNMATCHED_COUNTER = f"{keys.PREFIX}:stats:unmatched"
 
 _LINK = re.compile(r"<(https?://[^>\s]+)>")
 _SPACES = re.compile(r"\s+")
@@ -79,6 +79,7 @@ class Matcher:
     """Looks tasks up by the keys of a `Change`.
 
     :param store: the task store (indexes and records).
+    :param queues: the account queues (which tasks of an account are running).
     :param window_ms: per account id, how far back a prompt match may look (the account timeout).
     :param clock: epoch milliseconds.
     """
@@ -87,10 +88,12 @@ class Matcher:
         self,
         store: TaskStore,
         *,
+        queues: AccountQueues,
         window_ms: Callable[[str], int],
-        clock: Callable[[], int],
+        clock: Clock,
     ) -> None:
         self.store = store
+        self.queues = queues
         self.redis: aioredis.Redis = store.redis
         self.window_ms = window_ms
         self.clock = clock
@@ -169,7 +172,7 @@ class Matcher:
 
     async def count_unmatched(self, account: str, change: Change) -> None:
         self.unmatched[change.kind] = self.unmatched.get(change.kind, 0) + 1
-        await self.redis.incr(UNMATCHED_COUNTER)
+        await self.redis.incr(keys.UNMATCHED_EVENTS)
         log.debug(
             "unmatched %s %s event on account %s (message %s, nonce %s)",
             change.kind,
@@ -184,7 +187,7 @@ class Matcher:
         return found[1] if found else None
 
     async def _running(self, account: str) -> list[tuple[Task, int]]:
-        slots = await self.store.running(account)
+        slots = await self.queues.running(account)
         if not slots:
             return []
         tasks = {t.id: t for t in await self.store.get_many([task_id for task_id, _ in slots])}

@@ -24,10 +24,11 @@ from collections.abc import Callable
 import msgspec
 
 from broker import keys
+from broker.clock import Clock
 from broker.config import Account, Settings
-from broker.models import Task, TaskStatus
-from broker.store import InvalidTransition, TaskStore
-from workers.changes import LIVE_KEY
+from broker.models import TaskStatus
+from broker.queues import AccountQueues
+from broker.store import TaskStore
 
 __all__ = ["SweepReport", "Sweeper"]
 
@@ -52,15 +53,22 @@ def _minutes(value: float) -> str:
 class Sweeper:
     """Fails overdue tasks and frees stale slots.
 
-    :param store: task records and queues.
+    :param store: task records.
+    :param queues: account queues.
     :param settings: a callable returning the current settings (hot reload).
     :param clock: epoch milliseconds.
     """
 
     def __init__(
-        self, store: TaskStore, *, settings: Callable[[], Settings], clock: Callable[[], int]
+        self,
+        store: TaskStore,
+        *,
+        queues: AccountQueues,
+        settings: Callable[[], Settings],
+        clock: Clock,
     ) -> None:
         self.store = store
+        self.queues = queues
         self.settings = settings
         self.clock = clock
 
@@ -78,7 +86,7 @@ class Sweeper:
     async def _sweep_running(self, account: Account, report: SweepReport) -> None:
         now = self.clock()
         limit_ms = int(account.timeout_minutes * 60_000)
-        for task_id, slot_ms in await self.store.running(account.id):
+        for task_id, slot_ms in await self.queues.running(account.id):
             task = await self.store.get(task_id)
             if task is not None and not task.status.is_terminal:
                 started = task.start_time or slot_ms
@@ -90,9 +98,9 @@ class Sweeper:
                         f"Task was not sent to Discord within {_minutes(account.timeout_minutes)}: "
                         f"account {account.id} is not taking work (see /mj/account/{account.id}/fetch)"
                     )
-                if await self._fail(task_id, reason):
+                if await self.store.fail(task_id, reason):
                     report.timed_out.append(task_id)
-            await self.store.release(account.id, task_id, core_size=account.core_size)
+            await self.queues.release(account.id, task_id, core_size=account.core_size)
             report.released.append(task_id)
 
     async def _sweep_waiting(self, account: Account, report: SweepReport) -> None:
@@ -104,7 +112,7 @@ class Sweeper:
         now = self.clock()
         limit_ms = int(account.queue_timeout_minutes * 60_000)
         while True:
-            head = await self.store.waiting(account.id, limit=_WAITING_BATCH - 1)
+            head = await self.queues.waiting(account.id, limit=_WAITING_BATCH - 1)
             if not head:
                 return
             records = {t.id: t for t in await self.store.get_many(head)}
@@ -117,9 +125,9 @@ class Sweeper:
                     reason = (
                         f"Task waited in the queue for more than {_minutes(account.queue_timeout_minutes)}"
                     )
-                    if await self._fail(task_id, reason):
+                    if await self.store.fail(task_id, reason):
                         report.timed_out.append(task_id)
-                await self.store.release(account.id, task_id, core_size=account.core_size)
+                await self.queues.release(account.id, task_id, core_size=account.core_size)
                 report.released.append(task_id)
                 expired += 1
             if expired < len(head):
@@ -131,7 +139,7 @@ class Sweeper:
             (a.timeout_minutes for a in settings.accounts), default=_DEFAULT_ACCOUNT.timeout_minutes
         )
         rows = await self.store.redis.zrangebyscore(
-            LIVE_KEY, "-inf", now - int(shortest * 60_000), start=0, num=_LIVE_BATCH, withscores=True
+            keys.LIVE_TASKS, "-inf", now - int(shortest * 60_000), start=0, num=_LIVE_BATCH, withscores=True
         )
         gone: list[str] = []
         for member, seen in rows:
@@ -141,7 +149,7 @@ class Sweeper:
                 gone.append(task_id)
                 continue
             account = settings.account(task.instance_id or "") or _DEFAULT_ACCOUNT
-            if await self._queued(account.id, task_id):
+            if await self.queues.holds(account.id, task_id):
                 continue  # the running/waiting rules above own it
             age = now - max(int(seen), task.submit_time or 0)
             if task.status == TaskStatus.MODAL:
@@ -150,30 +158,7 @@ class Sweeper:
             else:
                 limit = max(account.timeout_minutes, account.queue_timeout_minutes)
                 reason = f"Task was not started within {_minutes(limit)}"
-            if age >= limit * 60_000 and await self._fail(task_id, reason):
+            if age >= limit * 60_000 and await self.store.fail(task_id, reason):
                 report.timed_out.append(task_id)
         if gone:
-            await self.store.redis.zrem(LIVE_KEY, *gone)
-
-    async def _queued(self, account_id: str, task_id: str) -> bool:
-        async with self.store.redis.pipeline(transaction=False) as pipe:
-            pipe.zscore(keys.account_running(account_id), task_id)
-            pipe.zscore(keys.account_waiting(account_id), task_id)
-            running, waiting = await pipe.execute()
-        return running is not None or waiting is not None
-
-    async def _fail(self, task_id: str, reason: str) -> bool:
-        now = self.clock()
-
-        def mutate(task: Task) -> Task | None:
-            if task.status.is_terminal:
-                return None
-            return msgspec.structs.replace(
-                task, status=TaskStatus.FAILURE, fail_reason=reason, progress="", finish_time=now
-            )
-
-        try:
-            update = await self.store.update(task_id, mutate)
-        except InvalidTransition:
-            return False
-        return update.changed
+            await self.store.redis.zrem(keys.LIVE_TASKS, *gone)

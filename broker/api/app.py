@@ -14,10 +14,11 @@ from broker.api.accounts import ACCOUNT_HANDLERS
 from broker.api.auth import door_middleware
 from broker.api.context import ApiContext
 from broker.api.errors import EXCEPTION_HANDLERS
+from broker.api.followups import FOLLOWUP_HANDLERS
 from broker.api.submit import SUBMIT_HANDLERS
 from broker.api.tasks import TASK_HANDLERS
 from broker.config import ConfigWatcher, Settings, config_path, load_settings
-from broker.redis_server import connect
+from broker.redis_client import connect
 
 __all__ = ["RedactSecrets", "create_app"]
 
@@ -72,13 +73,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
         log.warning("no api_keys configured: the API is open to anyone who can reach it")
 
     async def startup() -> None:
-        ctx.open(connect(settings.redis_url))
+        ctx.open(connect(settings.redis_url, settings.redis))
 
     async def shutdown() -> None:
         await ctx.close()
 
     return Litestar(
-        route_handlers=[*SUBMIT_HANDLERS, *TASK_HANDLERS, *ACCOUNT_HANDLERS],
+        route_handlers=[*SUBMIT_HANDLERS, *FOLLOWUP_HANDLERS, *TASK_HANDLERS, *ACCOUNT_HANDLERS],
         on_startup=[startup],
         on_shutdown=[shutdown],
         middleware=[door_middleware(settings.api_keys, settings.server.cors_origins)],

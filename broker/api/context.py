@@ -1,23 +1,20 @@
-"""What the route handlers share in one web process: settings, the Redis client, store, admitter."""
+"""What the route handlers share in one web process: settings, the Redis client, store, queues, admitter."""
 
 from __future__ import annotations
 
 import os
-import time
 from typing import Any, cast
 
 import redis.asyncio as aioredis
 from litestar import Request
 
 from broker.admission import LOAD_TTL_SECONDS, STATUS_TTL_SECONDS, Admitter
+from broker.clock import now_ms
 from broker.config import ConfigWatcher, Settings
+from broker.queues import AccountQueues
 from broker.store import TaskStore
 
 __all__ = ["ApiContext", "context_of"]
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class ApiContext:
@@ -26,17 +23,20 @@ class ApiContext:
     def __init__(self, settings: Settings, *, watcher: ConfigWatcher | None = None) -> None:
         self._settings = settings
         self._watcher = watcher
-        self.clock = _now_ms
+        self.clock = now_ms
         self._redis: aioredis.Redis | None = None
         self._store: TaskStore | None = None
+        self._queues: AccountQueues | None = None
         self._admitter: Admitter | None = None
 
     def open(self, redis: aioredis.Redis) -> None:
         self._redis = redis
         self._store = TaskStore(redis, retention_seconds=self.settings.tasks.retention_days * 86400)
+        self._queues = AccountQueues(redis)
         # how long an account status and the account loads read are trusted (tests use 0)
         self._admitter = Admitter(
             self._store,
+            self._queues,
             self.settings,
             status_ttl=float(os.environ.get("MJBROKER_STATUS_TTL_SECONDS", STATUS_TTL_SECONDS)),
             load_ttl=float(os.environ.get("MJBROKER_LOAD_TTL_SECONDS", LOAD_TTL_SECONDS)),
@@ -45,7 +45,7 @@ class ApiContext:
     async def close(self) -> None:
         if self._redis is not None:
             await self._redis.aclose()
-        self._redis = self._store = self._admitter = None
+        self._redis = self._store = self._queues = self._admitter = None
 
     @property
     def settings(self) -> Settings:
@@ -67,6 +67,11 @@ class ApiContext:
     def store(self) -> TaskStore:
         assert self._store is not None, "the app has not started"
         return self._store
+
+    @property
+    def queues(self) -> AccountQueues:
+        assert self._queues is not None, "the app has not started"
+        return self._queues
 
     @property
     def admitter(self) -> Admitter:

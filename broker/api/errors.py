@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable, MutableMapping
 from typing import Any
 
+import msgspec
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
@@ -25,8 +26,17 @@ __all__ = ["EXCEPTION_HANDLERS"]
 log = logging.getLogger(__name__)
 
 
+class _HttpErrorBody(msgspec.Struct):
+    """The body of an HTTP error that has no midjourney-proxy code (404, 405, 413...): `code` is the
+    HTTP status, as litestar's own error bodies give it."""
+
+    code: int
+    description: str
+    properties: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
 def _reply(
-    status: int, code: int, description: str, properties: dict[str, Any] | None = None
+    status: int, code: ReturnCode, description: str, properties: dict[str, Any] | None = None
 ) -> Response[Any]:
     return Response(
         SubmitResult(code=code, description=description, properties=properties or {}),
@@ -36,7 +46,7 @@ def _reply(
 
 
 def _broker_error(_: Request[Any, Any, Any], exc: BrokerError) -> Response[Any]:
-    return _reply(200, int(exc.code), exc.message, exc.properties)
+    return _reply(200, exc.code, exc.message, exc.properties)
 
 
 def _transition(_: Request[Any, Any, Any], exc: InvalidTransition) -> Response[Any]:
@@ -59,8 +69,10 @@ def _http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     if status >= 500:
         log.error("HTTP %s: %s", status, exc.detail)
         return _reply(status, ReturnCode.FAILURE, "internal error")
-    code = ReturnCode.VALIDATION_ERROR if status == 400 else status
-    return _reply(status, code, str(exc.detail)[:1000], None)
+    description = str(exc.detail)[:1000]
+    if status == 400:
+        return _reply(status, ReturnCode.VALIDATION_ERROR, description)
+    return Response(_HttpErrorBody(status, description), status_code=status, media_type=MediaType.JSON)
 
 
 def _internal(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:

@@ -12,8 +12,7 @@ from broker.api.paths import route_paths
 from broker.api.types import ListByIdsRequest
 from broker.bridge_calls import call_bridge, new_call
 from broker.errors import ParentNotReady, TaskNotFound, ValidationFailed
-from broker.models import SubmitResult, Task, TaskStatus, decode_task
-from broker.store import CHANGES_STREAM
+from broker.models import ReturnCode, SubmitResult, Task, TaskStatus, decode_task
 
 __all__ = ["TASK_HANDLERS"]
 
@@ -51,13 +50,7 @@ async def list_by_condition(request: AnyRequest, data: ListByIdsRequest) -> Resp
 
 
 async def _queued_ids(ctx: ApiContext) -> list[str]:
-    redis = ctx.redis
-    async with redis.pipeline(transaction=False) as pipe:
-        for account in ctx.settings.accounts:
-            pipe.zrange(keys.account_running(account.id), 0, -1)
-            pipe.zrange(keys.account_waiting(account.id), 0, -1)
-        found: list[list[bytes]] = await pipe.execute()
-    return list(dict.fromkeys(member.decode() for rows in found for member in rows))
+    return await ctx.queues.unfinished_of([account.id for account in ctx.settings.accounts])
 
 
 @get(route_paths("/mj/task/queue"), summary="Queued and running tasks, oldest first")
@@ -73,7 +66,7 @@ async def list_tasks(request: AnyRequest) -> list[Task]:
     # within Redis retention; older history lives in the SQLite ledger, which the web does not read.
     ctx = context_of(request)
     ids = await _queued_ids(ctx)
-    for _, fields in await ctx.redis.xrevrange(CHANGES_STREAM, count=_RECENT_CHANGES):
+    for _, fields in await ctx.redis.xrevrange(keys.CHANGES_STREAM, count=_RECENT_CHANGES):
         ids.append(fields[b"id"].decode())
     raws = await ctx.store.get_many_raw(list(dict.fromkeys(ids)))
     tasks = [decode_task(raw) for raw in raws]
@@ -88,7 +81,7 @@ async def image_seed(request: AnyRequest, task_id: str) -> SubmitResult:
     if task is None:
         raise TaskNotFound(task_id)
     if task.seed:
-        return SubmitResult(code=1, description="Submit success", result=task.seed)
+        return SubmitResult(code=ReturnCode.SUCCESS, description="Submit success", result=task.seed)
     if task.status != TaskStatus.SUCCESS:
         raise ParentNotReady(task.id, task.status, TaskStatus.SUCCESS)
     if not task.properties.message_hash:
@@ -98,7 +91,7 @@ async def image_seed(request: AnyRequest, task_id: str) -> SubmitResult:
     if not isinstance(seed, str) or not seed:
         raise ValidationFailed(f"no seed found for task {task.id}")
     await ctx.store.transition(task.id, TaskStatus.SUCCESS, seed=seed)
-    return SubmitResult(code=1, description="Submit success", result=seed)
+    return SubmitResult(code=ReturnCode.SUCCESS, description="Submit success", result=seed)
 
 
 @post(
@@ -117,8 +110,8 @@ async def cancel(request: AnyRequest, task_id: str) -> SubmitResult:
     await ctx.store.transition(task.id, TaskStatus.CANCEL, finish_time=ctx.clock(), fail_reason="Cancelled")
     account = ctx.settings.account(task.instance_id or "")
     if account is not None:
-        await ctx.store.release(account.id, task.id, core_size=account.core_size)
-    return SubmitResult(code=1, description="Cancel success", result=task.id)
+        await ctx.queues.release(account.id, task.id, core_size=account.core_size)
+    return SubmitResult(code=ReturnCode.SUCCESS, description="Cancel success", result=task.id)
 
 
 TASK_HANDLERS = [fetch, list_by_condition, queue, list_tasks, image_seed, cancel]

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from e2e_support import TERMINAL, Stack
 
-from broker.redis_server import connect
+from broker.redis_client import connect
 from broker.store import TaskStore
 
 TASKS = 200

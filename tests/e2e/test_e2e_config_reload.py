@@ -8,7 +8,7 @@ from pathlib import Path
 from e2e_support import Stack
 
 from broker import keys
-from broker.redis_server import connect
+from broker.redis_client import connect
 
 
 def _pin(account_id: str) -> dict[str, object]:

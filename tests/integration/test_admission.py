@@ -7,6 +7,7 @@ import msgspec
 from broker.admission import Admitter
 from broker.config import Account, parse_settings
 from broker.models import Task, TaskAction
+from broker.queues import AccountQueues
 from broker.store import TaskStore
 
 
@@ -16,7 +17,9 @@ def _admitter(store: TaskStore, *, load_ttl: float) -> Admitter:
         Account(id=f"a{n}", guild_id=f"g{n}", channel_id=f"c{n}", token=f"t{n}", core_size=2, queue_size=5)
         for n in (1, 2, 3)
     )
-    return Admitter(store, msgspec.structs.replace(base, accounts=accounts), load_ttl=load_ttl)
+    return Admitter(
+        store, AccountQueues(store.redis), msgspec.structs.replace(base, accounts=accounts), load_ttl=load_ttl
+    )
 
 
 async def _submit(admitter: Admitter, n: int) -> list[str]:
@@ -27,15 +30,23 @@ async def _submit(admitter: Admitter, n: int) -> list[str]:
     return placed
 
 
-async def test_own_admissions_keep_a_cached_view_of_the_loads_balanced(store: TaskStore) -> None:
+async def test_own_admissions_keep_a_cached_view_of_the_loads_balanced(
+    store: TaskStore, queues: AccountQueues
+) -> None:
     admitter = _admitter(store, load_ttl=60)
     # Read once, then counted locally: an uncounted view would put every task on a1.
     assert await _submit(admitter, 6) == ["a1", "a2", "a3", "a1", "a2", "a3"]
-    assert await store.loads(["a1", "a2", "a3"]) == {"a1": (2, 0), "a2": (2, 0), "a3": (2, 0)}
+    assert await queues.loads(["a1", "a2", "a3"]) == {
+        "a1": (2, 0),
+        "a2": (2, 0),
+        "a3": (2, 0),
+    }
 
 
-async def test_loads_changed_by_others_are_seen_once_the_view_expires(store: TaskStore) -> None:
+async def test_loads_changed_by_others_are_seen_once_the_view_expires(
+    store: TaskStore, queues: AccountQueues
+) -> None:
     admitter = _admitter(store, load_ttl=0)
     for i in range(3):  # another web process filled a1
-        await store.admit("a1", f"other{i}", core_size=2, queue_size=5)
+        await queues.admit("a1", f"other{i}", core_size=2, queue_size=5)
     assert await _submit(admitter, 2) == ["a2", "a3"]

@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 from broker import keys
 from broker.bridge_calls import BridgeCall, BridgeReply
 from broker.models import Button, Task, TaskAction, TaskProperties, TaskStatus
+from broker.queues import AccountQueues
 from broker.store import TaskStore
 
 H = "4c3a5e2f-1111-2222-3333-444455556666"
@@ -122,7 +123,7 @@ async def test_bookmark_answers_the_parent_id_and_creates_nothing(
 
 
 async def test_custom_zoom_modal_flow_21_then_modal_then_1(
-    client: httpx.AsyncClient, store: TaskStore
+    client: httpx.AsyncClient, store: TaskStore, queues: AccountQueues
 ) -> None:
     parent = await make_parent(store)
     parked = await _post(
@@ -133,7 +134,7 @@ async def test_custom_zoom_modal_flow_21_then_modal_then_1(
     task_id = parked["result"]
     fetched = (await client.get(f"/mj/task/{task_id}/fetch")).json()
     assert fetched["status"] == "MODAL" and fetched["action"] == "ZOOM"
-    assert (await store.loads(["a1"]))["a1"] == (0, 0)  # a MODAL task takes no slot
+    assert (await queues.loads(["a1"]))["a1"] == (0, 0)  # a MODAL task takes no slot
 
     bad = await _post(client, "/mj/submit/modal", {"taskId": task_id, "prompt": "a cat --zoom 3"})
     assert bad["code"] == 4 and "--zoom" in bad["description"]
@@ -194,15 +195,20 @@ async def test_legacy_change_and_simple_change(client: httpx.AsyncClient, store:
     assert no_index["code"] == 4
 
 
-async def test_cancel_releases_the_queue_place(client: httpx.AsyncClient, store: TaskStore) -> None:
+async def test_cancel_releases_the_queue_place(
+    client: httpx.AsyncClient, store: TaskStore, queues: AccountQueues
+) -> None:
     replies = [await _post(client, "/mj/submit/imagine", {"prompt": f"x{i}"}) for i in range(5)]
     started, queued = replies[0]["result"], replies[4]["result"]
     assert (await _post(client, f"/mj/task/{queued}/cancel", {}))["code"] == 1
     task = await store.get(queued)
     assert task is not None and task.status == "CANCEL"
-    assert (await store.loads(["a1"]))["a1"] == (3, 1)
+    assert (await queues.loads(["a1"]))["a1"] == (3, 1)
     assert (await _post(client, f"/mj/task/{started}/cancel", {}))["code"] == 1
-    assert (await store.loads(["a1"]))["a1"] == (3, 0)  # the queued one took the freed slot
+    assert (await queues.loads(["a1"]))["a1"] == (
+        3,
+        0,
+    )  # the queued one took the freed slot
     await store.transition(replies[1]["result"], TaskStatus.SUBMITTED)
     running = await _post(client, f"/mj/task/{replies[1]['result']}/cancel", {})
     assert running["code"] == 4 and "cannot be cancelled" in running["description"]

@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 from api_support import TOKEN_A1, WebProcess, account, running_web
 
 from broker import keys
+from broker.queues import AccountQueues
 from broker.redis_server import EmbeddedRedis
 from broker.store import TaskStore
 
@@ -54,7 +55,7 @@ async def test_imagine_returns_started_task_with_16_digit_id(
 
 
 async def test_fifty_concurrent_imagines_give_3_started_10_queued_37_rejected(
-    client: httpx.AsyncClient, store: TaskStore, redis: aioredis.Redis
+    client: httpx.AsyncClient, store: TaskStore, redis: aioredis.Redis, queues: AccountQueues
 ) -> None:
     replies = await asyncio.gather(
         *(_post(client, "/mj/submit/imagine", {"prompt": f"cat {i}"}) for i in range(50))
@@ -72,7 +73,7 @@ async def test_fifty_concurrent_imagines_give_3_started_10_queued_37_rejected(
     accepted = [r["result"] for r in replies if r["code"] in (1, 22)]
     assert len(await store.get_many_raw(accepted)) == 13
     assert len(await redis.keys(keys.task_record("*"))) == 13
-    assert (await store.loads(["a1"]))["a1"] == (3, 10)
+    assert (await queues.loads(["a1"]))["a1"] == (3, 10)
 
 
 async def test_banned_word_gives_24_and_stores_nothing(

@@ -11,6 +11,7 @@ from api_support import API_SECRET, AUTH, TOKEN_A1, WebProcess
 
 from broker import keys
 from broker.models import TaskStatus
+from broker.queues import AccountQueues
 from broker.store import TaskStore
 
 
@@ -45,11 +46,13 @@ async def test_list_by_condition_returns_a_bare_array(client: httpx.AsyncClient)
         assert (response.status_code, response.json()) == (200, [])
 
 
-async def test_list_and_queue(client: httpx.AsyncClient, redis: aioredis.Redis) -> None:
+async def test_list_and_queue(
+    client: httpx.AsyncClient, redis: aioredis.Redis, queues: AccountQueues
+) -> None:
     ids = [await _imagine(client, f"p{i}") for i in range(5)]
     store = TaskStore(redis, retention_seconds=3600)
     await store.transition(ids[0], TaskStatus.CANCEL)
-    await store.release("a1", ids[0], core_size=3)
+    await queues.release("a1", ids[0], core_size=3)
     queue = (await client.get("/mj/task/queue")).json()
     assert [t["id"] for t in queue] == ids[1:]
     listed = (await client.get("/mj/task/list")).json()

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -19,8 +20,10 @@ from bridge_support import (
     wait_until,
 )
 from mjsim_support import RunningSim, start_mjsim
+from workers_support import running_worker
 
 from broker import keys
+from broker.config import TaskSettings
 from broker.models import TaskStatus
 from broker.redis_server import EmbeddedRedis
 from broker.store import TaskStore
@@ -204,3 +207,42 @@ async def test_a_redis_error_while_an_account_comes_online_is_retried(
         await wait_online(running, ["a0", "a1"])
         task, _ = await submit(store, "a0", prompt="a cat after a hiccup")
         await wait_status(store, task.id, [TaskStatus.SUBMITTED, TaskStatus.IN_PROGRESS, TaskStatus.SUCCESS])
+
+
+async def test_a_pause_reported_by_the_worker_survives_the_bridges_next_status_write(
+    bridge: Bridge, sim: RunningSim, redis: aioredis.Redis, redis_server: EmbeddedRedis, tmp_path: Path
+) -> None:
+    # The worker parses the bot's captcha and reports it; the bridge's health module, the only
+    # writer of the status, pauses the account and keeps it paused through its periodic rewrites
+    # (it used to overwrite the worker's own PAUSED within seconds).
+    store = TaskStore(redis, retention_seconds=3600)
+    await sim.fault(sim.accounts[1]["token"], "captcha", on=True)
+    async with running_worker(msgspec.structs.replace(bridge.settings, tasks=_ledger_in(tmp_path))):
+        task, _ = await submit(store, "a1", prompt="a captcha on the way")
+        failed = await wait_status(store, task.id, [TaskStatus.FAILURE])
+        assert failed.fail_reason is not None and "captcha" in failed.fail_reason.lower()
+
+        async def status() -> dict[bytes, bytes]:
+            return await redis.hgetall(keys.account_status("a1"))  # type: ignore[no-any-return]
+
+        paused = await wait_until(
+            lambda: _paused(status()), within=10, what="the account paused by its bridge"
+        )
+        assert b"captcha" in paused[b"reason"].lower() and paused[b"bridge"].decode() == bridge.bridge_id
+
+        async def rewritten() -> dict[bytes, bytes] | None:
+            now = await status()
+            return now if int(now[b"updated_ms"]) > int(paused[b"updated_ms"]) else None
+
+        after = await wait_until(rewritten, within=5, what="the bridge's next status write")
+        assert after[b"state"] == b"PAUSED"
+        assert not bridge.runners["a1"].health.sending
+
+
+async def _paused(status: Awaitable[dict[bytes, bytes]]) -> dict[bytes, bytes] | None:
+    found = await status
+    return found if found.get(b"state") == b"PAUSED" else None
+
+
+def _ledger_in(tmp_path: Path) -> TaskSettings:
+    return TaskSettings(retention_days=1, ledger_path=str(tmp_path / "ledger.db"))

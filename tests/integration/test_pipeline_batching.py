@@ -8,11 +8,12 @@ from typing import Any
 
 import pytest
 from redis.asyncio.client import Pipeline
-from redis.exceptions import ResponseError
+from redis.exceptions import DataError, ResponseError
 
 from broker.batching import PipelineBatcher
 from broker.lua import Script
-from broker.redis_server import EmbeddedRedis, connect
+from broker.redis_client import connect
+from broker.redis_server import EmbeddedRedis
 
 _ECHO = Script("return ARGV[1]")
 
@@ -65,4 +66,31 @@ async def test_a_failed_command_fails_only_the_caller_that_sent_it(redis_server:
             await batcher.execute(lambda pipe: pipe.hset("t:batch:string", "f", "v"))
     finally:
         await client.delete("t:batch:string", "t:batch:ok")
+        await client.aclose()
+
+
+async def test_a_caller_whose_commands_cannot_be_sent_fails_alone(redis_server: EmbeddedRedis) -> None:
+    client = connect(redis_server.url)
+    batcher = PipelineBatcher(client, [])
+
+    def broken_fill(pipe: Pipeline) -> None:
+        pipe.set("t:batch:half", "1")
+        raise ValueError("the caller's own bug")
+
+    try:
+        results = await asyncio.gather(
+            batcher.execute(lambda pipe: pipe.set("t:batch:first", "1")),
+            batcher.execute(lambda pipe: pipe.set("t:batch:none", None)),  # redis-py cannot encode it
+            batcher.execute(broken_fill),
+            batcher.execute(lambda pipe: pipe.incr("t:batch:counted")),
+            return_exceptions=True,
+        )
+        assert results[0] == [True]
+        assert isinstance(results[1], DataError)
+        assert isinstance(results[2], ValueError)
+        assert results[3] == [1]
+        assert await client.get("t:batch:counted") == b"1"  # sent once, not once per attempt
+        assert await client.get("t:batch:half") is None  # a fill that raised sends nothing
+    finally:
+        await client.delete("t:batch:first", "t:batch:counted", "t:batch:half")
         await client.aclose()

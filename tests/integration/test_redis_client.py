@@ -1,19 +1,24 @@
-"""The process-wide Redis client (`broker.redis_server.connect`): hiredis packing, lean pool."""
+"""The process-wide Redis client (`broker.redis_client.connect`) and scripts (`broker.lua`)."""
 
 from __future__ import annotations
 
 import asyncio
-import gc
+import contextlib
+import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import DataError, ResponseError
+from redis.exceptions import DataError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from broker.config import RedisSettings
 from broker.lua import Script, execute
-from broker.redis_server import EmbeddedRedis, connect, free_port, send_commands, send_pipeline
+from broker.redis_client import connect
+from broker.redis_server import EmbeddedRedis, free_port
 
 
 async def test_every_argument_type_round_trips(redis_server: EmbeddedRedis) -> None:
@@ -32,102 +37,127 @@ async def test_every_argument_type_round_trips(redis_server: EmbeddedRedis) -> N
         await client.aclose()
 
 
-async def test_a_restarted_server_is_reconnected_to(tmp_path: Path) -> None:
-    server = EmbeddedRedis(port=free_port(), data_dir=tmp_path)  # its own: a restart forgets scripts
+async def test_a_restarted_server_is_reconnected_to_on_the_first_command(tmp_path: Path) -> None:
+    server = EmbeddedRedis(port=free_port(), data_dir=tmp_path)
     server.start()
     client: aioredis.Redis = connect(server.url)
     try:
         await client.set("t:k", "before")
-        server.stop()
-        server.start()
-        # pipelines (safe to send twice) are retried once on a fresh connection
-        assert await send_commands(client, [("GET", "t:k")]) == [b"before"]
-        for _ in range(3):  # the first command may still meet the old socket
-            try:
-                assert await client.get("t:k") == b"before"  # persisted by the AOF
-                break
-            except RedisConnectionError:
-                continue
-        else:
-            pytest.fail("the client never reconnected")
+        # in threads, so that this loop sees the old connection close, as a live process would
+        await asyncio.to_thread(server.stop)
+        await asyncio.to_thread(server.start)
+        # the pooled connection is found closed at checkout and replaced before the command is sent
+        assert await client.get("t:k") == b"before"  # persisted by the AOF
     finally:
         await client.aclose()
         server.stop()
 
 
-async def test_pipelined_scripts_load_once_and_survive_a_flushed_script_cache(
+class _ReplyDropper:
+    """A TCP proxy in front of Redis that, when armed, closes the client's connection as soon as the
+    server's next reply arrives, without passing it on: a command that ran but whose reply was lost."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.armed = False
+        self.port = 0
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter, replies: bool) -> None:
+            while data := await src.read(65536):
+                if replies and self.armed:
+                    self.armed = False
+                    writer.transport.abort()
+                    return
+                dst.write(data)
+                await dst.drain()
+
+        with contextlib.suppress(OSError, ConnectionError):
+            await asyncio.gather(pump(reader, up_writer, False), pump(up_reader, writer, True))
+        up_writer.close()
+        writer.close()
+
+
+async def test_a_command_whose_reply_is_lost_is_not_sent_again(redis_server: EmbeddedRedis) -> None:
+    proxy = _ReplyDropper(redis_server.port)
+    await proxy.start()
+    client = connect(f"redis://127.0.0.1:{proxy.port}/0")
+    direct = connect(redis_server.url)
+    try:
+        await direct.delete("t:incr")
+        assert await client.incr("t:incr") == 1
+        proxy.armed = True
+        with pytest.raises(RedisConnectionError):
+            await client.incr("t:incr")
+        assert await direct.get("t:incr") == b"2"  # it ran once; the client did not resend it
+        assert await client.incr("t:incr") == 3  # and the client recovers with a new connection
+    finally:
+        await direct.delete("t:incr")
+        await direct.aclose()
+        await client.aclose()
+        await proxy.close()
+
+
+@contextlib.asynccontextmanager
+async def _silent_server() -> AsyncIterator[int]:
+    """A TCP server that accepts connections and never answers."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def hold(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        for writer in held:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_server_that_stops_answering_fails_the_command_within_the_read_timeout() -> None:
+    async with _silent_server() as port:
+        client = connect(f"redis://127.0.0.1:{port}/0", RedisSettings(socket_timeout_seconds=0.3))
+        try:
+            started = time.monotonic()
+            with pytest.raises((RedisTimeoutError, RedisConnectionError)):
+                await client.get("t:k")
+            assert time.monotonic() - started < 3.0
+        finally:
+            await client.aclose()
+
+
+async def test_pipelined_scripts_load_once_and_only_the_forgotten_script_is_sent_again(
     redis_server: EmbeddedRedis,
 ) -> None:
     echo = Script("return ARGV[1]")
     client = connect(redis_server.url)
     try:
+        await client.delete("t:sent")
         await client.script_flush()
 
         def fill(pipe: Any) -> None:
-            echo.queue(pipe, [], ["hi"])
             pipe.incr("t:sent")
+            echo.queue(pipe, [], ["hi"])
 
-        assert await execute(client, fill, [echo]) == [b"hi", 1]  # loaded first: sent once
+        assert await execute(client, fill, [echo]) == [1, b"hi"]  # loaded first: sent once
         await client.script_flush()  # as a restarted server would have
-        assert await execute(client, fill, [echo]) == [b"hi", 3]  # NOSCRIPT: loaded, sent again
+        # NOSCRIPT: the script did not run and is sent again; the INCR beside it ran once only
+        assert await execute(client, fill, [echo]) == [2, b"hi"]
+        assert await client.get("t:sent") == b"2"
     finally:
         await client.delete("t:sent")
-        await client.aclose()
-
-
-async def test_lean_pipelines_give_redis_py_replies_errors_in_place(redis_server: EmbeddedRedis) -> None:
-    client = connect(redis_server.url)
-    try:
-
-        def fill(pipe: Any) -> None:
-            pipe.set("t:s", "v")  # redis-py turns OK into True
-            pipe.hget("t:s", "f")  # WRONGTYPE
-            pipe.zadd("t:z", {"a": 1.5})
-            pipe.zrange("t:z", 0, -1, withscores=True)  # a callback with options
-            pipe.xadd("t:x", {"f": "1"})
-            pipe.xrange("t:x")
-
-        async with client.pipeline(transaction=False) as lean:
-            fill(lean)
-            got = await send_pipeline(lean, raise_on_error=False)
-        await client.delete("t:s", "t:z", "t:x")
-        async with client.pipeline(transaction=False) as plain:
-            fill(plain)
-            want = await plain.execute(raise_on_error=False)
-        assert got[0] is True and isinstance(got[1], ResponseError)
-        assert got[2:4] == want[2:4] == [1, [(b"a", 1.5)]]
-        assert [fields for _, fields in got[5]] == [{b"f": b"1"}]
-        async with client.pipeline(transaction=False) as failing:
-            failing.hget("t:s", "f")
-            with pytest.raises(ResponseError):
-                await send_pipeline(failing)
-        # raw commands, no pipeline object: the same replies
-        assert await send_commands(client, [("SET", "t:c", 1), ("GET", "t:c")]) == [True, b"1"]
-        with pytest.raises(ResponseError):
-            await send_commands(client, [("HGET", "t:s", "f")])
-    finally:
-        await client.delete("t:s", "t:z", "t:x", "t:c")
-        await client.aclose()
-
-
-async def test_a_lean_pipeline_nobody_holds_survives_garbage_collection(redis_server: EmbeddedRedis) -> None:
-    """asyncio's protocol holds its stream reader weakly: a waiting sender must stay reachable."""
-    client = connect(redis_server.url)
-    done = asyncio.Event()
-
-    async def blocked_read() -> None:
-        async with client.pipeline(transaction=False) as pipe:
-            pipe.blpop(["t:later"], timeout=5)
-            await send_pipeline(pipe)
-        done.set()
-
-    try:
-        asyncio.get_running_loop().create_task(blocked_read())  # as a fire-and-forget flush does
-        await asyncio.sleep(0.1)
-        gc.collect()
-        await client.rpush("t:later", "x")
-        async with asyncio.timeout(5):
-            await done.wait()
-    finally:
-        await client.delete("t:later")
         await client.aclose()

@@ -8,8 +8,10 @@ import msgspec
 import pytest
 import redis.asyncio as aioredis
 
+from broker import keys
 from broker.models import Task, TaskAction, TaskProperties, TaskStatus
-from broker.store import CHANGES_STREAM, InvalidTransition, TaskStore
+from broker.queues import AccountQueues
+from broker.store import InvalidTransition, TaskStore
 
 
 def _task(task_id: str) -> Task:
@@ -20,7 +22,7 @@ async def test_create_sets_revision_one_and_announces_change(store: TaskStore, r
     task = await store.create(_task("1"))
     assert task.revision == 1
     assert (await store.get("1")) == task
-    entries = await redis.xrange(CHANGES_STREAM)
+    entries = await redis.xrange(keys.CHANGES_STREAM)
     assert [e[1] for e in entries] == [{b"id": b"1", b"rev": b"1"}]
 
 
@@ -35,7 +37,7 @@ async def test_a_write_that_only_changes_properties_is_not_announced(
 
     await store.update("1", bind)
     await store.transition("1", TaskStatus.IN_PROGRESS, progress="10%")
-    entries = [e[1] for e in await redis.xrange(CHANGES_STREAM)]
+    entries = [e[1] for e in await redis.xrange(keys.CHANGES_STREAM)]
     assert [e[b"rev"] for e in entries] == [b"1", b"2", b"4"]
 
 
@@ -87,22 +89,23 @@ def _fields(task: Task) -> dict[str, object]:
     return {f: getattr(task, f) for f in task.__struct_fields__}
 
 
-async def test_admission_starts_queues_then_rejects(store: TaskStore) -> None:
-    codes = [(await store.admit("a1", str(i), core_size=3, queue_size=10)) for i in range(15)]
+async def test_admission_starts_queues_then_rejects(queues: AccountQueues) -> None:
+    codes = [(await queues.admit("a1", str(i), core_size=3, queue_size=10)) for i in range(15)]
     assert [c.code for c in codes] == [1] * 3 + [22] * 10 + [23] * 2
     assert [c.position for c in codes[3:13]] == list(range(1, 11))
     # each step reports the account's load (running + waiting) right after it
     assert [c.load for c in codes] == [*range(1, 14), 13, 13]
 
 
-async def test_release_promotes_the_oldest_queued_task_once(store: TaskStore) -> None:
+async def test_release_promotes_the_oldest_queued_task_once(queues: AccountQueues) -> None:
     for i in range(5):
-        await store.admit("a1", str(i), core_size=2, queue_size=10)
-    assert await store.release("a1", "0", core_size=2) == ["2"]
-    assert await store.release("a1", "0", core_size=2) == []
-    assert [t for t, _ in await store.running("a1")] == ["1", "2"]
-    assert await store.waiting("a1") == ["3", "4"]
-    assert await store.queue_position("a1", "4") == 2
+        await queues.admit("a1", str(i), core_size=2, queue_size=10)
+    assert await queues.release("a1", "0", core_size=2) == ["2"]
+    assert await queues.release("a1", "0", core_size=2) == []
+    assert [t for t, _ in await queues.running("a1")] == ["1", "2"]
+    assert await queues.waiting("a1") == ["3", "4"]
+    assert await queues.position("a1", "4") == 2
+    assert await queues.unfinished("a1") == ["1", "2", "3", "4"]
 
 
 async def test_writes_survive_a_server_that_forgot_its_scripts(

@@ -21,6 +21,7 @@ from workers_support import (
 
 from broker.config import HookSettings
 from broker.models import TaskStatus
+from broker.queues import AccountQueues
 from broker.redis_server import EmbeddedRedis
 from broker.store import TaskStore
 
@@ -28,7 +29,7 @@ JOB = "0c4d6a8e-2b1f-4e3d-9a7b-5c6d7e8f9a0b"
 
 
 async def test_sigkilled_worker_loses_no_change_and_no_hook(
-    redis: aioredis.Redis, redis_server: EmbeddedRedis, tmp_path: Path
+    redis: aioredis.Redis, redis_server: EmbeddedRedis, tmp_path: Path, queues: AccountQueues
 ) -> None:
     receiver = HookReceiver()
     await receiver.start()
@@ -87,7 +88,7 @@ async def test_sigkilled_worker_loses_no_change_and_no_hook(
             versions = [r.version for r in receiver.received if r.task["id"] == final.id]
             # at least once, never backwards
             assert versions == sorted(versions) and versions[-1] == final.revision
-        assert await store.running("a1") == []
+        assert await queues.running("a1") == []
     finally:
         for proc in (first, second):
             if proc is not None and proc.returncode is None:

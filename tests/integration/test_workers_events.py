@@ -28,11 +28,12 @@ from workers_support import (
 )
 
 from broker import keys
+from broker.account_status import decode_fact
 from broker.models import Task, TaskAction, TaskStatus
+from broker.queues import AccountQueues
 from broker.redis_server import EmbeddedRedis
 from broker.store import TaskStore
 from workers.main import WorkerRuntime
-from workers.matching import UNMATCHED_COUNTER
 
 JOB = "5b1c2d3e-1a2b-4c5d-8e9f-0123456789ab"
 
@@ -46,7 +47,12 @@ async def worker(
 
 
 async def test_imagine_runs_from_start_through_progress_to_success_with_buttons(
-    store: TaskStore, redis: aioredis.Redis, worker: WorkerRuntime, receiver: HookReceiver, tmp_path: Path
+    store: TaskStore,
+    redis: aioredis.Redis,
+    worker: WorkerRuntime,
+    receiver: HookReceiver,
+    tmp_path: Path,
+    queues: AccountQueues,
 ) -> None:
     task, nonce = await submitted_task(store, prompt="a red fox --ar 16:9", hook=receiver.url("fox"))
     start_id, final_id = snowflake(), snowflake()
@@ -88,7 +94,7 @@ async def test_imagine_runs_from_start_through_progress_to_success_with_buttons(
     assert versions == sorted(versions) and versions[-1] == done.revision
     assert receiver.for_path("fox")[-1].task["status"] == "SUCCESS"
     # the slot is free and the ledger has the row
-    assert await store.running("a1") == []
+    assert await queues.running("a1") == []
     await _wait_ledger(tmp_path, task.id, "SUCCESS")
 
 
@@ -211,13 +217,13 @@ async def test_describe_shorten_and_blend_results(
 
 
 async def test_error_embed_fails_the_task_with_title_and_text(
-    store: TaskStore, redis: aioredis.Redis, worker: WorkerRuntime, tmp_path: Path
+    store: TaskStore, redis: aioredis.Redis, worker: WorkerRuntime, tmp_path: Path, queues: AccountQueues
 ) -> None:
     from workers_support import fixture
 
     task, nonce = await submitted_task(store, prompt="a cat --q 9", core_size=1)
     queued, _ = await submitted_task(store, prompt="next", core_size=1, submit=False)
-    assert await store.waiting("a1") == [queued.id]
+    assert await queues.waiting("a1") == [queued.id]
     await push(
         redis, "MESSAGE_CREATE", fixture("err-invalid-parameter-unrecognized", id=snowflake(), nonce=nonce)
     )
@@ -227,7 +233,7 @@ async def test_error_embed_fails_the_task_with_title_and_text(
     assert failed.progress == "" and failed.finish_time is not None
     # the slot goes to the queued task
     async with asyncio.timeout(5):
-        while [tid for tid, _ in await store.running("a1")] != [queued.id]:  # noqa: ASYNC110 - polls Redis state, bounded by the timeout
+        while [tid for tid, _ in await queues.running("a1")] != [queued.id]:  # noqa: ASYNC110 - polls Redis state, bounded by the timeout
             await asyncio.sleep(0.02)
     await _wait_ledger(tmp_path, task.id, "FAILURE")
 
@@ -279,7 +285,7 @@ def _comparable(task: Task, prompt: str) -> dict[str, Any]:
     }
 
 
-async def test_captcha_fails_the_task_and_pauses_the_account(
+async def test_captcha_fails_the_task_and_is_reported_to_the_accounts_health(
     store: TaskStore, redis: aioredis.Redis, worker: WorkerRuntime
 ) -> None:
     task, nonce = await submitted_task(store, prompt="a cat")
@@ -300,8 +306,10 @@ async def test_captcha_fails_the_task_and_pauses_the_account(
     assert (
         failed.fail_reason is not None and "captcha" in failed.fail_reason and "human" in failed.fail_reason
     )
-    status = await redis.hgetall(keys.account_status("a1"))
-    assert status[b"state"] == b"PAUSED" and b"captcha" in status[b"reason"]
+    # what it means for the account is the bridge's call: the worker reports the fact, writes no status
+    facts = [decode_fact(raw) for raw in await redis.lrange(keys.account_facts("a1"), 0, -1)]
+    assert [(f.kind, f.task_id) for f in facts if f is not None] == [("captcha", task.id)]
+    assert await redis.exists(keys.account_status("a1")) == 0
 
 
 async def test_unmatched_events_are_counted_and_touch_no_task(
@@ -318,7 +326,7 @@ async def test_unmatched_events_are_counted_and_touch_no_task(
         message("", nonce="999", embeds=[{"title": "Invalid prompt", "color": 16711680}]),
     )
     async with asyncio.timeout(5):
-        while int(await redis.get(UNMATCHED_COUNTER) or 0) < 2:  # noqa: ASYNC110 - polls Redis state, bounded by the timeout
+        while int(await redis.get(keys.UNMATCHED_EVENTS) or 0) < 2:  # noqa: ASYNC110 - polls Redis state, bounded by the timeout
             await asyncio.sleep(0.01)
     current = await store.get(task.id)
     assert (

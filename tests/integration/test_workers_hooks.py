@@ -23,11 +23,11 @@ from workers_support import (
     wait_final,
 )
 
+from broker import keys
 from broker.config import HookSettings
 from broker.models import Task, TaskStatus
 from broker.redis_server import EmbeddedRedis
-from broker.store import CHANGES_STREAM, TaskStore
-from workers.changes import CHANGES_GROUP
+from broker.store import TaskStore
 from workers.hooks import HookDeliverer, HookOutbox
 
 JOB = "9e107d9d-372b-4b3a-9b8e-3a1c2b3d4e5f"
@@ -217,11 +217,13 @@ async def test_no_hook_before_the_task_is_submitted(
 
 async def _changes_handled(redis: aioredis.Redis) -> None:
     """Wait until the workers' change group has read and acknowledged every change so far."""
-    (last_id, _), *_ = await redis.xrevrange(CHANGES_STREAM, count=1)
+    (last_id, _), *_ = await redis.xrevrange(keys.CHANGES_STREAM, count=1)
     async with asyncio.timeout(5):
         while True:
             group = next(
-                g for g in await redis.xinfo_groups(CHANGES_STREAM) if g["name"] == CHANGES_GROUP.encode()
+                g
+                for g in await redis.xinfo_groups(keys.CHANGES_STREAM)
+                if g["name"] == keys.CHANGES_GROUP.encode()
             )
             done = group["last-delivered-id"].split(b"-")
             if group["pending"] == 0 and tuple(map(int, done)) >= tuple(map(int, last_id.split(b"-"))):

@@ -8,11 +8,12 @@ from pathlib import Path
 import redis.asyncio as aioredis
 from workers_support import CHANNEL, make_settings, running_worker, submitted_task, wait_final
 
+from broker import keys
 from broker.config import Account
 from broker.models import TaskStatus
+from broker.queues import AccountQueues
 from broker.redis_server import EmbeddedRedis
 from broker.store import TaskStore
-from workers.changes import LIVE_KEY
 from workers.sweeper import Sweeper
 
 
@@ -21,44 +22,52 @@ def _account(**kw: float) -> Account:
 
 
 async def test_timed_out_task_fails_and_its_slot_goes_to_the_next_queued_task(
-    store: TaskStore, redis: aioredis.Redis, redis_server: EmbeddedRedis, tmp_path: Path
+    store: TaskStore,
+    redis: aioredis.Redis,
+    redis_server: EmbeddedRedis,
+    tmp_path: Path,
+    queues: AccountQueues,
 ) -> None:
     account = _account(timeout_minutes=0.6 / 60)
     settings = make_settings(redis_server.url, tmp_path, accounts=(account,), sweep_seconds=1)
     async with running_worker(settings):
         running, _ = await submitted_task(store, prompt="slow", core_size=1)
         queued, _ = await submitted_task(store, prompt="next", core_size=1, submit=False)
-        assert await store.waiting("a1") == [queued.id]
+        assert await queues.waiting("a1") == [queued.id]
         failed = await wait_final(store, running.id, within=8)
         assert failed.status == TaskStatus.FAILURE
         assert failed.fail_reason == "Task timed out after 0.01 minutes"
         assert failed.progress == "" and failed.finish_time is not None
         async with asyncio.timeout(5):
-            while [tid for tid, _ in await store.running("a1")] != [queued.id]:  # noqa: ASYNC110 - polls Redis state, bounded by the timeout
+            while [tid for tid, _ in await queues.running("a1")] != [queued.id]:  # noqa: ASYNC110 - polls Redis state, bounded by the timeout
                 await asyncio.sleep(0.02)
 
 
 async def test_sweep_frees_slots_of_finished_tasks_and_ends_overdue_modal_and_queued_tasks(
-    store: TaskStore, redis: aioredis.Redis, redis_server: EmbeddedRedis, tmp_path: Path
+    store: TaskStore,
+    redis: aioredis.Redis,
+    redis_server: EmbeddedRedis,
+    tmp_path: Path,
+    queues: AccountQueues,
 ) -> None:
     now = [10_000_000]
     settings = make_settings(
         redis_server.url, tmp_path, accounts=(_account(timeout_minutes=1, queue_timeout_minutes=2),)
     )
-    sweeper = Sweeper(store, settings=lambda: settings, clock=lambda: now[0])
+    sweeper = Sweeper(store, queues=queues, settings=lambda: settings, clock=lambda: now[0])
     finished, _ = await submitted_task(store, prompt="done", core_size=1)
     queued, _ = await submitted_task(store, prompt="waits", core_size=1, submit=False)
     modal, _ = await submitted_task(store, prompt="modal", core_size=1, submit=False)
     # a crash left `finished` terminal but still holding its slot
     await store.transition(finished.id, TaskStatus.SUCCESS, progress="100%")
-    await store.release("a1", modal.id, core_size=1)
+    await queues.release("a1", modal.id, core_size=1)
     await store.transition(modal.id, TaskStatus.MODAL)
-    await redis.zadd(LIVE_KEY, {modal.id: now[0], queued.id: now[0]})
+    await redis.zadd(keys.LIVE_TASKS, {modal.id: now[0], queued.id: now[0]})
     now[0] = (queued.submit_time or 0) + 30_000
 
     report = await sweeper.sweep()
     assert finished.id in report.released and report.timed_out == []
-    assert [tid for tid, _ in await store.running("a1")] == [queued.id]  # promoted, still young
+    assert [tid for tid, _ in await queues.running("a1")] == [queued.id]  # promoted, still young
 
     now[0] += 120_000
     report = await sweeper.sweep()
@@ -68,19 +77,23 @@ async def test_sweep_frees_slots_of_finished_tasks_and_ends_overdue_modal_and_qu
     assert q is not None and q.status == TaskStatus.FAILURE and q.fail_reason is not None
     assert m is not None and m.status == TaskStatus.FAILURE
     assert m.fail_reason == "Modal not submitted within 1 minute"
-    assert await store.running("a1") == []
+    assert await queues.running("a1") == []
     await sweeper.sweep()
-    assert await redis.zcard(LIVE_KEY) == 0
+    assert await redis.zcard(keys.LIVE_TASKS) == 0
 
 
 async def test_a_task_holding_a_slot_but_never_sent_fails_naming_its_account(
-    store: TaskStore, redis: aioredis.Redis, redis_server: EmbeddedRedis, tmp_path: Path
+    store: TaskStore,
+    redis: aioredis.Redis,
+    redis_server: EmbeddedRedis,
+    tmp_path: Path,
+    queues: AccountQueues,
 ) -> None:
     now = [10_000_000]
     settings = make_settings(redis_server.url, tmp_path, accounts=(_account(timeout_minutes=1),))
-    sweeper = Sweeper(store, settings=lambda: settings, clock=lambda: now[0])
+    sweeper = Sweeper(store, queues=queues, settings=lambda: settings, clock=lambda: now[0])
     unsent, _ = await submitted_task(store, prompt="never sent", core_size=1, submit=False)
-    assert [tid for tid, _ in await store.running("a1")] == [unsent.id]  # it has the slot
+    assert [tid for tid, _ in await queues.running("a1")] == [unsent.id]  # it has the slot
     now[0] = (unsent.submit_time or 0) + 61_000
     report = await sweeper.sweep()
     assert report.timed_out == [unsent.id]

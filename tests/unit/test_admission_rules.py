@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from broker.account_status import usable
 from broker.admission import (
     AccountFilter,
     BannedWords,
@@ -9,7 +10,6 @@ from broker.admission import (
     candidates,
     modes_in_prompt,
     order_by_load,
-    usable_status,
     wanted_modes,
 )
 from broker.config import Account
@@ -83,8 +83,8 @@ def test_order_is_preferred_mode_then_least_loaded_then_config_order() -> None:
 
 
 def test_paused_and_disabled_accounts_are_unusable() -> None:
-    assert usable_status(None) and usable_status(b"RUNNING")
-    assert not usable_status(b"PAUSED") and not usable_status("disabled")
+    assert usable(None) and usable(b"RUNNING")
+    assert not usable(b"PAUSED") and not usable("disabled")
 
 
 def test_ids_are_16_digits_and_unique_within_a_millisecond() -> None:

@@ -1,4 +1,4 @@
-"""The bridge's pure parts: interaction payloads, health verdicts from bot notices, seed DMs."""
+"""The bridge's pure parts: interaction payloads, health verdicts on the bots' notices, seed DMs."""
 
 from __future__ import annotations
 
@@ -7,9 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from discord_bridge.health import AccountState, classify
+from broker.account_status import AccountState
+from discord_bridge.health import Verdict, verdict_for
 from discord_bridge.payloads import blend_dimensions, button_click, first_text_input, modal_submit, new_nonce
 from discord_bridge.rpc import parse_seed
+from workers.apply import account_fact
+from workers.parser import parse_event
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "mj-events.jsonl"
 MJ = {"id": "936929561302675456", "username": "Midjourney Bot", "bot": True}
@@ -71,29 +74,36 @@ def test_nonces_are_increasing_snowflakes() -> None:
     assert first.isdigit() and int(second) > int(first)
 
 
+def _verdict(t: str, d: object, account_id: str = "") -> Verdict | None:
+    """What the bridge decides about the account when the bot sends (t, d): the worker parses it and
+    reports the fact, the health module judges it."""
+    fact = account_fact(parse_event(t, d), at_ms=0, task_id=None)
+    return None if fact is None else verdict_for(fact, account_id=account_id)
+
+
 def test_action_needed_pauses_and_a_block_disables_the_account() -> None:
     case = _fixture("err-action-needed-moderators-feel")
-    verdict = classify(str(case["t"]), case["d"], account_id="a1")
+    verdict = _verdict(str(case["t"]), case["d"], account_id="a1")
     assert verdict is not None and verdict.state == AccountState.PAUSED and '"a1"' in verdict.reason
     blocked = {"author": MJ, "embeds": [{"title": "Blocked", "color": 16711680}]}
-    verdict = classify("MESSAGE_CREATE", blocked, account_id="a1")
+    verdict = _verdict("MESSAGE_CREATE", blocked, account_id="a1")
     assert verdict is not None and verdict.state == AccountState.DISABLED
 
 
 def test_captcha_iframe_pauses_and_an_ordinary_error_leaves_the_account_alone() -> None:
     captcha = {"title": "Action required to continue", "iframe_path": "/captcha/embedded/x"}
-    verdict = classify("INTERACTION_IFRAME_MODAL_CREATE", captcha)
+    verdict = _verdict("INTERACTION_IFRAME_MODAL_CREATE", captcha)
     assert verdict is not None and verdict.state == AccountState.PAUSED
     case = _fixture("err-invalid-parameter-unrecognized")
-    assert classify(str(case["t"]), case["d"]) is None
+    assert _verdict(str(case["t"]), case["d"]) is None
     vary_region = {"title": "Vary Region", "iframe_path": "/inpaint/index.html"}
-    assert classify("INTERACTION_IFRAME_MODAL_CREATE", vary_region) is None
+    assert _verdict("INTERACTION_IFRAME_MODAL_CREATE", vary_region) is None
 
 
 def test_queue_full_pauses_briefly_without_failing_tasks() -> None:
     case = _fixture("err-queue-full")
-    verdict = classify(str(case["t"]), case["d"])
-    assert verdict is not None and not verdict.fail_tasks and verdict.pause_seconds > 0
+    verdict = _verdict(str(case["t"]), case["d"])
+    assert verdict is not None and not verdict.fail_tasks and verdict.pause_ms > 0
 
 
 def test_seed_is_read_only_from_the_dm_about_the_job() -> None:

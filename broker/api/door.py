@@ -1,0 +1,75 @@
+"""Checks every submit route makes at the door, and the reply of an admission."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from broker.admission import Admitted
+from broker.api.context import ApiContext
+from broker.api.images import decode_image
+from broker.errors import ValidationFailed
+from broker.models import ReturnCode, SubmitResult
+
+__all__ = ["MAX_IMAGES", "MAX_URL", "admitted_reply", "check_common", "check_prompt", "decode_images"]
+
+MAX_STATE = 255
+#: longest notifyHook or image link accepted
+MAX_URL = 2000
+MAX_IMAGES = 5
+
+
+def check_common(ctx: ApiContext, state: str | None, hook: str | None) -> str | None:
+    """Check `state` and `notifyHook`; return the effective hook URL."""
+    if state is not None and len(state) > MAX_STATE:
+        raise ValidationFailed(f"state is longer than {MAX_STATE} characters")
+    if hook:
+        if len(hook) > MAX_URL:
+            raise ValidationFailed(f"notifyHook is longer than {MAX_URL} characters")
+        lowered = hook[:8].lower()
+        if not (lowered.startswith("http://") or lowered.startswith("https://")) or len(hook) < 10:
+            raise ValidationFailed("notifyHook must be an http or https URL")
+        return hook
+    return ctx.settings.hooks.default_url or None
+
+
+def check_prompt(ctx: ApiContext, prompt: str | None, *, required: bool = True) -> str:
+    text = (prompt or "").strip()
+    if required and not text:
+        raise ValidationFailed("prompt must not be blank")
+    limit = ctx.settings.tasks.max_prompt_chars
+    if len(text) > limit:
+        raise ValidationFailed(f"prompt is longer than {limit} characters")
+    return text
+
+
+def decode_images(ctx: ApiContext, items: list[str], what: str) -> dict[str, bytes]:
+    """Decode images into blobs named "0.png", "1.jpg", ... in order."""
+    blobs: dict[str, bytes] = {}
+    limit = ctx.settings.tasks.max_image_bytes
+    for i, item in enumerate(items):
+        data, ext = decode_image(item, max_bytes=limit, what=f"{what}[{i}]")
+        blobs[f"{i}.{ext}"] = data
+    return blobs
+
+
+def admitted_reply(admitted: Admitted) -> SubmitResult:
+    """The reply to an admitted task: 1 started, 22 queued with the place, 21 waiting for its modal."""
+    task, code = admitted.task, admitted.code
+    props: dict[str, Any] = {"discordInstanceId": admitted.account.channel_id}
+    if code == ReturnCode.IN_QUEUE:
+        props["numberOfQueues"] = admitted.position
+        return SubmitResult(
+            code=code,
+            description=f"In queue, there are {admitted.position} tasks ahead",
+            result=task.id,
+            properties=props,
+        )
+    if code == ReturnCode.EXISTED:
+        props["finalPrompt"] = task.prompt
+        props["remix"] = True
+        return SubmitResult(
+            code=code, description="Waiting for window confirm", result=task.id, properties=props
+        )
+    return SubmitResult(
+        code=ReturnCode.SUCCESS, description="Submit success", result=task.id, properties=props
+    )
