@@ -52,7 +52,8 @@ class Analyzers:
             await self.rt.pause(self.state.settings.job_seconds / 4)
             await self._describe_result(ctx, image_url=url, seed=url)
 
-    async def shorten(self, ctx: InteractionCtx, prompt: str) -> None:
+    async def shorten(self, ctx: InteractionCtx, prompt: str, *, details: bool = False) -> None:
+        """/shorten, or its Show Details (``details``): the same analysis, without a second Show Details."""
         await self.rt.ack(ctx)
         prompt = normalise_prompt(prompt)
         await self.rt.pause(self.state.settings.job_seconds / 4)
@@ -65,7 +66,9 @@ class Analyzers:
         picks = row(
             *(button(f"MJ::Job::PromptAnalyzer::{i}", label="", emoji=KEYCAPS[i - 1]) for i in range(1, 6))
         )
-        components = [picks, row(button("MJ::Job::PromptAnalyzer::ShowDetails", label="Show Details"))]
+        components = [picks]
+        if not details:
+            components.append(row(button("MJ::Job::PromptAnalyzer::ShowDetails", label="Show Details")))
         self._post(ctx, "shorten", ctx.nonce, embed, components, prompt=prompt, seed="0", prompts=prompts)
 
     # -- clicks -----------------------------------------------------------------------------------
@@ -121,8 +124,9 @@ class Analyzers:
                 record.prompts[int(n) - 1],
             )
         elif n == "ShowDetails" and record is not None:
-            # Show Details runs the analysis again and posts it as a new result message.
-            await self.shorten(ctx, record.prompt)
+            # Show Details runs the analysis again and posts it as a new result message, whose
+            # only buttons are the five picks (fixture shorten-appdash-show-details).
+            await self.shorten(ctx, record.prompt, details=True)
         else:
             await self.rt.ack(ctx)
 
