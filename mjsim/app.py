@@ -9,7 +9,7 @@ from aiohttp import web
 
 from mjsim.bots import InsightFaceBot, MidjourneyBot
 from mjsim.bots.base import BotRuntime
-from mjsim.cdn import content_type, render
+from mjsim.cdn import content_type, file_body
 from mjsim.control import ControlApi
 from mjsim.faults import FaultBook
 from mjsim.gateway import GatewayHub
@@ -44,13 +44,9 @@ async def _serve_cdn(request: web.Request) -> web.StreamResponse:
     entry = sim.state.files.get(path)
     if entry is None:
         return web.Response(status=404, text="Not Found")
-    if isinstance(entry, bytes):
-        body = entry
-    else:
-        seed, layout = entry
-        body = render(seed, layout, path.rsplit(".", 1)[-1].lower())
     return web.Response(
-        body=body, headers={"Content-Type": content_type(path), "Cache-Control": "public, max-age=86400"}
+        body=file_body(entry, path),
+        headers={"Content-Type": content_type(path), "Cache-Control": "public, max-age=86400"},
     )
 
 

@@ -7,11 +7,23 @@ import io
 import logging
 import time
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image, ImageDraw
 
-__all__ = ["TILE", "attachment_payload", "cdn_path", "render", "signed_query"]
+if TYPE_CHECKING:
+    from mjsim.state import SimState
+
+__all__ = [
+    "TILE",
+    "CdnEntry",
+    "attachment_payload",
+    "cdn_path",
+    "file_body",
+    "publish",
+    "render",
+    "signed_query",
+]
 
 log = logging.getLogger(__name__)
 
@@ -19,6 +31,9 @@ Payload = dict[str, Any]
 
 #: Edge of one rendered tile in pixels; kept tiny so rendering never bounds throughput.
 TILE = 128
+
+#: What the CDN keeps at a path: uploaded bytes, or the (render seed, layout) of an image drawn on request.
+CdnEntry = bytes | tuple[str, str]
 
 _CONTENT_TYPES = {"png": "image/png", "webp": "image/webp", "jpg": "image/jpeg", "jpeg": "image/jpeg"}
 
@@ -110,3 +125,33 @@ def attachment_payload(
         "placeholder": "",
         "placeholder_version": 1,
     }
+
+
+def file_body(entry: CdnEntry, path: str) -> bytes:
+    """The bytes served for ``entry`` at ``path``; a rendered image takes its format from the extension."""
+    if isinstance(entry, bytes):
+        return entry
+    seed, layout = entry
+    return render(seed, layout, path.rsplit(".", 1)[-1].lower())
+
+
+def publish(
+    state: SimState, channel_id: str, filename: str, entry: CdnEntry, *, ephemeral: bool = False
+) -> Payload:
+    """Serve ``entry`` under a new attachment id; return the attachment object that points at it.
+
+    Rendered images are ``TILE * 2`` pixels square; uploads are echoed without dimensions (0 x 0).
+    """
+    attachment_id = state.ids.snowflake()
+    path = cdn_path(channel_id, attachment_id, filename, ephemeral=ephemeral)
+    state.files[path] = entry
+    edge = 0 if isinstance(entry, bytes) else TILE * 2
+    return attachment_payload(
+        base_url=state.base_url,
+        path=path,
+        attachment_id=attachment_id,
+        filename=filename,
+        size=len(file_body(entry, path)),
+        width=edge,
+        height=edge,
+    )

@@ -30,7 +30,7 @@ from aiohttp import web
 
 from mjsim import responses
 from mjsim.bots.base import BotRuntime
-from mjsim.faults import ANY
+from mjsim.faults import ANY, FaultBook
 from mjsim.state import Account, AccountSpec, Mode, SimSettings, SimState
 
 __all__ = ["ControlApi", "counters_payload"]
@@ -160,14 +160,11 @@ class ControlApi:
         ref = str(body.get("account", ""))
         faults, hub = self.rt.faults, self.rt.hub
         if kind == "rate_limit" and ref == ANY:
-            faults.rate_limit(
-                ANY, int(body.get("count", 1)), float(body.get("retry_after", 0.1)), bool(body.get("global"))
-            )
+            _rate_limit(faults, ANY, body)
             return responses.json({"ok": True})
         if kind == "clear" and not ref:
             faults.clear()
-            hub.delays.clear()
-            hub.reorder.clear()
+            hub.clear_faults()
             return responses.json({"ok": True})
         a = self.state.find_account(ref)
         if a is None:
@@ -196,9 +193,7 @@ class ControlApi:
         elif kind == "heartbeat_request":
             result["connections"] = hub.send_op(uid, 1)
         elif kind == "rate_limit":
-            faults.rate_limit(
-                uid, int(body.get("count", 1)), float(body.get("retry_after", 0.1)), bool(body.get("global"))
-            )
+            _rate_limit(faults, uid, body)
         elif kind == "delay_events":
             seconds = float(body.get("seconds", 0))
             if seconds > 0:
@@ -210,11 +205,8 @@ class ControlApi:
         elif kind == "delete_mid_job":
             faults.delete_mid_job[uid] = int(body.get("count", 1))
         elif kind == "clear":
-            faults.job_errors.pop(uid, None)
-            faults.rate_limits.pop(uid, None)
-            faults.delete_mid_job.pop(uid, None)
-            hub.delays.pop(uid, None)
-            hub.reorder.pop(uid, None)
+            faults.clear(uid)
+            hub.clear_faults(uid)
             a.captcha = False
         else:
             return responses.json({"error": f'unknown fault kind "{kind}"'}, status=400)
@@ -232,3 +224,10 @@ class ControlApi:
         if channel is None:
             return responses.json({"error": "unknown channel"}, status=404)
         return responses.json(list(channel.messages.values()))
+
+
+def _rate_limit(faults: FaultBook, key: str, body: Payload) -> None:
+    """The next ``count`` REST requests of ``key`` get 429 with ``retry_after`` (``global`` scope or not)."""
+    faults.rate_limit(
+        key, int(body.get("count", 1)), float(body.get("retry_after", 0.1)), bool(body.get("global"))
+    )

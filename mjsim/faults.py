@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 __all__ = ["JOB_ERROR_KINDS", "FaultBook", "RateLimitFault"]
 
@@ -74,7 +75,11 @@ class FaultBook:
         self.delete_mid_job[user_id] = n - 1
         return True
 
-    def clear(self) -> None:
-        self.job_errors.clear()
-        self.rate_limits.clear()
-        self.delete_mid_job.clear()
+    def clear(self, user_id: str | None = None) -> None:
+        """Forget the pending faults of ``user_id``, or of everyone (``ANY`` ones included) when None."""
+        books: tuple[dict[str, Any], ...] = (self.job_errors, self.rate_limits, self.delete_mid_job)
+        for book in books:
+            if user_id is None:
+                book.clear()
+            else:
+                book.pop(user_id, None)

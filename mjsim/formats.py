@@ -13,8 +13,10 @@ __all__ = [
     "COLOR_ERROR",
     "COLOR_WARNING",
     "button",
+    "edited",
     "error_embed",
     "file_prompt_words",
+    "iframe_modal",
     "interaction_refs",
     "message",
     "normalise_prompt",
@@ -219,6 +221,13 @@ def message(
     return msg
 
 
+def edited(msg: Payload, **changes: Any) -> Payload:
+    """``msg`` as a bot edit sends it: the full message with ``changes``, marked edited, without the nonce."""
+    out = {**msg, **changes, "edited_timestamp": msg["timestamp"]}
+    out.pop("nonce", None)
+    return out
+
+
 def error_embed(
     title: str, description: str, *, color: int | None = COLOR_ERROR, footer: str | None = None
 ) -> Payload:
@@ -271,4 +280,27 @@ def text_input_modal(
             "description": "",
             "bot_id": bot.id,
         },
+    }
+
+
+def iframe_modal(
+    *,
+    interaction_id: str,
+    nonce: str,
+    channel_id: str,
+    bot: BotApp,
+    token: str,
+    title: str,
+    iframe_path: str,
+) -> Payload:
+    """INTERACTION_IFRAME_MODAL_CREATE data (captcha, Vary Region), named ``MJ::iframe::<token>``."""
+    return {
+        "id": interaction_id,
+        "nonce": nonce,
+        "channel_id": channel_id,
+        "custom_id": f"MJ::iframe::{token}",
+        "title": title,
+        "iframe_path": iframe_path,
+        "modal_size": 2,
+        "application": {"id": bot.id, "name": bot.name, "icon": bot.avatar},
     }

@@ -39,7 +39,8 @@ _decode = msgspec.json.decode
 class Connection:
     """One websocket with its own compression stream and an ordered writer task."""
 
-    def __init__(self, ws: web.WebSocketResponse, compress: str | None) -> None:
+    def __init__(self, request: web.Request, ws: web.WebSocketResponse, compress: str | None) -> None:
+        self.request = request  #: the upgraded HTTP request; its transport carries the socket
         self.ws = ws
         self.compress = compress
         self._encoder: Callable[[bytes], bytes] | None = None
@@ -91,9 +92,8 @@ class Connection:
         self.closed = True
         self._queue.put_nowait(None)
         self._writer.cancel()
-        # No public aiohttp API drops the socket; the request transport is what carries it.
-        req = self.ws._req
-        transport = req.transport if req is not None else None
+        # WebSocketResponse has no abort; the upgraded request's transport is the TCP connection.
+        transport = self.request.transport
         if transport is not None:
             transport.abort()
 
@@ -187,6 +187,14 @@ class GatewayHub:
 
     # -- faults -----------------------------------------------------------------------------------
 
+    def clear_faults(self, user_id: str | None = None) -> None:
+        """Stop delaying and reordering the dispatches of ``user_id``, or of everyone when None."""
+        for book in (self.delays, self.reorder):
+            if user_id is None:
+                book.clear()
+            else:
+                book.pop(user_id, None)
+
     def user_sessions(self, user_id: str) -> list[Session]:
         return [self.sessions[s] for s in self.by_user.get(user_id, ()) if s in self.sessions]
 
@@ -242,7 +250,7 @@ class GatewayHub:
         # compress=False: curl (discord.py-self) rejects a negotiated permessage-deflate response.
         ws = web.WebSocketResponse(max_msg_size=16 * 1024 * 1024, autoping=True, compress=False)
         await ws.prepare(request)
-        conn = Connection(ws, request.query.get("compress"))
+        conn = Connection(request, ws, request.query.get("compress"))
         self.connections.add(conn)
         conn.send_op(10, {"heartbeat_interval": self.state.settings.heartbeat_interval, "_trace": ["mjsim"]})
         session: Session | None = None
@@ -276,10 +284,17 @@ class GatewayHub:
                 await conn.close(1000)
         return ws
 
-    async def _identify(self, conn: Connection, d: Payload) -> Session | None:
+    async def _authenticate(self, conn: Connection, d: Payload) -> Account | None:
+        """The account of IDENTIFY's or RESUME's token; an unknown or banned one closes with 4004."""
         account = self.state.account_for_token(d.get("token"))
         if account is None or account.banned:
             await conn.close(4004, "Authentication failed.")
+            return None
+        return account
+
+    async def _identify(self, conn: Connection, d: Payload) -> Session | None:
+        account = await self._authenticate(conn, d)
+        if account is None:
             return None
         self._expire()
         session = Session(self.state.ids.hex(32), account)
@@ -293,9 +308,8 @@ class GatewayHub:
 
     async def _resume(self, conn: Connection, d: Payload) -> Session | None:
         session = self.sessions.get(str(d.get("session_id")))
-        account = self.state.account_for_token(d.get("token"))
-        if account is None or account.banned:
-            await conn.close(4004, "Authentication failed.")
+        account = await self._authenticate(conn, d)
+        if account is None:
             return None
         seq = d.get("seq") or 0
         oldest = session.buffer[0][0] if session is not None and session.buffer else 1

@@ -7,7 +7,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-__all__ = ["error", "form_error", "json", "no_content"]
+__all__ = ["RestError", "error", "form_error", "json", "no_content"]
 
 
 def json(body: Any, *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -33,3 +33,11 @@ def form_error(path: list[str], code: str, message: str) -> web.Response:
     for key in reversed(path):
         tree = {key: tree}
     return json({"code": 50035, "errors": tree, "message": "Invalid Form Body"}, status=400)
+
+
+class RestError(Exception):
+    """Raised by a REST route to answer with ``response`` (the REST middleware sends it)."""
+
+    def __init__(self, response: web.Response) -> None:
+        super().__init__(response.status)
+        self.response = response

@@ -10,7 +10,7 @@ from typing import Any
 
 from mjsim.apps import BotApp
 from mjsim.faults import FaultBook
-from mjsim.formats import interaction_refs, message
+from mjsim.formats import iframe_modal, interaction_refs, message
 from mjsim.gateway import GatewayHub
 from mjsim.state import Account, Channel, SimState
 
@@ -38,6 +38,15 @@ class InteractionCtx:
     @property
     def guild_id(self) -> str | None:
         return self.channel.guild_id
+
+    @property
+    def reply_type(self) -> int:
+        """Message type of a reply: 20 answers a slash command, 19 a click or a modal submit."""
+        return 20 if self.type == 2 else 19
+
+    def ids(self) -> Payload:
+        """The body of INTERACTION_CREATE / _SUCCESS / _FAILED for this interaction."""
+        return {"id": self.interaction_id, "nonce": self.nonce}
 
     def refs(self) -> Payload:
         return interaction_refs(
@@ -90,10 +99,27 @@ class BotRuntime:
         """
         delay = self.state.settings.ack_delay
         await asyncio.sleep(delay)
-        ids = {"id": ctx.interaction_id, "nonce": ctx.nonce}
+        ids = ctx.ids()
         self.hub.dispatch_session(ctx.account, ctx.session_id, "INTERACTION_CREATE", ids)
         self.hub.dispatch_session(
             ctx.account, ctx.session_id, "INTERACTION_SUCCESS" if success else failed_event, ids
+        )
+
+    def iframe_modal(self, ctx: InteractionCtx, *, token: str, title: str, iframe_path: str) -> None:
+        """INTERACTION_IFRAME_MODAL_CREATE ``MJ::iframe::<token>`` to the invoking session."""
+        self.hub.dispatch_session(
+            ctx.account,
+            ctx.session_id,
+            "INTERACTION_IFRAME_MODAL_CREATE",
+            iframe_modal(
+                interaction_id=ctx.interaction_id,
+                nonce=ctx.nonce,
+                channel_id=ctx.channel.id,
+                bot=ctx.bot,
+                token=token,
+                title=title,
+                iframe_path=iframe_path,
+            ),
         )
 
     # -- messages ---------------------------------------------------------------------------------

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from mjsim.formats import button, row
-from mjsim.state import Account
+from mjsim.formats import button, file_prompt_words, row
+from mjsim.state import Account, JobRecord
 
 __all__ = [
     "KNOWN_PARAMS",
     "JobSpec",
+    "blend_spec",
     "content_for",
+    "final_filename",
     "grid_components",
     "mode_label",
+    "pan_label",
     "progress_components",
     "single_components",
     "unknown_params",
@@ -100,6 +104,51 @@ class JobSpec:
     reply_to: Payload | None = None  #: source message (type 19 results)
     parent_hash: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def follow_up(
+        cls,
+        parent: JobRecord,
+        source: Payload | None,
+        kind: str,
+        label: str | None,
+        *,
+        grid: bool,
+        prompt: str | None = None,
+        index: int | None = None,
+    ) -> JobSpec:
+        """A job started from a button or modal on ``parent``'s message ``source``, replying to it."""
+        return cls(
+            kind=kind,
+            prompt=prompt or parent.prompt,
+            label=label,
+            index=index,
+            grid=grid,
+            reply_to=source,
+            parent_hash=parent.hash,
+        )
+
+
+def blend_spec(options: dict[str, Any]) -> JobSpec:
+    """/blend: the images become short links in the prompt, as the bot echoes them."""
+    urls = [str(options[k]) for k in sorted(options) if k.startswith("image")]
+    links = [f"<https://s.mj.run/{hashlib.sha1(u.encode()).hexdigest()[:11]}>" for u in urls]
+    dims = str(options.get("dimensions") or "--ar 1:1")
+    return JobSpec(kind="blend", prompt=f"{' '.join(links)} {dims}", command="blend")
+
+
+_PAN_DIRS = {"left": "Left", "right": "Right", "up": "Up", "down": "Down"}
+
+
+def pan_label(direction: str) -> str:
+    """The label of a pan result: ``Pan Left`` for ``left``; an unknown direction reads as Left."""
+    return f"Pan {_PAN_DIRS.get(direction, 'Left')}"
+
+
+def final_filename(username: str, prompt: str, job_hash: str) -> str:
+    """``<user>_<prompt words>_<hash>.png``, the file name of a finished image."""
+    user = re.sub(r"[^A-Za-z0-9_]", "_", username)
+    return f"{user}_{file_prompt_words(prompt) or 'image'}_{job_hash}.png"
 
 
 def mode_label(account: Account) -> str:

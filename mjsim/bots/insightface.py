@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 from mjsim.bots.base import BotRuntime, InteractionCtx
-from mjsim.cdn import TILE, attachment_payload, cdn_path, render
+from mjsim.cdn import publish
 
 __all__ = ["InsightFaceBot"]
 
@@ -45,19 +45,8 @@ class InsightFaceBot:
             return
         await self.rt.pause(self.state.settings.job_seconds / 2)
         job_hash = self.state.ids.uuid4()
-        filename = f"{job_hash}_swapped.png"
-        att_id = self.state.ids.snowflake()
-        path = cdn_path(ctx.channel.id, att_id, filename)
-        seed = f"swap|{idname}|{image}"
-        self.state.files[path] = (seed, "single")
-        att = attachment_payload(
-            base_url=self.state.base_url,
-            path=path,
-            attachment_id=att_id,
-            filename=filename,
-            size=len(render(seed, "single", "png")),
-            width=TILE * 2,
-            height=TILE * 2,
+        att = publish(
+            self.state, ctx.channel.id, f"{job_hash}_swapped.png", (f"swap|{idname}|{image}", "single")
         )
         self._reply(ctx, f"<@{ctx.account.user_id}> swapped with `{idname}`", attachments=[att])
 
