@@ -25,6 +25,7 @@ import uvloop
 from redis.exceptions import RedisError
 
 from broker.config import DEFAULT_USER_AGENT, Account, ConfigWatcher, Settings, config_path, load_settings
+from broker.discord import INSIGHTFACE_ID, MIDJOURNEY_ID, NIJI_ID
 from broker.models import TaskStatus
 from broker.redis_server import connect
 from broker.store import TaskStore
@@ -34,7 +35,6 @@ from discord_bridge.forwarder import Forwarder, Publisher
 from discord_bridge.health import AccountHealth, AccountState, classify
 from discord_bridge.interactions import Interactions
 from discord_bridge.leases import Leases, fair_share
-from discord_bridge.payloads import INSIGHTFACE_ID, MIDJOURNEY_ID, NIJI_ID
 from discord_bridge.rest import DiscordError, RestClient
 from discord_bridge.rpc import RpcServer
 from discord_bridge.session import Session

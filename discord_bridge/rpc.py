@@ -24,9 +24,9 @@ from redis.exceptions import RedisError
 
 from broker import keys
 from broker.bridge_calls import BridgeCall, BridgeReply
+from broker.discord import BOT_IDS, application_id_for
 from broker.models import Task
 from broker.store import TaskStore
-from discord_bridge.payloads import BOT_IDS, application_id_for
 from discord_bridge.rest import DiscordError, RestClient
 from discord_bridge.session import Session
 
