@@ -26,7 +26,7 @@ import redis.asyncio as aioredis
 
 from broker import keys
 from broker.events import GatewayEvent
-from broker.models import Button, Task, TaskProperties, TaskStatus
+from broker.models import Task, TaskProperties, TaskStatus
 from broker.store import InvalidTransition, TaskStore, Update
 from workers.matching import Match, Matcher
 from workers.parser import Change, parse_event
@@ -96,11 +96,7 @@ class Applier:
         matches no task is not counted as unmatched: the caller tries it again, with every key, once
         the events that may bind its task (applied concurrently) are done.
         """
-        try:
-            data = msgspec.json.decode(event.d)
-        except msgspec.DecodeError:
-            return Outcome("ignore")
-        change = parse_event(event.t, data)
+        change = parse_event(event.t, event.d)
         if change.kind == "ignore" and not _worth_matching(change):
             return Outcome("ignore")
         if change.kind == "error" and _pauses_account(change):
@@ -245,10 +241,6 @@ class Applier:
         keep_image: bool = False,
     ) -> Mutate:
         now = self.clock()
-        buttons = [
-            Button(custom_id=b.custom_id, emoji=b.emoji, label=b.label, type=b.type, style=b.style)
-            for b in change.buttons
-        ]
 
         def mutate(t: Task) -> Task | None:
             if t.status not in _RUNNING:
@@ -270,7 +262,7 @@ class Applier:
                 status=S.SUCCESS,
                 progress="100%",
                 image_url=image,
-                buttons=buttons or t.buttons,
+                buttons=change.buttons or t.buttons,
                 properties=props,
                 start_time=t.start_time or now,
                 finish_time=now,
