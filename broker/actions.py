@@ -11,6 +11,7 @@ import re
 
 import msgspec
 
+from broker.discord import ButtonKind, CustomId, grid_button_id, parse_custom_id
 from broker.errors import ParentNotReady, UnknownCustomId, ValidationFailed
 from broker.models import BotType, Task, TaskAction, TaskProperties, TaskStatus
 
@@ -31,8 +32,6 @@ MODAL_PROMPT = "prompt"
 MODAL_ZOOM = "zoom"
 MODAL_MASK = "mask"
 
-_PAN = frozenset({"pan_left", "pan_right", "pan_up", "pan_down"})
-_HD_UPSCALE = re.compile(r"upsample_v\d+(?:r\d+)?_(?:2x|4x)(?:_subtle|_creative)?")
 _KEYCAP = re.compile(r"^\s*([1-9])\ufe0f?\u20e3\s*(.+?)\s*$", re.MULTILINE)
 _SIMPLE_CHANGE = re.compile(r"^\s*(\d{1,32})\s+(?:([UV])([1-4])|(R))\s*$", re.IGNORECASE)
 #: parents whose 🔄 cannot be rerun (midjourney-proxy answers "this task cannot be rerolled")
@@ -101,10 +100,6 @@ def plan_action(
         raise ValidationFailed(f"remix is off for the account of task {parent.id}")
     remix_kind = MODAL_PROMPT if (remix or enable_remix) else None
     prompt = _base_prompt(parent)
-    parts = custom_id.split("::")
-    head = parts[1] if len(parts) > 1 and parts[0] == "MJ" else ""
-    name = parts[2] if len(parts) > 2 else ""
-    arg = parts[3] if len(parts) > 3 else ""
 
     def plan(action: TaskAction, index: int | None = 1, modal: str | None = None, **kw: object) -> ActionPlan:
         text = kw.pop("prompt", prompt)
@@ -118,31 +113,32 @@ def plan_action(
 
     if button is not None and button.label.strip().lower() == "show details":
         return plan(TaskAction.SHORTEN, None)
-    if head == "JOB":
-        if name == "upsample":
-            n = _int(arg, 1, 4, custom_id)
-            return plan(TaskAction.UPSCALE, n, description=f"/up {parent.id} U{n}")
-        if name == "variation":
-            n = _int(arg, 1, 4, custom_id)
-            return plan(TaskAction.VARIATION, n, remix_kind, description=f"/up {parent.id} V{n}")
-        if name in ("high_variation", "low_variation"):
-            return plan(TaskAction.VARIATION, 1, remix_kind)
-        if name == "reroll":
-            if parent.action in _NO_REROLL:
-                raise ValidationFailed(f"task {parent.id} ({parent.action}) cannot be rerolled")
-            action = TaskAction.IMAGINE if parent.action == TaskAction.UPSCALE else parent.action
-            return plan(action, None, remix_kind, description=f"/up {parent.id} R")
-        if name in _PAN:
-            return plan(TaskAction.PAN, 1, remix_kind)
-        if _HD_UPSCALE.fullmatch(name):
-            return plan(TaskAction.UPSCALE, 1)
-    elif head == "Outpaint" and name in ("50", "75"):
+    parsed = parse_custom_id(custom_id)
+    kind, arg = (parsed.kind, parsed.arg) if parsed is not None else (None, "")
+    if kind is ButtonKind.UPSCALE:
+        n = _int(arg, 1, 4, custom_id)
+        return plan(TaskAction.UPSCALE, n, description=f"/up {parent.id} U{n}")
+    if kind is ButtonKind.VARIATION:
+        n = _int(arg, 1, 4, custom_id)
+        return plan(TaskAction.VARIATION, n, remix_kind, description=f"/up {parent.id} V{n}")
+    if kind in (ButtonKind.VARY_STRONG, ButtonKind.VARY_SUBTLE):
+        return plan(TaskAction.VARIATION, 1, remix_kind)
+    if kind is ButtonKind.REROLL:
+        if parent.action in _NO_REROLL:
+            raise ValidationFailed(f"task {parent.id} ({parent.action}) cannot be rerolled")
+        action = TaskAction.IMAGINE if parent.action == TaskAction.UPSCALE else parent.action
+        return plan(action, None, remix_kind, description=f"/up {parent.id} R")
+    if kind is ButtonKind.PAN:
+        return plan(TaskAction.PAN, 1, remix_kind)
+    if kind is ButtonKind.UPSCALE_HD:
+        return plan(TaskAction.UPSCALE, 1)
+    if kind is ButtonKind.ZOOM_OUT:
         return plan(TaskAction.ZOOM, 1)
-    elif head == "CustomZoom":
+    if kind is ButtonKind.CUSTOM_ZOOM:
         return plan(TaskAction.ZOOM, 1, MODAL_ZOOM)
-    elif head == "Inpaint":
+    if kind is ButtonKind.VARY_REGION:
         return plan(TaskAction.VARIATION, 1, MODAL_MASK)
-    elif head == "Job" and name == "PicReader" and arg != "all":
+    if kind is ButtonKind.DESCRIBE_PICK and arg != "all":
         n = _int(arg, 1, 4, custom_id)
         return plan(
             TaskAction.IMAGINE,
@@ -150,9 +146,9 @@ def plan_action(
             MODAL_PROMPT,
             prompt=numbered_prompts(parent.properties.final_prompt).get(n),
         )
-    elif head == "Picread" and name == "Retry":
+    if kind is ButtonKind.DESCRIBE_RETRY:
         return plan(TaskAction.DESCRIBE, None)
-    elif head == "Job" and name == "PromptAnalyzer":
+    if kind is ButtonKind.SHORTEN_PICK:
         if arg.lower() in ("showdetails", "show_details"):
             return plan(TaskAction.SHORTEN, None)
         n = _int(arg, 1, 5, custom_id)
@@ -162,7 +158,7 @@ def plan_action(
             MODAL_PROMPT,
             prompt=numbered_prompts(parent.properties.final_prompt).get(n),
         )
-    elif head == "BOOKMARK":
+    if kind is ButtonKind.BOOKMARK:
         # ❤️ only marks the image on Midjourney's side: midjourney-proxy presses it and answers 1 with the
         # parent's id; no task is created, so there is nothing to follow.
         return ActionPlan(action=parent.action, bookmark=True, description=f"/action {custom_id}")
@@ -219,18 +215,18 @@ def legacy_custom_id(parent: Task, action: str, index: int | None) -> str:
     if parent.action not in _CHANGEABLE:
         raise ValidationFailed(f"task {parent.id} ({parent.action}) does not support {action}")
     if action == "REROLL":
-        prefix, suffix = "MJ::JOB::reroll::0::", "::SOLO"
+        kind, index = ButtonKind.REROLL, 0
     else:
         if index is None or not 1 <= index <= 4:
             raise ValidationFailed("index must be 1 to 4")
-        kind = "upsample" if action == "UPSCALE" else "variation"
-        prefix, suffix = f"MJ::JOB::{kind}::{index}::", ""
+        kind = ButtonKind.UPSCALE if action == "UPSCALE" else ButtonKind.VARIATION
+    wanted = CustomId(kind, str(index))
     for button in parent.buttons:
-        if button.custom_id.startswith(prefix):
+        if parse_custom_id(button.custom_id) == wanted:
             return button.custom_id
     if not parent.properties.message_hash:
         raise ValidationFailed(f"task {parent.id} has no message hash to build {action} from")
-    return f"{prefix}{parent.properties.message_hash}{suffix}"
+    return grid_button_id(kind, parent.properties.message_hash, index)
 
 
 def parse_simple_change(content: str) -> tuple[str, str, int | None]:

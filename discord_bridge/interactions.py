@@ -20,6 +20,7 @@ from typing import Any
 
 import msgspec
 
+from broker.discord import IFRAME_PREFIX, INSIGHTFACE_ID, MIDJOURNEY_ID, application_id_for
 from broker.models import Task, TaskAction
 from broker.store import TaskStore
 from discord_bridge import payloads
@@ -32,7 +33,6 @@ log = logging.getLogger(__name__)
 
 Payload = dict[str, Any]
 
-_IFRAME_PREFIX = "MJ::iframe::"
 _CAPTCHA_TITLES = ("action required", "action needed", "captcha")
 
 
@@ -45,7 +45,7 @@ class Plan(msgspec.Struct, kw_only=True):
 
     kind: str  #: "command" | "click" | "swap"
     command: str | None = None
-    application_id: str = payloads.MIDJOURNEY_ID
+    application_id: str = MIDJOURNEY_ID
     options: list[Payload] = msgspec.field(default_factory=list)
     attachments: list[Payload] = msgspec.field(default_factory=list)
     #: imagine: the reference images' CDN URLs (stored on the task at the claim)
@@ -107,7 +107,7 @@ class Interactions:
 
     async def prepare(self, task: Task) -> Plan:
         """Upload what the task needs and decide what to send. Raises `DiscordError`."""
-        app = payloads.application_id_for(task.bot_type)
+        app = application_id_for(task.bot_type)
         custom_id = task.custom_id or task.properties.custom_id
         if custom_id:
             plan = Plan(kind="click", application_id=app)
@@ -194,7 +194,7 @@ class Interactions:
         uploaded = await self.rest.upload([images["source"], images["target"]])
         return Plan(
             kind="swap",
-            application_id=payloads.INSIGHTFACE_ID,
+            application_id=INSIGHTFACE_ID,
             face_source=uploaded[0],
             face_target=uploaded[1],
             face_idname=_idname(task.id),
@@ -307,10 +307,10 @@ class Interactions:
                 "Midjourney asks for a captcha ('Action required to continue'): "
                 "solve it in Discord with this account, then retry"
             )
-        if not custom_id.startswith(_IFRAME_PREFIX) or plan.mask is None:
+        if not custom_id.startswith(IFRAME_PREFIX) or plan.mask is None:
             raise FlowFailed("the bot opened an editor the bridge cannot answer")
         await self.rest.submit_inpaint(
-            token=custom_id[len(_IFRAME_PREFIX) :], mask=plan.mask, prompt=_prompt_of(task)
+            token=custom_id[len(IFRAME_PREFIX) :], mask=plan.mask, prompt=_prompt_of(task)
         )
 
     async def _swap(self, task: Task, plan: Plan, nonce: str) -> None:
@@ -324,7 +324,7 @@ class Interactions:
             )
         )
         save = payloads.slash_command(
-            self._command(payloads.INSIGHTFACE_ID, "saveid"),
+            self._command(INSIGHTFACE_ID, "saveid"),
             guild_id=self.account.guild_id,
             channel_id=self.account.channel_id,
             session_id=self._session_id(),
@@ -348,7 +348,7 @@ class Interactions:
         if t != "MESSAGE_CREATE" or "invalid" in content.lower() or content.lower().startswith("error"):
             raise FlowFailed(f"InsightFace refused the source face: {content[:200] or t}")
         swap = payloads.slash_command(
-            self._command(payloads.INSIGHTFACE_ID, "swapid"),
+            self._command(INSIGHTFACE_ID, "swapid"),
             guild_id=self.account.guild_id,
             channel_id=self.account.channel_id,
             session_id=self._session_id(),

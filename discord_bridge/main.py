@@ -26,6 +26,7 @@ from redis.exceptions import RedisError
 
 from broker.account_status import AccountState, decode_fact
 from broker.config import DEFAULT_USER_AGENT, Account, ConfigWatcher, Settings, config_path, load_settings
+from broker.discord import INSIGHTFACE_ID, MIDJOURNEY_ID, NIJI_ID
 from broker.models import TaskStatus
 from broker.queues import AccountQueues
 from broker.redis_client import connect
@@ -37,7 +38,6 @@ from discord_bridge.health import AccountHealth
 from discord_bridge.inbox import Chore, Inbox
 from discord_bridge.interactions import Interactions
 from discord_bridge.leases import Leases, fair_share
-from discord_bridge.payloads import INSIGHTFACE_ID, MIDJOURNEY_ID, NIJI_ID
 from discord_bridge.rest import DiscordError, RestClient
 from discord_bridge.rpc import RpcServer
 from discord_bridge.session import Session

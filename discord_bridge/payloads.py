@@ -1,7 +1,9 @@
 """Discord wire shapes the bridge sends: `/interactions` bodies, built by pure functions.
 
 Nothing here does I/O. The builders return plain dicts ready for JSON; their shapes follow
-`reference/discord-protocol.md` §2.1 (type 2 command, type 3 button, type 5 modal submit).
+`reference/discord-protocol.md` §2.1 (type 2 command, type 3 button, type 5 modal submit). The bot ids,
+`application_id_for` and `INTERACTION_EVENTS` belong to `broker.discord` and are re-exported here for
+the bridge modules that import them from this one.
 """
 
 from __future__ import annotations
@@ -14,7 +16,14 @@ from typing import Any
 import msgspec
 
 from broker.clock import now_ms
-from broker.models import BotType
+from broker.discord import (
+    BOT_IDS,
+    INSIGHTFACE_ID,
+    INTERACTION_EVENTS,
+    MIDJOURNEY_ID,
+    NIJI_ID,
+    application_id_for,
+)
 
 __all__ = [
     "BOT_IDS",
@@ -35,26 +44,7 @@ __all__ = [
     "string_option",
 ]
 
-#: the gateway's interaction events (both spellings of the failure: Discord's docs and discord.py-self
-#: disagree), every one of them scoped to the session that sent the interaction
-INTERACTION_EVENTS = frozenset(
-    {
-        "INTERACTION_CREATE",
-        "INTERACTION_SUCCESS",
-        "INTERACTION_FAILED",
-        "INTERACTION_FAILURE",
-        "INTERACTION_MODAL_CREATE",
-        "INTERACTION_IFRAME_MODAL_CREATE",
-    }
-)
-
 Payload = dict[str, Any]
-
-MIDJOURNEY_ID = "936929561302675456"
-NIJI_ID = "1022952195194359889"
-INSIGHTFACE_ID = "1090660574196674713"
-#: the bots whose messages the bridge forwards and whose commands it sends
-BOT_IDS = frozenset({MIDJOURNEY_ID, NIJI_ID, INSIGHTFACE_ID})
 
 _DISCORD_EPOCH_MS = 1_420_070_400_000
 #: 10 bits that tell this process's nonces from another bridge's in the same millisecond
@@ -140,14 +130,6 @@ class CommandBook:
         if found is None:
             raise KeyError(f'no command "/{name}" for application {application_id}')
         return found
-
-
-def application_id_for(bot_type: BotType | str | None) -> str:
-    if bot_type == BotType.NIJI_JOURNEY:
-        return NIJI_ID
-    if bot_type == BotType.INSIGHT_FACE:
-        return INSIGHTFACE_ID
-    return MIDJOURNEY_ID
 
 
 def string_option(name: str, value: str) -> Payload:

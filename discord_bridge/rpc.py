@@ -23,9 +23,9 @@ import redis.asyncio as aioredis
 from broker import keys
 from broker.bridge_calls import BridgeCall, BridgeReply
 from broker.clock import Clock, now_ms
+from broker.discord import BOT_IDS, application_id_for
 from broker.models import Task
 from broker.store import TaskStore
-from discord_bridge.payloads import BOT_IDS, application_id_for
 from discord_bridge.rest import DiscordError, RestClient
 from discord_bridge.session import Session
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import io
 import itertools
 import json
 import os
@@ -176,9 +177,21 @@ async def running_worker(
                 await asyncio.sleep(0.01)
         yield runtime
     finally:
-        await worker.close()
-        with contextlib.suppress(asyncio.CancelledError):
-            await main
+        try:
+            async with asyncio.timeout(20):
+                await worker.close()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await main
+        except TimeoutError:
+            raise AssertionError(f"the worker did not stop within 20 s:\n{_task_stacks()}") from None
+
+
+def _task_stacks() -> str:
+    """Where every task of the loop waits (for a test that would otherwise hang without a word)."""
+    out = io.StringIO()
+    for task in asyncio.all_tasks():
+        task.print_stack(file=out)
+    return out.getvalue()
 
 
 async def start_worker_process(

@@ -28,7 +28,7 @@ import redis.asyncio as aioredis
 from broker.account_status import AccountFact, report_fact
 from broker.clock import Clock
 from broker.events import GatewayEvent
-from broker.models import Button, Task, TaskProperties, TaskStatus
+from broker.models import Task, TaskProperties, TaskStatus
 from broker.store import InvalidTransition, TaskStore, Update, failing
 from workers.matching import Match, Matcher
 from workers.parser import Change, parse_event
@@ -87,11 +87,7 @@ class Applier:
         matches no task is not counted as unmatched: the caller tries it again, with every key, once
         the events that may bind its task (applied concurrently) are done.
         """
-        try:
-            data = msgspec.json.decode(event.d)
-        except msgspec.DecodeError:
-            return Outcome("ignore")
-        change = parse_event(event.t, data)
+        change = parse_event(event.t, event.d)
         if change.kind == "ignore" and not _worth_matching(change):
             return Outcome("ignore")
         found = await self.matcher.match(event.account, change, weak=last_try)
@@ -237,10 +233,6 @@ class Applier:
         keep_image: bool = False,
     ) -> Mutate:
         now = self.clock()
-        buttons = [
-            Button(custom_id=b.custom_id, emoji=b.emoji, label=b.label, type=b.type, style=b.style)
-            for b in change.buttons
-        ]
 
         def mutate(t: Task) -> Task | None:
             if t.status not in _RUNNING:
@@ -262,7 +254,7 @@ class Applier:
                 status=S.SUCCESS,
                 progress="100%",
                 image_url=image,
-                buttons=buttons or t.buttons,
+                buttons=change.buttons or t.buttons,
                 properties=props,
                 start_time=t.start_time or now,
                 finish_time=now,

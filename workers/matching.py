@@ -47,11 +47,11 @@ _REMEMBERED_IDS = 16384
 _PROMPT_KINDS = frozenset({"start", "progress", "done"})
 # Parser actions that can land on a task of another action (a blend final reads as IMAGINE, a
 # reroll as IMAGINE/REROLL, a remix as VARIATION).
-_COMPATIBLE: dict[str, frozenset[TaskAction]] = {
-    "IMAGINE": frozenset({TaskAction.IMAGINE, TaskAction.BLEND, TaskAction.REROLL}),
-    "REROLL": frozenset({TaskAction.REROLL, TaskAction.IMAGINE, TaskAction.VARIATION}),
-    "BLEND": frozenset({TaskAction.BLEND, TaskAction.IMAGINE}),
-    "VARIATION": frozenset({TaskAction.VARIATION, TaskAction.REROLL}),
+_COMPATIBLE: dict[TaskAction, frozenset[TaskAction]] = {
+    TaskAction.IMAGINE: frozenset({TaskAction.IMAGINE, TaskAction.BLEND, TaskAction.REROLL}),
+    TaskAction.REROLL: frozenset({TaskAction.REROLL, TaskAction.IMAGINE, TaskAction.VARIATION}),
+    TaskAction.BLEND: frozenset({TaskAction.BLEND, TaskAction.IMAGINE}),
+    TaskAction.VARIATION: frozenset({TaskAction.VARIATION, TaskAction.REROLL}),
 }
 
 
@@ -204,7 +204,7 @@ class Matcher:
             if task.parent_id == parent_id and not task.status.is_terminal
         ]
         if change.action is not None:
-            wanted = _COMPATIBLE.get(change.action, frozenset({TaskAction(change.action)}))
+            wanted = _COMPATIBLE.get(change.action, frozenset({change.action}))
             candidates = [t for t in candidates if t.action in wanted]
         if change.index is not None:
             exact = [t for t in candidates if t.properties.index == change.index]
@@ -225,7 +225,7 @@ class Matcher:
             if task.status in (TaskStatus.SUBMITTED, TaskStatus.IN_PROGRESS) and at >= since
         ]
         if change.action is not None:
-            wanted = _COMPATIBLE.get(change.action, frozenset({TaskAction(change.action)}))
+            wanted = _COMPATIBLE.get(change.action, frozenset({change.action}))
             running = [t for t in running if t.action in wanted] or running
         for drop_params in (False, True):
             target = normalise_prompt(prompt, drop_params=drop_params)

@@ -12,19 +12,24 @@ from typing import BinaryIO
 
 import msgspec
 
-from workers.parser import Action, Change, ErrorInfo, Kind, Mode, parse_event
+from broker.discord import speed_word
+from broker.models import TaskAction
+from workers.parser import Change, ErrorInfo, Kind, parse_event
 
 __all__ = ["CliLine", "main", "parse_line", "to_cli"]
 
 
 class CliLine(msgspec.Struct, kw_only=True, rename="camel"):
-    """The printed part of a `Change`; field order is the output key order."""
+    """The printed part of a `Change`; field order is the output key order.
+
+    `mode` is the bot's own word (``fast``, ``relax``, ``turbo``), as the recorded fixtures expect.
+    """
 
     kind: Kind
-    action: Action | None
+    action: TaskAction | None
     progress: int | None
     prompt: str | None
-    mode: Mode | None
+    mode: str | None
     index: int | None
     hash: str | None
     message_id: str | None
@@ -36,9 +41,10 @@ class CliLine(msgspec.Struct, kw_only=True, rename="camel"):
 
 
 class _Envelope(msgspec.Struct):
-    # Decoding straight into this shape rejects non-objects and a non-string ``t`` in one step.
+    # Decoding straight into this shape rejects non-objects and a non-string ``t`` in one step; ``d``
+    # stays raw JSON for `parse_event` to decode into its typed shape.
     t: str | None = None
-    d: object = None
+    d: msgspec.Raw = msgspec.Raw(b"null")
 
 
 _DECODER = msgspec.json.Decoder(_Envelope)
@@ -55,7 +61,7 @@ def to_cli(change: Change) -> CliLine:
         action=change.action,
         progress=change.progress,
         prompt=change.prompt,
-        mode=change.mode,
+        mode=speed_word(change.mode) if change.mode is not None else None,
         index=change.index,
         hash=change.hash,
         message_id=change.message_id,

@@ -8,16 +8,12 @@ from typing import Any
 
 import pytest
 
+from broker.discord import INSIGHTFACE_ID as INSIGHT_FACE_BOT_ID
+from broker.discord import MIDJOURNEY_ID as MIDJOURNEY_BOT_ID
+from broker.discord import NIJI_ID as NIJI_BOT_ID
+from broker.models import Button, SpeedMode
 from workers.parse import main, parse_line
-from workers.parser import (
-    INSIGHT_FACE_BOT_ID,
-    MIDJOURNEY_BOT_ID,
-    NIJI_BOT_ID,
-    Change,
-    ParsedButton,
-    extract_hash,
-    parse_event,
-)
+from workers.parser import Change, extract_hash, parse_event
 
 USER = "1012345678901234567"
 JOB = "5b1c2d3e-1a2b-4c5d-8e9f-0123456789ab"
@@ -107,7 +103,7 @@ def test_blend_start_is_blend() -> None:
 
 def test_first_message_with_nonce_already_in_progress_is_start() -> None:
     change = create(msg(f"**cat** - <@{USER}> (0%) (fast)", nonce="7"))
-    assert (change.kind, change.progress, change.mode) == ("start", 0, "fast")
+    assert (change.kind, change.progress, change.mode) == ("start", 0, SpeedMode.FAST)
 
 
 def test_upscaling_opener_is_start_with_index() -> None:
@@ -144,7 +140,7 @@ def test_percentage_update_is_progress(pct: int) -> None:
             attachments=[{"filename": f"{JOB}_grid_0.webp", "url": f"{CDN}/{JOB}_grid_0.webp{SIGNED}"}],
         )
     )
-    assert (change.kind, change.progress, change.mode) == ("progress", pct, "fast")
+    assert (change.kind, change.progress, change.mode) == ("progress", pct, SpeedMode.FAST)
     assert change.hash == JOB
     assert change.image_url == f"{CDN}/{JOB}_grid_0.webp{SIGNED}"
 
@@ -165,7 +161,7 @@ def test_paused_is_progress_without_percent() -> None:
         "progress",
         "paused",
         None,
-        "relax",
+        SpeedMode.RELAX,
     )
 
 
@@ -209,9 +205,7 @@ def test_final_grid_with_signed_url() -> None:
         f"MJ::JOB::reroll::0::{JOB}::SOLO",
         f"MJ::JOB::variation::1::{JOB}",
     ]
-    assert change.buttons[2] == ParsedButton(
-        custom_id=f"MJ::JOB::reroll::0::{JOB}::SOLO", emoji="🔄", style=2
-    )
+    assert change.buttons[2] == Button(custom_id=f"MJ::JOB::reroll::0::{JOB}::SOLO", emoji="🔄", style=2)
     assert change.buttons[0].label == "U1"
     assert change.message_flags == 0
     assert change.referenced_message_id == "1249999999999999999"
@@ -291,7 +285,7 @@ def test_swap_face_text_reply_is_ignored() -> None:
 
 def test_niji_author_is_parsed() -> None:
     change = create(msg(f"**girl --niji 6** - <@{USER}> (relaxed)", author=NIJI_BOT_ID))
-    assert (change.kind, change.mode, change.bot) == ("done", "relax", "NIJI_JOURNEY")
+    assert (change.kind, change.mode, change.bot) == ("done", SpeedMode.RELAX, "NIJI_JOURNEY")
 
 
 def test_other_authors_are_ignored() -> None:
@@ -312,15 +306,15 @@ def test_missing_author_is_parsed_leniently() -> None:
 @pytest.mark.parametrize(
     ("group", "mode", "stealth"),
     [
-        ("(fast)", "fast", False),
-        ("(relaxed)", "relax", False),
-        ("(turbo)", "turbo", False),
-        ("(fast, stealth)", "fast", True),
-        ("(relaxed, stealth)", "relax", True),
-        ("(turbo, stealth)", "turbo", True),
+        ("(fast)", SpeedMode.FAST, False),
+        ("(relaxed)", SpeedMode.RELAX, False),
+        ("(turbo)", SpeedMode.TURBO, False),
+        ("(fast, stealth)", SpeedMode.FAST, True),
+        ("(relaxed, stealth)", SpeedMode.RELAX, True),
+        ("(turbo, stealth)", SpeedMode.TURBO, True),
     ],
 )
-def test_mode_groups(group: str, mode: str, stealth: bool) -> None:
+def test_mode_groups(group: str, mode: SpeedMode, stealth: bool) -> None:
     change = create(msg(f"**cat** - <@{USER}> {group}"))
     assert (change.mode, change.stealth) == (mode, stealth)
 
@@ -336,7 +330,12 @@ def test_mode_groups(group: str, mode: str, stealth: bool) -> None:
 )
 def test_mode_survives_extra_groups_links_and_emoji(tail: str) -> None:
     change = create(msg(f"**cat** - Variations (Strong) by <@{USER}> {tail}"))
-    assert (change.kind, change.action, change.mode, change.prompt) == ("done", "VARIATION", "fast", "cat")
+    assert (change.kind, change.action, change.mode, change.prompt) == (
+        "done",
+        "VARIATION",
+        SpeedMode.FAST,
+        "cat",
+    )
 
 
 def test_mode_inside_prompt_is_not_the_mode() -> None:
@@ -346,7 +345,7 @@ def test_mode_inside_prompt_is_not_the_mode() -> None:
 
 def test_legacy_mention_with_bang() -> None:
     change = create(msg(f"**cat** - <@!{USER}> (turbo)"))
-    assert (change.user_id, change.mode) == (USER, "turbo")
+    assert (change.user_id, change.mode) == (USER, SpeedMode.TURBO)
 
 
 # ---------------------------------------------------------------- prompts
@@ -366,7 +365,7 @@ def test_legacy_mention_with_bang() -> None:
 )
 def test_prompt_is_kept_verbatim(prompt: str) -> None:
     change = create(msg(f"**{prompt}** - <@{USER}> (fast)"))
-    assert (change.prompt, change.mode) == (prompt, "fast")
+    assert (change.prompt, change.mode) == (prompt, SpeedMode.FAST)
 
 
 def test_content_without_bold_has_no_prompt() -> None:
@@ -641,6 +640,54 @@ def test_captcha_iframe_is_error() -> None:
 )
 def test_unknown_shapes_are_ignored(event: Any, data: Any) -> None:
     assert parse_event(event, data).kind == "ignore"
+
+
+# ---------------------------------------------------------------- typed payloads, raw or decoded
+
+
+def test_raw_bytes_parse_like_the_decoded_payload() -> None:
+    data = msg(f"**cat** - Image #2 <@{USER}> (relaxed)", attachments=png(f"alice_cat_{JOB}.png"))
+    change = create(data)
+    assert (change.kind, change.action, change.index, change.mode) == ("done", "UPSCALE", 2, SpeedMode.RELAX)
+    assert parse_event("MESSAGE_CREATE", json.dumps(data).encode()) == change
+    assert parse_event("MESSAGE_CREATE", bytearray(json.dumps(data).encode())) == change
+
+
+def test_integer_nonce_in_raw_bytes_is_kept_as_string() -> None:
+    raw = b'{"content": "**cat** - <@1> (Waiting to start)", "nonce": 1250000000000000001}'
+    assert parse_event("MESSAGE_CREATE", raw).nonce == "1250000000000000001"
+    ack = parse_event("INTERACTION_SUCCESS", b'{"id": "9", "nonce": 77}')
+    assert (ack.nonce, ack.interaction_id) == ("77", "9")
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"content": 5},
+        {"nonce": True},
+        {"flags": "64"},
+        {"author": "Midjourney Bot"},
+        {"embeds": [{"color": "red"}]},
+        {"components": [{"type": 1, "components": [{"custom_id": 7}]}]},
+        {"id": 1250000000000000010},
+    ],
+)
+def test_payload_with_wrong_types_is_malformed_and_ignored(extra: dict[str, Any]) -> None:
+    data = msg(f"**cat** - <@{USER}> (fast)", nonce="3") | extra
+    assert create(data).kind == "ignore"
+    assert parse_event("MESSAGE_CREATE", json.dumps(data).encode()).kind == "ignore"
+
+
+@pytest.mark.parametrize("raw", [b"", b"not json", b"[1]", b"null", b'{"content": "**cat', b"\xff"])
+def test_bytes_that_are_not_a_payload_are_ignored(raw: bytes) -> None:
+    change = parse_event("MESSAGE_CREATE", raw)
+    assert (change.kind, change.event) == ("ignore", "MESSAGE_CREATE")
+
+
+def test_nulls_and_unknown_fields_are_accepted() -> None:
+    data = msg(f"**cat** - <@{USER}> (fast)")
+    data |= {"interaction": None, "message_reference": None, "embeds": None, "sticker_items": [{"id": "1"}]}
+    assert create(data).kind == "done"
 
 
 # ---------------------------------------------------------------- CLI

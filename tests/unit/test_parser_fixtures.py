@@ -1,7 +1,8 @@
 """Every recorded payload in tests/fixtures/mj-events.jsonl parses to its `expect`.
 
-Each case runs twice: through `parse_event` directly, and through the real `python -m workers.parse`
-subprocess, which is started once for the whole file and fed all fixtures in one stream.
+Each case runs three times: through `parse_event` on the decoded payload and on its raw JSON bytes
+(the workers' path), and through the real `python -m workers.parse` subprocess, which is started once
+for the whole file and fed all fixtures in one stream.
 """
 
 from __future__ import annotations
@@ -92,6 +93,14 @@ def test_fixture_through_parse_event(case: dict[str, Any]) -> None:
     change = parse_event(case["t"], case["d"])
     out = json.loads(msgspec.json.encode(to_cli(change)))
     _check(out, case["expect"])
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_fixture_through_parse_event_on_raw_bytes(case: dict[str, Any]) -> None:
+    raw = json.dumps(case["d"], ensure_ascii=False).encode()
+    change = parse_event(case["t"], raw)
+    assert change == parse_event(case["t"], case["d"])
+    _check(json.loads(msgspec.json.encode(to_cli(change))), case["expect"])
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
