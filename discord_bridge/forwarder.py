@@ -1,8 +1,9 @@
 """Which dispatches go to the workers, and the ordered, batched publisher onto the events stream.
 
-Forwarded, raw: MESSAGE_CREATE/UPDATE written by the Midjourney, Niji or InsightFace bot (author
-or application id) in the account's channel or DM channels, MESSAGE_DELETE in those channels, and
-every INTERACTION_* dispatch of the session (they are session-scoped by nature). Nothing else.
+Forwarded, raw (Discord's own bytes of `d`): MESSAGE_CREATE/UPDATE written by the Midjourney, Niji
+or InsightFace bot (author or application id) in the account's channel or DM channels,
+MESSAGE_DELETE in those channels, and every INTERACTION_* dispatch of the session (they are
+session-scoped by nature). Nothing else. Only the routing fields are decoded here; the workers parse.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection
 from typing import Any
 
 import msgspec
@@ -18,36 +19,42 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from broker.clock import Clock, now_ms
+from broker.discord import BOT_IDS, INTERACTION_EVENTS, MESSAGE_DELETE, MESSAGE_EVENTS
+from broker.discord_types import User
 from broker.events import GatewayEvent, publish_many
-from discord_bridge.payloads import BOT_IDS, INTERACTION_EVENTS
 
 __all__ = ["Forwarder", "Publisher", "is_forwarded"]
 
 log = logging.getLogger(__name__)
 
-_MESSAGE_EVENTS = frozenset({"MESSAGE_CREATE", "MESSAGE_UPDATE"})
 
-_encode = msgspec.json.Encoder().encode
+class _Route(msgspec.Struct, gc=False):
+    """The fields of a message dispatch that decide whether it is forwarded."""
 
-
-def is_bot_message(d: Any) -> bool:
-    if not isinstance(d, dict):
-        return False
-    author = d.get("author")
-    if isinstance(author, dict) and str(author.get("id")) in BOT_IDS:
-        return True
-    return str(d.get("application_id")) in BOT_IDS
+    channel_id: str | None = None
+    author: User | None = None
+    application_id: str | None = None
 
 
-def is_forwarded(t: str, d: Any, channels: Iterable[str] | frozenset[str] | set[str]) -> bool:
-    """Whether dispatch (t, d) of a session watching `channels` goes to the workers."""
+_route = msgspec.json.Decoder(_Route)
+
+
+def is_forwarded(t: str, d: bytes, channels: Collection[str]) -> bool:
+    """Whether dispatch (t, raw d) of a session watching `channels` goes to the workers."""
     if t in INTERACTION_EVENTS:
         return True
-    if t in _MESSAGE_EVENTS:
-        return isinstance(d, dict) and str(d.get("channel_id")) in channels and is_bot_message(d)
-    if t == "MESSAGE_DELETE":
-        return isinstance(d, dict) and str(d.get("channel_id")) in channels
-    return False
+    if t not in MESSAGE_EVENTS:
+        return False
+    try:
+        route = _route.decode(d)
+    except msgspec.DecodeError:
+        return False
+    if route.channel_id not in channels:
+        return False
+    if t == MESSAGE_DELETE:
+        return True
+    author = route.author.id if route.author else None
+    return author in BOT_IDS or route.application_id in BOT_IDS
 
 
 class Publisher:
@@ -131,6 +138,6 @@ class Forwarder:
     def __call__(self, t: str, seq: int, d: Any) -> bool:
         if not is_forwarded(t, d, self._channels()):
             return False
-        self._sink(GatewayEvent(account=self.account_id, seq=seq, t=t, d=_encode(d), at=self._clock()))
+        self._sink(GatewayEvent(account=self.account_id, seq=seq, t=t, d=d, at=self._clock()))
         self.forwarded += 1
         return True

@@ -20,7 +20,18 @@ from typing import Any
 
 import msgspec
 
-from broker.discord import IFRAME_PREFIX, INSIGHTFACE_ID, MIDJOURNEY_ID, application_id_for
+from broker.discord import (
+    IFRAME_PREFIX,
+    INSIGHTFACE_ID,
+    INTERACTION_FAILED,
+    INTERACTION_FAILURE,
+    INTERACTION_IFRAME_MODAL_CREATE,
+    MESSAGE_CREATE,
+    MIDJOURNEY_ID,
+    MODAL_EVENTS,
+    application_id_for,
+)
+from broker.discord_types import InteractionEvent, Message, ModalCreate
 from broker.models import Task, TaskAction
 from broker.store import TaskStore
 from discord_bridge import payloads
@@ -56,6 +67,15 @@ class Plan(msgspec.Struct, kw_only=True):
     face_source: Uploaded | None = None
     face_target: Uploaded | None = None
     face_idname: str = ""
+
+
+_modal = msgspec.json.Decoder(ModalCreate)
+_message = msgspec.json.Decoder(Message)
+_interaction = msgspec.json.Decoder(InteractionEvent)
+
+
+def _nonce_of(value: str | int | None) -> str | None:
+    return None if value is None else str(value)
 
 
 def modal_expected(task: Task) -> str | None:
@@ -244,11 +264,7 @@ class Interactions:
         expectation = None
         if kind is not None:
             expectation = self.session.expect(
-                lambda t, d: (
-                    t in ("INTERACTION_MODAL_CREATE", "INTERACTION_IFRAME_MODAL_CREATE")
-                    and isinstance(d, dict)
-                    and str(d.get("nonce")) == nonce
-                )
+                lambda t, d: t in MODAL_EVENTS and _nonce_of(_modal.decode(d).nonce) == nonce
             )
         payload = payloads.button_click(
             application_id=plan.application_id,
@@ -272,37 +288,36 @@ class Interactions:
         if found is None:
             raise FlowFailed(f"the bot did not open its dialog within {self.modal_timeout:.0f}s of the click")
         t, d = found
-        if t == "INTERACTION_IFRAME_MODAL_CREATE":
-            await self._answer_iframe(task, plan, d)
+        modal = _modal.decode(d)
+        if t == INTERACTION_IFRAME_MODAL_CREATE:
+            await self._answer_iframe(task, plan, modal)
         else:
-            await self._answer_modal(task, plan, d)
+            await self._answer_modal(task, plan, modal)
 
-    async def _answer_modal(self, task: Task, plan: Plan, modal: Payload) -> None:
+    async def _answer_modal(self, task: Task, plan: Plan, modal: ModalCreate) -> None:
         input_id = payloads.first_text_input(modal)
-        if input_id is None:
+        if input_id is None or not modal.id:
             raise FlowFailed("the bot's dialog has no text field to answer")
         nonce = payloads.new_nonce()
         await self.store.index("nonce", nonce, task.id)
-        application = modal.get("application") or {}
+        application_id = (modal.application.id if modal.application else None) or modal.application_id
         payload = payloads.modal_submit(
-            application_id=str(application.get("id") or plan.application_id),
+            application_id=application_id or plan.application_id,
             guild_id=self.account.guild_id,
-            channel_id=str(modal.get("channel_id") or self.account.channel_id),
+            channel_id=modal.channel_id or self.account.channel_id,
             session_id=self._session_id(),
             nonce=nonce,
-            modal_id=str(modal["id"]),
-            custom_id=str(modal.get("custom_id") or task.properties.modal_custom_id or ""),
+            modal_id=modal.id,
+            custom_id=modal.custom_id or task.properties.modal_custom_id or "",
             input_custom_id=input_id,
             value=_prompt_of(task),
         )
         await self.rest.post_interaction(payload)
 
-    async def _answer_iframe(self, task: Task, plan: Plan, modal: Payload) -> None:
-        custom_id = str(modal.get("custom_id") or "")
-        title = str(modal.get("title") or "").lower()
-        if any(word in title for word in _CAPTCHA_TITLES) or "/captcha/" in str(
-            modal.get("iframe_path") or ""
-        ):
+    async def _answer_iframe(self, task: Task, plan: Plan, modal: ModalCreate) -> None:
+        custom_id = modal.custom_id or ""
+        title = (modal.title or "").lower()
+        if any(word in title for word in _CAPTCHA_TITLES) or "/captcha/" in (modal.iframe_path or ""):
             raise FlowFailed(
                 "Midjourney asks for a captcha ('Action required to continue'): "
                 "solve it in Discord with this account, then retry"
@@ -318,9 +333,8 @@ class Interactions:
         save_nonce = payloads.new_nonce()
         saved = self.session.expect(
             lambda t, d: (
-                t in ("MESSAGE_CREATE", "INTERACTION_FAILED", "INTERACTION_FAILURE")
-                and isinstance(d, dict)
-                and str(d.get("nonce")) == save_nonce
+                t in (MESSAGE_CREATE, INTERACTION_FAILED, INTERACTION_FAILURE)
+                and _nonce_of(_interaction.decode(d).nonce) == save_nonce
             )
         )
         save = payloads.slash_command(
@@ -344,8 +358,8 @@ class Interactions:
         if found is None:
             raise FlowFailed(f"InsightFace did not answer /saveid within {self.modal_timeout:.0f}s")
         t, d = found
-        content = str(d.get("content") or "")
-        if t != "MESSAGE_CREATE" or "invalid" in content.lower() or content.lower().startswith("error"):
+        content = (_message.decode(d).content or "") if t == MESSAGE_CREATE else ""
+        if t != MESSAGE_CREATE or "invalid" in content.lower() or content.lower().startswith("error"):
             raise FlowFailed(f"InsightFace refused the source face: {content[:200] or t}")
         swap = payloads.slash_command(
             self._command(INSIGHTFACE_ID, "swapid"),

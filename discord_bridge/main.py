@@ -26,7 +26,7 @@ from redis.exceptions import RedisError
 
 from broker.account_status import AccountState, decode_fact
 from broker.config import DEFAULT_USER_AGENT, Account, ConfigWatcher, Settings, config_path, load_settings
-from broker.discord import INSIGHTFACE_ID, MIDJOURNEY_ID, NIJI_ID
+from broker.discord import INSIGHTFACE_ID, MESSAGE_CREATE, MIDJOURNEY_ID, NIJI_ID
 from broker.models import TaskStatus
 from broker.queues import AccountQueues
 from broker.redis_client import connect
@@ -191,10 +191,10 @@ class AccountRunner:
         if not any(t.status in (TaskStatus.SUBMITTED, TaskStatus.IN_PROGRESS) for t in tasks):
             return
         messages = await self.rest.recent_messages(self.account.channel_id)
-        forwarded = sum(1 for m in messages if self.forwarder("MESSAGE_CREATE", 0, m))
+        forwarded = sum(1 for m in messages if self.forwarder(MESSAGE_CREATE, 0, msgspec.json.encode(m)))
         log.info("account %s: caught up %d recent bot messages", self.account.id, forwarded)
 
-    def _on_dispatch(self, t: str, seq: int, d: Any) -> None:
+    def _on_dispatch(self, t: str, seq: int, d: bytes) -> None:
         if t == "READY":
             # DM channel ids come from READY's private channels (after the session recorded them).
             asyncio.get_running_loop().call_soon(self._refresh_channels)

@@ -24,6 +24,7 @@ from broker.discord import (
     NIJI_ID,
     application_id_for,
 )
+from broker.discord_types import ModalCreate
 
 __all__ = [
     "BOT_IDS",
@@ -60,6 +61,7 @@ def new_nonce() -> str:
     return str(((now_ms() - _DISCORD_EPOCH_MS) << 22) | (_PROCESS_BITS << 12) | increment)
 
 
+_TEXT_INPUT = 4
 _OPTION_STRING = 3
 _OPTION_ATTACHMENT = 11
 
@@ -251,10 +253,10 @@ def modal_submit(
     return payload
 
 
-def first_text_input(modal: Payload) -> str | None:
+def first_text_input(modal: ModalCreate) -> str | None:
     """custom_id of the first text input (type 4) of an INTERACTION_MODAL_CREATE payload."""
-    for row in modal.get("components") or []:
-        for component in row.get("components") or []:
-            if component.get("type") == 4 and component.get("custom_id"):
-                return str(component["custom_id"])
+    for row in modal.components or ():
+        for component in row.components or ():
+            if component.type == _TEXT_INPUT and component.custom_id:
+                return component.custom_id
     return None

@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import logging
 import re
-from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
@@ -23,7 +22,8 @@ import redis.asyncio as aioredis
 from broker import keys
 from broker.bridge_calls import BridgeCall, BridgeReply
 from broker.clock import Clock, now_ms
-from broker.discord import BOT_IDS, application_id_for
+from broker.discord import BOT_IDS, MESSAGE_CREATE, application_id_for
+from broker.discord_types import Message
 from broker.models import Task
 from broker.store import TaskStore
 from discord_bridge.rest import DiscordError, RestClient
@@ -38,6 +38,7 @@ _SEED = re.compile(r"\*\*seed\*\*\s*:?\s*(\d+)", re.IGNORECASE)
 _REPLY_TTL_SECONDS = 60
 
 _decode_call = msgspec.json.Decoder(BridgeCall).decode
+_message = msgspec.json.Decoder(Message)
 _encode = msgspec.json.Encoder().encode
 
 
@@ -143,13 +144,13 @@ class RpcServer:
         job_hash = task.properties.message_hash
         bot_id = application_id_for(task.bot_type)
 
-        def is_seed_dm(t: str, d: Any) -> bool:
-            if t != "MESSAGE_CREATE" or not isinstance(d, dict):
+        def is_seed_dm(t: str, d: bytes) -> bool:
+            if t != MESSAGE_CREATE:
                 return False
-            author = d.get("author") or {}
-            if str(author.get("id")) not in BOT_IDS or d.get("guild_id"):
+            message = _message.decode(d)
+            if message.author is None or message.author.id not in BOT_IDS or message.guild_id:
                 return False
-            return parse_seed(str(d.get("content") or ""), job_hash) is not None
+            return parse_seed(message.content or "", job_hash) is not None
 
         expectation = self.session.expect(is_seed_dm)
         try:
@@ -160,7 +161,7 @@ class RpcServer:
         found = await expectation.wait(self.seed_timeout)
         if found is None:
             raise DiscordError(f"the {bot_id} bot sent no seed DM within {self.seed_timeout:.0f}s")
-        seed = parse_seed(str(found[1].get("content") or ""), job_hash) or ""
+        seed = parse_seed(_message.decode(found[1]).content or "", job_hash) or ""
 
         def with_seed(current: Task) -> Task | None:
             if current.seed == seed:

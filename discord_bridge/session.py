@@ -2,12 +2,17 @@
 
 The library keeps reconnecting and RESUMEs by itself. This module adds what the bridge needs on top:
 
-- every dispatch, raw (`t`, `seq`, `d`), goes to one `on_dispatch` callback, including events the
-  library has no parser for (INTERACTION_MODAL_CREATE's iframe sibling, INTERACTION_FAILURE...);
-- the library's own parsing of messages and interactions is skipped: the bridge never reads its
-  model objects, and 100 accounts' worth of Message objects would cost CPU for nothing;
+- every dispatch, raw (`t`, `seq`, `d` as the JSON bytes Discord sent), goes to one `on_dispatch`
+  callback, including events the library has no parser for (INTERACTION_IFRAME_MODAL_CREATE,
+  INTERACTION_FAILURE...). It comes through the library's documented debug event,
+  ``on_socket_raw_receive`` (``enable_debug_events=True``): every gateway message, complete and
+  decompressed, in arrival order. The envelope is decoded here with `d` left raw, so what the
+  workers receive is Discord's own bytes, never re-encoded;
 - `expect(...)` lets a sender wait for a dispatch (a modal for its nonce, a DM with a seed);
 - a bad token (401 at login, close 4004) is fatal: the session stops and reports it once.
+
+The library also parses every event into its own models, which the bridge never reads; with
+member and message caches off that costs little at the pace Discord lets an account work.
 """
 
 from __future__ import annotations
@@ -17,38 +22,37 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
 
 import discord
+import msgspec
 
 from broker.config import Account
-from discord_bridge.payloads import INTERACTION_EVENTS
+from broker.discord_types import Ready
 
-__all__ = ["FATAL_CLOSE_CODES", "Expectation", "Session", "SessionFatal"]
+__all__ = ["FATAL_CLOSE_CODES", "DispatchHook", "Expectation", "Session", "SessionFatal"]
 
 log = logging.getLogger(__name__)
 
-Payload = dict[str, Any]
-DispatchHook = Callable[[str, int, Any], None]
+#: (t, seq, d): the dispatch type, its gateway sequence number and its raw JSON `d`
+DispatchHook = Callable[[str, int, bytes], None]
 
 #: close codes after which reconnecting with the same token is pointless
 FATAL_CLOSE_CODES = frozenset({4004})
 
-#: dispatches whose library parser is skipped (the bridge only needs them raw)
-_RAW_ONLY = (
-    frozenset(
-        {
-            "MESSAGE_CREATE",
-            "MESSAGE_UPDATE",
-            "MESSAGE_DELETE",
-            "MESSAGE_DELETE_BULK",
-            "MESSAGE_ACK",
-            "TYPING_START",
-            "PRESENCE_UPDATE",
-        }
-    )
-    | INTERACTION_EVENTS
-)
+_DISPATCH = 0
+
+
+class _Envelope(msgspec.Struct, gc=False):
+    """A gateway message: `d` stays raw bytes (only dispatches are read further)."""
+
+    op: int | None = None
+    t: str | None = None
+    s: int | None = None
+    d: msgspec.Raw = msgspec.Raw(b"null")
+
+
+_envelope = msgspec.json.Decoder(_Envelope)
+_ready = msgspec.json.Decoder(Ready)
 
 
 class SessionFatal(Exception):
@@ -56,14 +60,17 @@ class SessionFatal(Exception):
 
 
 class Expectation:
-    """A one-shot wait for a dispatch matching `predicate(t, d)`; register before sending."""
+    """A one-shot wait for a dispatch matching `predicate(t, d)`; register before sending.
 
-    def __init__(self, session: Session, predicate: Callable[[str, Any], bool]) -> None:
+    `d` is the dispatch's raw JSON; a predicate that raises (a payload it cannot read) is a no.
+    """
+
+    def __init__(self, session: Session, predicate: Callable[[str, bytes], bool]) -> None:
         self._session = session
         self.predicate = predicate
-        self.future: asyncio.Future[tuple[str, Any]] = asyncio.get_running_loop().create_future()
+        self.future: asyncio.Future[tuple[str, bytes]] = asyncio.get_running_loop().create_future()
 
-    async def wait(self, within: float) -> tuple[str, Any] | None:
+    async def wait(self, within: float) -> tuple[str, bytes] | None:
         """The matching (t, d), or None after `within` seconds."""
         try:
             async with asyncio.timeout(within):
@@ -74,41 +81,9 @@ class Expectation:
             self.cancel()
 
     def cancel(self) -> None:
-        self._session._expectations.discard(self)
+        self._session.forget(self)
         if not self.future.done():
             self.future.cancel()
-
-
-class _Parsers(dict[str, Callable[[Any], None]]):
-    """The library's parser table with the hook in front of every entry, known or not."""
-
-    def __init__(self, base: dict[str, Callable[[Any], None]], session: Session) -> None:
-        super().__init__()
-        self._session = session
-        for name, original in base.items():
-            self[name] = self._raw_only(name) if name in _RAW_ONLY else self._wrap(name, original)
-
-    def _wrap(self, name: str, original: Callable[[Any], None]) -> Callable[[Any], None]:
-        session = self._session
-
-        def parse(data: Any) -> None:
-            session._on_raw(name, data)
-            original(data)
-
-        return parse
-
-    def _raw_only(self, name: str) -> Callable[[Any], None]:
-        session = self._session
-
-        def parse(data: Any) -> None:
-            session._on_raw(name, data)
-
-        return parse
-
-    def __missing__(self, name: str) -> Callable[[Any], None]:
-        parse = self._raw_only(name)
-        self[name] = parse
-        return parse
 
 
 class Session:
@@ -187,22 +162,29 @@ class Session:
     def closed(self) -> bool:
         return self._closing or self.fatal is not None
 
-    def expect(self, predicate: Callable[[str, Any], bool]) -> Expectation:
+    def expect(self, predicate: Callable[[str, bytes], bool]) -> Expectation:
         expectation = Expectation(self, predicate)
         self._expectations.add(expectation)
         return expectation
+
+    def forget(self, expectation: Expectation) -> None:
+        self._expectations.discard(expectation)
 
     # -- internals -----------------------------------------------------------------------------
 
     def _make_client(self) -> discord.Client:
         client = discord.Client(
+            enable_debug_events=True,
             max_messages=None,
             chunk_guilds_at_startup=False,
             guild_subscriptions=False,
             member_cache_flags=discord.MemberCacheFlags.none(),
         )
-        state = client._connection
-        state.parsers = _Parsers(state.parsers, self)
+
+        async def on_socket_raw_receive(message: str | bytes) -> None:
+            self._on_message(message)
+
+        client.event(on_socket_raw_receive)
         return client
 
     async def _run(self) -> None:
@@ -241,37 +223,45 @@ class Session:
         if self._on_fatal is not None:
             self._on_fatal(reason)
 
-    def _on_raw(self, t: str, d: Any) -> None:
-        client = self.client
-        ws = getattr(client, "ws", None) if client is not None else None
-        seq = getattr(ws, "sequence", None) or 0
+    def _on_message(self, message: str | bytes) -> None:
+        """One complete gateway message, in arrival order (the library's debug event)."""
+        try:
+            envelope = _envelope.decode(message)
+        except msgspec.DecodeError:
+            log.warning("account %s: unreadable gateway message dropped", self.account.id)
+            return
+        if envelope.op != _DISPATCH or not envelope.t:
+            return
+        t, d = envelope.t, bytes(envelope.d)
         if t == "READY":
             self._on_ready(d)
         elif t == "RESUMED":
             self.ready.set()
         try:
-            self._on_dispatch(t, int(seq), d)
+            self._on_dispatch(t, envelope.s or 0, d)
         except Exception:
             log.exception("account %s: dispatch hook failed on %s", self.account.id, t)
-        if self._expectations:
-            for expectation in list(self._expectations):
-                try:
-                    matched = expectation.predicate(t, d)
-                except Exception:
-                    matched = False
-                if matched and not expectation.future.done():
-                    expectation.future.set_result((t, d))
-                    self._expectations.discard(expectation)
+        for expectation in list(self._expectations):
+            try:
+                matched = expectation.predicate(t, d)
+            except Exception:
+                matched = False
+            if matched and not expectation.future.done():
+                expectation.future.set_result((t, d))
+                self._expectations.discard(expectation)
 
-    def _on_ready(self, d: Any) -> None:
-        if not isinstance(d, dict):
+    def _on_ready(self, d: bytes) -> None:
+        try:
+            ready = _ready.decode(d)
+        except msgspec.DecodeError:
+            log.warning("account %s: unreadable READY", self.account.id)
             return
-        user = d.get("user") or {}
-        self.user_id = str(user.get("id")) if user.get("id") else None
-        for channel in d.get("private_channels") or []:
-            recipients = [str(r) for r in channel.get("recipient_ids") or []]
-            recipients += [str(r.get("id")) for r in channel.get("recipients") or [] if isinstance(r, dict)]
+        self.user_id = ready.user.id if ready.user else None
+        for channel in ready.private_channels or ():
+            if not channel.id:
+                continue
+            recipients = [*(channel.recipient_ids or ()), *(u.id for u in channel.recipients or () if u.id)]
             for recipient in recipients:
-                self.dm_channels.setdefault(recipient, str(channel.get("id")))
+                self.dm_channels.setdefault(recipient, channel.id)
         self.ready_at = time.monotonic()
         self.ready.set()

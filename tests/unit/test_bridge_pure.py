@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from broker.account_status import AccountState
+from broker.discord_types import ModalCreate
+from discord_bridge.forwarder import is_forwarded
 from discord_bridge.health import Verdict, verdict_for
 from discord_bridge.payloads import blend_dimensions, button_click, first_text_input, modal_submit, new_nonce
 from discord_bridge.rpc import parse_seed
@@ -58,7 +61,7 @@ def test_modal_submit_answers_the_modal_with_one_text_input() -> None:
     row = payload["data"]["components"][0]["components"][0]
     assert row == {"type": 4, "custom_id": "MJ::OutpaintCustomZoomModal::prompt", "value": "a cat --zoom 1.5"}
     modal = {"components": [{"type": 1, "components": [{"type": 4, "custom_id": "X::prompt", "style": 1}]}]}
-    assert first_text_input(modal) == "X::prompt"
+    assert first_text_input(msgspec.convert(modal, ModalCreate)) == "X::prompt"
 
 
 @pytest.mark.parametrize(
@@ -111,3 +114,18 @@ def test_seed_is_read_only_from_the_dm_about_the_job() -> None:
     assert parse_seed(dm, "5b1c2d3e-1a2b-4c5d-8e9f-0123456789ab") == "636646138"
     assert parse_seed(dm, "00000000-0000-0000-0000-000000000000") is None
     assert parse_seed("no seed here", None) is None
+
+
+def test_only_bot_messages_of_the_accounts_channels_and_every_interaction_are_forwarded() -> None:
+    channels = frozenset({"10", "11"})
+    bot = {"channel_id": "10", "author": MJ, "content": "**a cat** - <@1> (fast)"}
+    assert is_forwarded("MESSAGE_CREATE", json.dumps(bot).encode(), channels)
+    by_application = {"channel_id": "11", "application_id": MJ["id"], "author": {"id": "5"}}
+    assert is_forwarded("MESSAGE_UPDATE", json.dumps(by_application).encode(), channels)
+    assert not is_forwarded("MESSAGE_CREATE", json.dumps({**bot, "channel_id": "99"}).encode(), channels)
+    human = {**bot, "author": {"id": "1012345678901234567"}}
+    assert not is_forwarded("MESSAGE_CREATE", json.dumps(human).encode(), channels)
+    assert is_forwarded("MESSAGE_DELETE", b'{"id": "1", "channel_id": "10"}', channels)
+    assert is_forwarded("INTERACTION_SUCCESS", b'{"id": "1", "nonce": "2"}', channels)
+    assert not is_forwarded("MESSAGE_CREATE", b'{"channel_id": 10}', channels)  # malformed
+    assert not is_forwarded("TYPING_START", json.dumps(bot).encode(), channels)
