@@ -30,8 +30,8 @@ from broker.redis_server import send_commands
 from broker.store import SCRIPTS as STORE_SCRIPTS
 from broker.store import TaskStore
 from workers.consumer import Entry
-from workers.hooks import SCRIPTS as HOOK_SCRIPTS
-from workers.hooks import HookDeliverer
+from workers.delivery import HookDeliverer
+from workers.outbox import SCRIPTS as HOOK_SCRIPTS
 
 __all__ = ["CHANGES_GROUP", "LIVE_KEY", "ChangeHandler"]
 

@@ -36,8 +36,9 @@ from broker.store import CHANGES_STREAM, TaskStore
 from workers.apply import Applier
 from workers.changes import CHANGES_GROUP, ChangeHandler
 from workers.consumer import EventHandler, StreamConsumer
-from workers.hooks import HookDeliverer, HookOutbox
+from workers.delivery import HookDeliverer
 from workers.matching import Matcher
+from workers.outbox import HookOutbox
 from workers.sweeper import Sweeper, SweepReport
 
 __all__ = ["ArqWorker", "WorkerRuntime", "create_worker", "main", "worker_settings"]
