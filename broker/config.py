@@ -13,6 +13,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import msgspec
 import yaml
@@ -150,8 +151,8 @@ class HookSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     #: HMAC-SHA256 key; when set every delivery carries X-Mjbroker-Signature
     secret: str = ""
     request_timeout_seconds: float = 10.0
-    #: how long connecting (and the TLS handshake) may take before the next address of the name is
-    #: the only one tried; see `workers.delivery` for the bound this gives
+    #: bounds each connection attempt, TLS handshake included; a name's next address is tried 0.25 s
+    #: after the previous one anyway (`workers.hook_http.HookPoster` says what bound this gives)
     connect_timeout_seconds: float = 3.0
     give_up_minutes: float = 10.0
     #: allow hooks to link-local / cloud-metadata addresses (off: SSRF guard)
@@ -216,6 +217,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     def secrets(self) -> list[str]:
         """Every secret value, so tests and log filters can check none leaks."""
         values = [a.token for a in self.accounts] + [k.secret for k in self.api_keys] + [self.hooks.secret]
+        proxies = (self.hooks.env_proxy.http, self.hooks.env_proxy.https)
+        values += [urlsplit(p).password or "" for p in proxies]  # http://user:password@proxy:3128
         return [v for v in values if v]
 
 

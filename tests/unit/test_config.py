@@ -91,6 +91,8 @@ def test_hook_proxies_come_from_the_environment_only_when_the_setting_is_on() ->
     assert parse_settings({}, environ).hooks.env_proxy == ProxyEnvironment()
     hooks = parse_settings({"hooks": {"use_env_proxy": True}}, environ).hooks
     assert hooks.env_proxy == ProxyEnvironment(http="http://lower:3128", no_proxy="lan")  # lower case wins
+    with_password = {"HTTPS_PROXY": "http://me:pr0xy-pw@proxy:3128"}
+    assert "pr0xy-pw" in parse_settings({"hooks": {"use_env_proxy": True}}, with_password).secrets()
     # the file cannot name a proxy of its own: the environment's replaces it
     written = {"hooks": {"use_env_proxy": True, "env_proxy": {"http": "http://file:1"}}}
     assert parse_settings(written, {}).hooks.env_proxy == ProxyEnvironment()
