@@ -4,6 +4,8 @@ An embedded Valkey and a minimal HTTP receiver run in this process; the worker r
 process (`python -m workers`), as in production. 100 submitted tasks
 get 10,000 progress events round-robin (each task's events 100 apart, paced at `RATE` events/s), so
 every event makes a new revision and one POST; latency = receive time - time before XADD.
+``worker_cpu_ms_per_hook`` is the worker process's CPU time (user + system) over the paced run,
+divided by the hooks received: what the delivery path costs, parsing and Redis included.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import psutil
 import yaml
 
 from broker.config import Account, HookSettings, Settings, TaskSettings
@@ -72,6 +75,11 @@ def _progress(msg_id: str, prompt: str, percent: int) -> bytes:
     return json.dumps(d).encode()
 
 
+def _cpu_seconds(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return float(times.user + times.system)
+
+
 async def _main() -> dict[str, Any]:
     data_dir = tempfile.mkdtemp(prefix="mjb-bench-")
     redis_server = EmbeddedRedis(port=free_port(), data_dir=data_dir)
@@ -109,6 +117,8 @@ async def _main() -> dict[str, Any]:
             while len(receiver.arrivals) < TASKS:  # noqa: ASYNC110 - polls the receiver, bounded
                 await asyncio.sleep(0.05)
         sent: dict[tuple[str, str], float] = {}
+        worker_cpu = psutil.Process(worker.pid)
+        cpu_before = _cpu_seconds(worker_cpu)
         started = time.perf_counter()
         for n in range(EVENTS):
             task_id, msg_id = ids[n % TASKS]
@@ -128,6 +138,7 @@ async def _main() -> dict[str, Any]:
         deadline = time.perf_counter() + 10
         while len(receiver.arrivals) < len(sent) + TASKS and time.perf_counter() < deadline:  # noqa: ASYNC110 - polls Redis state, bounded by the timeout
             await asyncio.sleep(0.05)
+        cpu_used = _cpu_seconds(worker_cpu) - cpu_before
         latencies = sorted(
             (receiver.arrivals[key] - t0) * 1000 for key, t0 in sent.items() if key in receiver.arrivals
         )
@@ -146,6 +157,7 @@ async def _main() -> dict[str, Any]:
         "p99_ms": p99,
         "max_ms": latencies[-1] if latencies else float("nan"),
         "target_p99_ms": 20.0,
+        "worker_cpu_ms_per_hook": cpu_used * 1000 / len(latencies) if latencies else float("nan"),
     }
 
 

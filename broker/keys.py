@@ -1,7 +1,7 @@
 """Every Redis key and stream name, in one place.
 
-Keys that one Lua script touches together carry the same hash tag (`{account}` or `{task}`), so
-the same code runs on Redis Cluster and managed Valkey.
+Keys that one Lua script touches together carry the same hash tag (`{account}`, `{task}` or
+`{hooks}`), so the same code runs on Redis Cluster and managed Valkey.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ __all__ = [
     "CHANGES_STREAM",
     "EVENTS_GROUP",
     "EVENTS_STREAM",
+    "HOOKS_DUE",
     "LIVE_TASKS",
     "UNMATCHED_EVENTS",
     "account_facts",
@@ -23,6 +24,7 @@ __all__ = [
     "account_waiting",
     "bridge_rpc",
     "bridge_rpc_reply",
+    "hook_state",
     "lookup",
     "task_blob",
     "task_record",
@@ -105,3 +107,13 @@ def bridge_rpc(account_id: str) -> str:
 
 def bridge_rpc_reply(request_id: str) -> str:
     return f"{PREFIX}:rpc:{{{request_id}}}:reply"
+
+
+#: sorted set of hook deliveries to make: task id scored by the epoch ms it is due (`workers.outbox`)
+HOOKS_DUE = f"{PREFIX}:{{hooks}}:due"
+
+
+def hook_state(task_id: str) -> str:
+    """Hash with one task's hook delivery state (`workers.outbox`); it shares the due set's tag,
+    since every outbox script touches both."""
+    return f"{PREFIX}:{{hooks}}:task:{task_id}"

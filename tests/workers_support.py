@@ -9,6 +9,7 @@ import io
 import itertools
 import json
 import os
+import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -18,6 +19,7 @@ from typing import Any
 import msgspec
 import redis.asyncio as aioredis
 import yaml
+from aiohttp.abc import AbstractResolver, ResolveResult
 
 from broker.admission import create_and_admit
 from broker.clock import now_ms
@@ -135,6 +137,27 @@ class HookReceiver:
         finally:
             self._handlers.discard(me)  # type: ignore[arg-type]
             writer.close()
+
+
+class FixedDns(AbstractResolver):
+    """Answers each name with the addresses given for it, in that order, every time it is asked (as a
+    rebinding DNS would, or getaddrinfo putting ::1 first); counts the lookups."""
+
+    def __init__(self, answers: dict[str, list[str]]) -> None:
+        self.answers = answers
+        self.lookups: list[str] = []
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        self.lookups.append(host)
+        return [
+            ResolveResult(hostname=host, host=address, port=port, family=socket.AF_INET, proto=0, flags=0)
+            for address in self.answers[host]
+        ]
+
+    async def close(self) -> None:
+        return None
 
 
 # ---------------------------------------------------------------- settings and workers

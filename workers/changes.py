@@ -31,8 +31,8 @@ from broker.queues import SCRIPTS as QUEUE_SCRIPTS
 from broker.queues import AccountQueues
 from broker.store import TaskStore
 from workers.consumer import Entry
-from workers.hooks import SCRIPTS as HOOK_SCRIPTS
-from workers.hooks import HookDeliverer
+from workers.delivery import HookDeliverer
+from workers.outbox import SCRIPTS as HOOK_SCRIPTS
 
 __all__ = ["ChangeHandler"]
 

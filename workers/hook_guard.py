@@ -8,8 +8,8 @@ self-hosted and its hook receivers usually live on the same host or network; the
 are the ones that hand out cloud credentials or make no sense as a receiver.
 
 Two places apply the rule: `check_url` before a delivery (scheme, names, IP literals: no DNS), and
-`GuardedResolver`, the hook client's resolver, on the addresses a name resolves to when the client
-connects. The addresses checked are the ones connected to, so a name that resolves to a public
+`GuardedResolver`, the resolver of the hook client's connector, on the addresses a name resolves to
+when the client connects. The addresses checked are the ones connected to, so a name that resolves to a public
 address for one lookup and to the metadata service for the next (DNS rebinding) is still refused.
 """
 
@@ -33,7 +33,7 @@ _METADATA_ADDRESSES = frozenset(
 class UrlRefused(OSError):
     """A hook URL the guard does not allow; the message names the reason, never the full URL.
 
-    An `OSError`, as a failed lookup; `workers.hook_client` lets it through so that the delivery is
+    An `OSError`, as a failed lookup; `workers.hook_http` lets it through so that the delivery is
     given up rather than retried.
     """
 

@@ -38,8 +38,9 @@ from broker.store import TaskStore
 from workers.apply import Applier
 from workers.changes import ChangeHandler
 from workers.consumer import EventHandler, StreamConsumer
-from workers.hooks import HookDeliverer, HookOutbox
+from workers.delivery import HookDeliverer
 from workers.matching import Matcher
+from workers.outbox import HookOutbox
 from workers.sweeper import Sweeper, SweepReport
 
 __all__ = ["ArqWorker", "WorkerRuntime", "create_worker", "main", "worker_settings"]

@@ -105,7 +105,7 @@ async def test_hooks_are_signed_and_no_secret_reaches_a_log(stack: Stack) -> Non
     """Runs last in the session: every process has logged a whole suite's worth by now."""
     from e2e_support import HOOK_SECRET, SECRET
 
-    from workers.hooks import sign
+    from workers.delivery import sign
 
     task = await stack.wait_task(await imagine(stack, "a signed delivery", "a0"))
     assert task["status"] == "SUCCESS"

@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import socket
 import time
 from pathlib import Path
 
 import msgspec
 import redis.asyncio as aioredis
-from aiohttp.abc import AbstractResolver, ResolveResult
 from workers_support import (
+    FixedDns,
     HookReceiver,
     imagine_events,
     make_settings,
@@ -28,7 +27,8 @@ from broker.config import HookSettings
 from broker.models import Task, TaskStatus
 from broker.redis_server import EmbeddedRedis
 from broker.store import TaskStore
-from workers.hooks import HookDeliverer, HookOutbox
+from workers.delivery import HookDeliverer
+from workers.outbox import HookOutbox
 
 JOB = "9e107d9d-372b-4b3a-9b8e-3a1c2b3d4e5f"
 
@@ -157,28 +157,12 @@ async def test_hook_to_the_cloud_metadata_address_is_refused(
     assert "latest/meta-data" not in state["gave_up_reason"]
 
 
-class _FixedDns(AbstractResolver):
-    """Answers every lookup of a name with the address given for it (as a rebinding DNS would)."""
-
-    def __init__(self, answers: dict[str, str]) -> None:
-        self.answers = answers
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        address = self.answers[host]
-        return [{"hostname": host, "host": address, "port": port, "family": family, "proto": 0, "flags": 0}]
-
-    async def close(self) -> None:
-        return None
-
-
 async def test_hook_names_are_checked_on_the_address_connected_to(
     store: TaskStore, redis: aioredis.Redis, receiver: HookReceiver
 ) -> None:
     # The name passes the URL check (no DNS there); what it resolves to when the client connects
     # is what counts: a rebinding name that answers with the metadata address is refused.
-    dns = _FixedDns({"rebind.test": "169.254.169.254", "receiver.test": "127.0.0.1"})
+    dns = FixedDns({"rebind.test": ["169.254.169.254"], "receiver.test": ["127.0.0.1"]})
     outbox = HookOutbox(redis, ttl_ms=60_000)
     deliverer = HookDeliverer(redis, outbox, settings=HookSettings(), resolver=dns)
     try:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from broker.config import ConfigError, config_path, load_settings, parse_settings
+from broker.config import ConfigError, ProxyEnvironment, config_path, load_settings, parse_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -84,3 +84,35 @@ def test_config_path_is_the_argument_then_the_environment_then_the_working_direc
     assert config_path("given.yaml", env) == Path("given.yaml")
     assert config_path(None, env) == Path("/etc/mjbroker.yaml")
     assert config_path(None, {}) == Path("config.yaml")
+
+
+def test_hook_proxies_come_from_the_environment_only_when_the_setting_is_on() -> None:
+    environ = {"HTTP_PROXY": "http://upper:3128", "http_proxy": "http://lower:3128", "NO_PROXY": "lan"}
+    assert parse_settings({}, environ).hooks.env_proxy == ProxyEnvironment()
+    hooks = parse_settings({"hooks": {"use_env_proxy": True}}, environ).hooks
+    assert hooks.env_proxy == ProxyEnvironment(http="http://lower:3128", no_proxy="lan")  # lower case wins
+    with_password = {"HTTPS_PROXY": "http://me:pr0xy-pw@proxy:3128"}
+    assert "pr0xy-pw" in parse_settings({"hooks": {"use_env_proxy": True}}, with_password).secrets()
+    # the file cannot name a proxy of its own: the environment's replaces it
+    written = {"hooks": {"use_env_proxy": True, "env_proxy": {"http": "http://file:1"}}}
+    assert parse_settings(written, {}).hooks.env_proxy == ProxyEnvironment()
+
+
+@pytest.mark.parametrize(
+    ("scheme", "host", "proxy"),
+    [
+        ("http", "hooks.example.com", "http://p:1"),
+        ("https", "hooks.example.com", "http://p:2"),
+        ("http", "internal.test", None),
+        ("http", "a.internal.test", None),
+        ("http", "notinternal.test", "http://p:1"),
+        ("http", "lan", None),
+        ("http", "10.0.0.5", None),
+        ("http", "10.0.0.50", "http://p:1"),
+    ],
+)
+def test_no_proxy_names_hosts_domains_and_addresses(scheme: str, host: str, proxy: str | None) -> None:
+    env = ProxyEnvironment(http="http://p:1", https="http://p:2", no_proxy="lan, .internal.test,10.0.0.5")
+    assert env.proxy_for(scheme, host) == proxy
+    assert ProxyEnvironment(http="http://p:1", no_proxy="*").proxy_for("http", "anything") is None
+    assert ProxyEnvironment(http="http://p:1").proxy_for("https", "x") is None  # no HTTPS_PROXY
