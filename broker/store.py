@@ -32,7 +32,6 @@ from broker.models import Task, TaskStatus, decode_task, encode_task
 
 __all__ = [
     "ALLOWED",
-    "SCRIPTS",
     "InvalidTransition",
     "TaskStore",
     "Update",
@@ -81,8 +80,6 @@ redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return 1
 """)
 
-#: every script of the store, for `broker.lua.execute` in callers' pipelines
-SCRIPTS = (_CAS,)
 
 
 def _proposal(current: Task, mutate: Callable[[Task], Task | None]) -> Task | None:
