@@ -86,6 +86,8 @@ class ProductTree:
 
     def env(self, base: Mapping[str, str], process: str) -> dict[str, str]:
         """`base` with the tree first on ``sys.path`` and `process`'s own bytecode folder."""
+        # The caller's PYTHON* variables are dropped: a PYTHONPATH would come before the tree, and
+        # PYTHONDONTWRITEBYTECODE (set on some machines) would hide the bytecode `check` reads.
         env = {k: v for k, v in base.items() if not k.startswith("PYTHON")}
         env["PYTHONPATH"] = str(self.path)
         env["PYTHONPYCACHEPREFIX"] = str(self.pycache / process)
