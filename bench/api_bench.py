@@ -288,6 +288,10 @@ def run(baseline: ProductTree | None = None) -> dict[str, Any]:
             for kind in ("submit", "fetch"):
                 web = side[f"after_{kind}_rps_web"] / before[f"before_{kind}_rps_web"]
                 figures[f"ab_{kind}_rps_web_after_over_before (target >= 0.75)"] = web
+                figures[f"ab_{kind}_rps_web_after_over_before_by_round"] = ", ".join(
+                    f"{a[f'{kind}_web'].rps / b[f'{kind}_web'].rps:.3f}"
+                    for a, b in zip(rounds["after"], rounds["before"], strict=True)
+                )
                 figures[f"ab_{kind}_rps_bare_after_over_before"] = (
                     side[f"after_{kind}_rps_bare"] / before[f"before_{kind}_rps_bare"]
                 )

@@ -19,8 +19,9 @@ MESSAGE_CREATE (the event's ``at``) to its SUCCESS hook arriving, under a paced 
 20 ms); ``tasks_per_s_two_workers``; ``bridge_rss_mb_per_account`` with 100 connected accounts.
 
 With a baseline tree (``make bench BASELINE=<ref>``), the throughput run alternates between the two
-trees, after before after before (`ROUNDS` each), and the figures add each side's runs and the ratio
-after/before of their mean ``tasks_per_s`` (the issue's target: >= 0.75).
+trees, after before after before (`ROUNDS` each), and the figures add each side's runs, the ratio
+after/before of their mean ``tasks_per_s`` (the issue's target: >= 0.75), that ratio round by round,
+and each side's CPU per task by process with their ratio.
 """
 
 from __future__ import annotations
@@ -239,6 +240,13 @@ async def _pipeline(baseline: ProductTree | None) -> dict[str, Any]:
         figures["ab_tasks_per_s_after"] = mean["after"]
         figures["ab_tasks_per_s_before"] = mean["before"]
         figures["ab_tasks_per_s_ratio (target >= 0.75)"] = mean["after"] / mean["before"]
+        # each after run over the before run that followed it: a drift of the machine's load
+        # between rounds shows as a spread here
+        figures["ab_tasks_per_s_ratio_by_round"] = ", ".join(
+            f"{a.tasks_per_s / b.tasks_per_s:.3f}" for a, b in zip(runs["after"], runs["before"], strict=True)
+        )
+        cpu = {label: statistics.mean(sum(o.cpu_ms_per_task.values()) for o in runs[label]) for label in runs}
+        figures["ab_cpu_ms_per_task_ratio_after_over_before"] = cpu["after"] / cpu["before"]
         for label, outcomes in runs.items():
             per_process = {
                 name: statistics.mean(o.cpu_ms_per_task.get(name, 0.0) for o in outcomes)
