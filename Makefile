@@ -30,8 +30,12 @@ pytest: $(STAMP)
 
 test: lint typecheck pytest
 
+# `make bench BASELINE=<git ref>` also runs the api and pipeline benches against that ref's product
+# (a temporary git worktree), alternating with this tree, and prints both sides and their ratios.
+BASELINE ?=
+
 bench: $(STAMP)
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(if $(BASELINE),--baseline $(BASELINE))
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache

@@ -27,7 +27,7 @@ from redis.exceptions import DataError
 
 from broker.lua import Fill, Script, execute
 
-__all__ = ["PipelineBatcher"]
+__all__ = ["PipelineBatcher", "Unbatched"]
 
 _Pending = tuple[Fill, "asyncio.Future[list[Any]]"]
 
@@ -122,3 +122,18 @@ def _settle(future: asyncio.Future[list[Any]], replies: list[Any]) -> None:
         future.set_exception(error)
     else:
         future.set_result(replies)
+
+
+class Unbatched:
+    """`PipelineBatcher`'s interface without the merging: each caller's pipeline is sent alone.
+
+    The yardstick `bench/batching_bench.py` weighs the batcher against (`TaskStore(batch=False)`).
+    A failed command fails its caller, as with the batcher.
+    """
+
+    def __init__(self, redis: aioredis.Redis, scripts: Sequence[Script]) -> None:
+        self.redis = redis
+        self.scripts = scripts
+
+    async def execute(self, fill: Fill) -> list[Any]:
+        return await execute(self.redis, fill, self.scripts)

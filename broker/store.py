@@ -25,7 +25,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 
 from broker import keys
-from broker.batching import PipelineBatcher
+from broker.batching import PipelineBatcher, Unbatched
 from broker.clock import Clock, now_ms
 from broker.lua import Script
 from broker.models import Task, TaskStatus, decode_task, encode_task
@@ -138,6 +138,8 @@ class TaskStore:
     :param redis: the process's client (bytes responses).
     :param retention_seconds: how long a record lives after its last write.
     :param clock: returns epoch milliseconds; injectable for tests.
+    :param batch: send the pipelines this store's callers queue in one loop iteration as one
+        (`broker.batching`); False sends each alone, the yardstick of `bench/batching_bench.py`.
     """
 
     def __init__(
@@ -146,12 +148,15 @@ class TaskStore:
         *,
         retention_seconds: float,
         clock: Clock = now_ms,
+        batch: bool = True,
     ) -> None:
         self.redis = redis
         self.retention_ms = int(retention_seconds * 1000)
         self.clock = clock
         # Concurrent reads and writes of this process share round trips (see broker.batching).
-        self._batch = PipelineBatcher(redis, [_CAS])
+        self._batch: PipelineBatcher | Unbatched = (
+            PipelineBatcher(redis, [_CAS]) if batch else Unbatched(redis, [_CAS])
+        )
 
     # -- records -------------------------------------------------------------------------------
 
