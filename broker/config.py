@@ -105,14 +105,13 @@ class RedisSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     url: str = ""
     embedded_port: int = 6390
     data_dir: str = "var/redis"
-    #: a reply slower than this fails the command (blocking commands block for less)
-    socket_timeout_seconds: float = 10.0
+    #: a command or pipeline whose reply takes longer fails (blocking commands block for less)
+    command_timeout_seconds: float = 10.0
     connect_timeout_seconds: float = 5.0
     #: an idle connection is PINGed before reuse after this long
     health_check_seconds: float = 30.0
-    #: connections per process; a caller waits up to `pool_timeout_seconds` for a free one
+    #: connections per process at most; past that a command fails instead of opening one more
     max_connections: int = 1000
-    pool_timeout_seconds: float = 5.0
 
 
 class DiscordSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

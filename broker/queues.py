@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 
 from broker import keys
+from broker.batching import PipelineBatcher
 from broker.clock import Clock, now_ms
 from broker.lua import Script
 from broker.models import ReturnCode
@@ -82,19 +83,19 @@ class AccountQueues:
     def __init__(self, redis: aioredis.Redis, *, clock: Clock = now_ms) -> None:
         self.redis = redis
         self.clock = clock
+        # Concurrent admissions and releases of this process share round trips (broker.batching).
+        self._batch = PipelineBatcher(redis, SCRIPTS)
 
     async def admit(self, account_id: str, task_id: str, *, core_size: int, queue_size: int) -> Admission:
         """Take a slot (1), join the queue (22, with 1-based position) or be rejected (23): atomically."""
-        code, position, load = await _ADMIT(
-            self.redis,
-            [
-                keys.account_waiting(account_id),
-                keys.account_running(account_id),
-                keys.account_ready(account_id),
-                keys.account_seq(account_id),
-            ],
-            [task_id, core_size, queue_size, self.clock()],
-        )
+        keys_ = [
+            keys.account_waiting(account_id),
+            keys.account_running(account_id),
+            keys.account_ready(account_id),
+            keys.account_seq(account_id),
+        ]
+        args = [task_id, core_size, queue_size, self.clock()]
+        ((code, position, load),) = await self._batch.execute(lambda pipe: _ADMIT.queue(pipe, keys_, args))
         return Admission(ReturnCode(int(code)), int(position), int(load))
 
     async def release(self, account_id: str, task_id: str, *, core_size: int) -> list[str]:
@@ -102,7 +103,8 @@ class AccountQueues:
 
         Idempotent: releasing twice promotes nobody the second time.
         """
-        promoted = await _RELEASE(self.redis, *self._release_call(account_id, task_id, core_size))
+        keys_, args = self._release_call(account_id, task_id, core_size)
+        (promoted,) = await self._batch.execute(lambda pipe: _RELEASE.queue(pipe, keys_, args))
         return _decoded(promoted)
 
     def queue_release(self, pipe: Pipeline, account_id: str, task_id: str, *, core_size: int) -> None:

@@ -2,44 +2,86 @@
 
 What is set and why:
 
-- **Timeouts.** A read waits at most `socket_timeout` seconds and a connect `connect_timeout`:
-  a Redis that stops answering fails the caller instead of hanging it. Blocking commands (BLPOP,
-  XREADGROUP BLOCK) must therefore block for less than `socket_timeout`; callers that wait longer
-  loop on short blocks (see `broker.bridge_calls`).
+- **A deadline per round trip.** A command, or a whole pipeline, whose reply has not arrived within
+  `command_timeout` seconds fails with redis-py's `TimeoutError` (its connection is dropped, so no
+  late reply is ever read as another command's): a Redis that stops answering fails the caller
+  instead of hanging it. Blocking commands (BLPOP, XREADGROUP BLOCK) must block for less; callers
+  that wait longer loop on short blocks (see `broker.bridge_calls`). redis-py's own
+  ``socket_timeout`` would give the same bound per socket read instead: on Python 3.11 that is a
+  timer for every command of a pipeline and a task for every write, a third of the client's CPU on
+  the hot paths (`bench/pipeline_bench.py`, the A/B against the tree before: see README). So the
+  bound is one `asyncio.timeout` around each round trip, set by overriding the client's public
+  ``execute_command`` and ``pipeline`` (and the pipeline's ``execute``), nothing else.
 - **Health checks.** A connection idle for `health_check_interval` seconds is PINGed before it is
   used again, and redis-py checks at checkout that no stale reply waits on a pooled connection.
 - **No automatic resends.** redis-py can retry a command whose connection failed, but the server may
   have run it before the connection failed, and not every command is safe to run twice (an INCR,
   a hook schedule, a claim). So the client never resends; callers that know a command is safe to
   repeat (reads, consumer loops) retry on their own rhythm.
-- **Bounded pool.** At most `max_connections` connections per process; a caller that finds them all
-  busy waits up to `pool_timeout` seconds for one (redis-py's `BlockingConnectionPool`).
+- **Bounded pool.** At most `max_connections` connections per process; past that a command fails
+  with redis-py's "Too many connections" rather than opening more.
 """
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from broker.config import RedisSettings
 
-__all__ = ["connect"]
+__all__ = ["BoundedPipeline", "BoundedRedis", "connect"]
 
 _DEFAULTS = RedisSettings()
 
 
-def connect(url: str, settings: RedisSettings = _DEFAULTS) -> aioredis.Redis:
+class BoundedRedis(aioredis.Redis):  # type: ignore[misc]  # redis is untyped here (see pyproject)
+    """redis-py's client, each command bounded by `command_timeout` seconds (see the module)."""
+
+    command_timeout: float = _DEFAULTS.command_timeout_seconds
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        try:
+            async with asyncio.timeout(self.command_timeout):
+                return await super().execute_command(*args, **options)
+        except TimeoutError:
+            raise RedisTimeoutError(f"no reply to {args[0]} within {self.command_timeout:g}s") from None
+
+    def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> BoundedPipeline:
+        pipe = BoundedPipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint)
+        pipe.command_timeout = self.command_timeout
+        return pipe
+
+
+class BoundedPipeline(Pipeline):  # type: ignore[misc]
+    """redis-py's pipeline, the whole round trip bounded by `command_timeout` seconds."""
+
+    command_timeout: float = _DEFAULTS.command_timeout_seconds
+
+    async def execute(self, raise_on_error: bool = True) -> list[Any]:
+        try:
+            async with asyncio.timeout(self.command_timeout):
+                replies: list[Any] = await super().execute(raise_on_error)
+                return replies
+        except TimeoutError:
+            raise RedisTimeoutError(f"no reply to a pipeline within {self.command_timeout:g}s") from None
+
+
+def connect(url: str, settings: RedisSettings = _DEFAULTS) -> BoundedRedis:
     """An asyncio client for `url` (bytes replies); one per process, shared by its tasks."""
-    pool = aioredis.BlockingConnectionPool.from_url(
+    pool = aioredis.ConnectionPool.from_url(
         url,
         decode_responses=False,
         max_connections=settings.max_connections,
-        timeout=settings.pool_timeout_seconds,
-        socket_timeout=settings.socket_timeout_seconds,
         socket_connect_timeout=settings.connect_timeout_seconds,
         health_check_interval=settings.health_check_seconds,
         retry=Retry(NoBackoff(), 0),
     )
-    client: aioredis.Redis = aioredis.Redis.from_pool(pool)
+    client: BoundedRedis = BoundedRedis.from_pool(pool)
+    client.command_timeout = settings.command_timeout_seconds
     return client

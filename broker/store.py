@@ -81,7 +81,6 @@ return 1
 """)
 
 
-
 def _proposal(current: Task, mutate: Callable[[Task], Task | None]) -> Task | None:
     """What `mutate` makes of `current` (progress never lower), or None when that changes nothing."""
     proposed = mutate(current)

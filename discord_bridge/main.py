@@ -142,6 +142,7 @@ class AccountRunner:
                 await task
         await self.consumer.close()
         await self.rpc.close()
+        await self.rest.close()
         await self.session.close()
         if status is not None:
             with contextlib.suppress(RedisError, OSError):

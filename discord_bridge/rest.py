@@ -6,10 +6,11 @@ Error tree (what a caller can do about it):
   - `Rejected`: Discord answered 4xx (not 429): it did not run the request; fail the task with it.
   - `Ambiguous`: a timeout, a dropped connection or a 5xx: the request may have run; never resend.
 
-`/interactions` is posted on the library's own curl session (same TLS fingerprint and headers as
-the library) but without the library's retry loop, which resends on 5xx and timeouts: a resent
-interaction is a second paid GPU job. A 429 is different: Discord did not process the request, so
-it is retried after `retry_after`, as often as needed until `rate_limit_budget` seconds are spent.
+`/interactions` is posted on a curl_cffi session of our own, with the TLS fingerprint the library
+uses (curl_cffi's default Chrome) and the library's headers, but without the library's retry loop,
+which resends on 5xx and timeouts: a resent interaction is a second paid GPU job. A 429 is
+different: Discord did not process the request, so it is retried after `retry_after`, as often as
+needed until `rate_limit_budget` seconds are spent.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import aiohttp
 import discord
 import discord.http
 import msgspec
+from curl_cffi import requests as curl_requests
 from curl_cffi.requests.exceptions import RequestException as CurlError
 
 from broker.config import Account, DiscordSettings
@@ -102,6 +104,12 @@ class RestClient:
         self.rate_limit_budget = rate_limit_budget
         self.commands = CommandBook()
         self.rate_limited = 0
+        self._curl: curl_requests.AsyncSession[curl_requests.Response] | None = None
+
+    async def close(self) -> None:
+        if self._curl is not None:
+            await self._curl.close()
+            self._curl = None
 
     @property
     def _client(self) -> discord.Client:
@@ -134,17 +142,20 @@ class RestClient:
 
     async def post_interaction(self, payload: Payload) -> None:
         """POST one interaction: returns on 2xx, waits out 429s, raises `Rejected` or `Ambiguous`."""
-        client = self._client
-        curl = getattr(client.http, "_HTTPClient__session", None)
-        if curl is None or not getattr(client.http, "_started", False):
+        if not self.session.ready.is_set():
             raise Ambiguous("the account's Discord session is not connected")
+        headers = self._headers()
+        if self._curl is None:
+            # As the library does: Chrome's TLS fingerprint, and only the headers we set.
+            self._curl = curl_requests.AsyncSession(impersonate="chrome", default_headers=False)
+        curl = self._curl
         url = f"{discord.http.Route.BASE}/interactions"
         body = _json.encode(payload)
         started = time.monotonic()
         while True:
             try:
                 response = await curl.request(
-                    "POST", url, data=body, headers=self._headers(), timeout=self.request_timeout
+                    "POST", url, data=body, headers=headers, timeout=self.request_timeout
                 )
             except CurlError as exc:
                 # A timeout or a cut connection: Discord may have run it. Never resend.

@@ -62,6 +62,7 @@ class _ReplyDropper:
         self.armed = False
         self.port = 0
         self._server: asyncio.Server | None = None
+        self._serving: set[asyncio.Task[Any]] = set()
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
@@ -71,8 +72,14 @@ class _ReplyDropper:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+        for task in self._serving:
+            task.cancel()
+        await asyncio.gather(*self._serving, return_exceptions=True)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        me = asyncio.current_task()
+        assert me is not None
+        self._serving.add(me)
         up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
 
         async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter, replies: bool) -> None:
@@ -128,16 +135,44 @@ async def _silent_server() -> AsyncIterator[int]:
         await server.wait_closed()
 
 
-async def test_a_server_that_stops_answering_fails_the_command_within_the_read_timeout() -> None:
+async def test_a_server_that_stops_answering_fails_commands_and_pipelines_within_the_timeout(
+    redis_server: EmbeddedRedis,
+) -> None:
     async with _silent_server() as port:
-        client = connect(f"redis://127.0.0.1:{port}/0", RedisSettings(socket_timeout_seconds=0.3))
+        client = connect(f"redis://127.0.0.1:{port}/0", RedisSettings(command_timeout_seconds=0.3))
         try:
-            started = time.monotonic()
-            with pytest.raises((RedisTimeoutError, RedisConnectionError)):
-                await client.get("t:k")
-            assert time.monotonic() - started < 3.0
+            for attempt in (client.get("t:k"), _pipelined(client), execute(client, _echo_fill, [_ECHO])):
+                started = time.monotonic()
+                with pytest.raises(RedisTimeoutError):
+                    await attempt
+                assert time.monotonic() - started < 3.0
         finally:
             await client.aclose()
+    # a slow reply on a live server: the connection that timed out is dropped, and the next
+    # command gets its own reply, not the late one
+    client = connect(redis_server.url, RedisSettings(command_timeout_seconds=0.2))
+    try:
+        await client.set("t:after", "mine")
+        with pytest.raises(RedisTimeoutError):
+            await client.blpop(["t:never"], timeout=0.5)  # the reply (nil) comes after the deadline
+        assert await client.get("t:after") == b"mine"
+    finally:
+        await client.delete("t:after")
+        await client.aclose()
+
+
+_ECHO = Script("return ARGV[1]")
+
+
+def _echo_fill(pipe: Any) -> None:
+    _ECHO.queue(pipe, [], ["x"])
+
+
+async def _pipelined(client: aioredis.Redis) -> list[Any]:
+    async with client.pipeline(transaction=False) as pipe:
+        pipe.get("t:k")
+        pipe.get("t:j")
+        return await pipe.execute()  # type: ignore[no-any-return]
 
 
 async def test_pipelined_scripts_load_once_and_only_the_forgotten_script_is_sent_again(
