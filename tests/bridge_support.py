@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
+from workers_support import task_stacks
 
 from broker import keys
 from broker.admission import create_and_admit
@@ -78,10 +79,18 @@ async def running_bridge(
     try:
         yield bridge
     finally:
-        bridge.stop()
-        with contextlib.suppress(BaseException):
-            async with asyncio.timeout(10):
-                await task
+        await stop_bridge(bridge, task)
+
+
+async def stop_bridge(bridge: Bridge, task: asyncio.Task[None], within: float = 10.0) -> None:
+    """Stop `bridge`, whose `run()` is `task`; fail with every task's stack if it does not end in
+    time, or with its error if it crashed (a bridge cancelled on purpose is fine)."""
+    bridge.stop()
+    done, _ = await asyncio.wait({task}, timeout=within)
+    if not done:
+        raise AssertionError(f"the bridge did not stop within {within} s:\n{task_stacks()}")
+    if not task.cancelled():
+        task.result()
 
 
 async def wait_until(

@@ -203,13 +203,16 @@ async def running_worker(
         try:
             async with asyncio.timeout(20):
                 await worker.close()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await main
+                # arq's close cancels the task it runs in: `main` ends cancelled. Waiting on it with
+                # asyncio.wait does not swallow a cancellation of this task, as a suppress would.
+                await asyncio.wait({main})
         except TimeoutError:
-            raise AssertionError(f"the worker did not stop within 20 s:\n{_task_stacks()}") from None
+            raise AssertionError(f"the worker did not stop within 20 s:\n{task_stacks()}") from None
+        if not main.cancelled():
+            main.result()  # a worker that crashed fails the test
 
 
-def _task_stacks() -> str:
+def task_stacks() -> str:
     """Where every task of the loop waits (for a test that would otherwise hang without a word)."""
     out = io.StringIO()
     for task in asyncio.all_tasks():

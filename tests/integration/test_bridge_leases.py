@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 
 import msgspec
 import pytest
 import redis.asyncio as aioredis
-from bridge_support import bridge_settings, read_events, submit, wait_online, wait_status, wait_until
+from bridge_support import (
+    bridge_settings,
+    read_events,
+    stop_bridge,
+    submit,
+    wait_online,
+    wait_status,
+    wait_until,
+)
 from mjsim_support import RunningSim, start_mjsim
 
 from broker import keys
@@ -67,8 +74,7 @@ async def test_two_bridges_split_the_accounts_and_a_killed_ones_move_within_the_
         loop = asyncio.get_running_loop()
         killed_at = loop.time()
         first_task.cancel()
-        with contextlib.suppress(BaseException):
-            await first_task
+        await asyncio.wait({first_task})
 
         await wait_until(lambda: len(second.runners) == 4, within=LEASE * 4, what="second bridge takes over")
         took = loop.time() - killed_at
@@ -90,10 +96,6 @@ async def test_two_bridges_split_the_accounts_and_a_killed_ones_move_within_the_
         counters = (await sim.counters())["interactions"]
         assert not counters["duplicate_keys"]
     finally:
-        first.stop()
-        second.stop()
-        for t in (first_task, second_task):
-            if t is not None:
-                with contextlib.suppress(BaseException):
-                    async with asyncio.timeout(10):
-                        await t
+        await stop_bridge(first, first_task)
+        if second_task is not None:
+            await stop_bridge(second, second_task)
