@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 from workers_support import task_stacks
 
 from broker import keys
+from broker.account_status import AccountState
 from broker.admission import create_and_admit
 from broker.config import Settings, parse_settings
 from broker.events import decode_event
@@ -110,12 +111,18 @@ async def wait_until(
 
 
 async def wait_online(bridge: Bridge, account_ids: Sequence[str], within: float = 15.0) -> None:
+    """Wait until the bridge's sessions are ready and the accounts' statuses in Redis say ONLINE (the
+    health module sets its state before it writes it: the other processes see only the write)."""
+
     async def ready() -> bool:
         for account_id in account_ids:
             runner = bridge.runners.get(account_id)
             if runner is None or not runner.session.ready.is_set():
                 return False
-            if runner.health.state.value != "ONLINE":
+            if runner.health.state != AccountState.ONLINE:
+                return False
+            state = await bridge.redis.hget(keys.account_status(account_id), "state")
+            if state != AccountState.ONLINE.encode():
                 return False
         return True
 

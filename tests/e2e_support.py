@@ -368,6 +368,12 @@ class Stack:
         data: dict[str, Any] = await self.sim_control("GET", "/_sim/counters")
         return data
 
+    async def wait_interaction(self, nonce: str, within: float = 10) -> None:
+        """Wait until mjsim has received the interaction sent with `nonce`."""
+        async with asyncio.timeout(within):
+            while not (await self.counters())["interactions"]["by_nonce"].get(nonce):  # noqa: ASYNC110 - polls mjsim, bounded by the timeout
+                await asyncio.sleep(0.02)
+
     def hooks_for(self, task_id: str) -> list[dict[str, Any]]:
         out = []
         for received in self.receiver.received:

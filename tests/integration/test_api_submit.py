@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 import redis.asyncio as aioredis
-from api_support import TOKEN_A1, WebProcess, account, running_web
+from api_support import AUTH, HOOK_SECRET, TOKEN_A1, WebProcess, account, running_web
 
 from broker import keys
 from broker.queues import AccountQueues
@@ -127,12 +127,20 @@ async def test_oversized_image_gives_4(client: httpx.AsyncClient) -> None:
     assert reply["code"] == 4 and "larger than" in reply["description"]
 
 
-async def test_notify_hook_and_default(client: httpx.AsyncClient, store: TaskStore) -> None:
-    reply = await _post(
-        client, "/mj/submit/imagine", {"prompt": "x", "notifyHook": "https://hooks.example/cb"}
-    )
-    task = await store.get(reply["result"])
-    assert task is not None and task.properties.notify_hook == "https://hooks.example/cb"
+async def test_notify_hook_and_default(
+    redis_server: EmbeddedRedis, redis: aioredis.Redis, store: TaskStore
+) -> None:
+    default = "https://default.example/hook"
+    hooks = {"secret": HOOK_SECRET, "default_url": default}
+    with running_web(redis_server, hooks=hooks) as web:
+        async with httpx.AsyncClient(base_url=web.url, headers=AUTH, timeout=30) as client:
+            own = await _post(
+                client, "/mj/submit/imagine", {"prompt": "x", "notifyHook": "https://hooks.example/cb"}
+            )
+            plain = await _post(client, "/mj/submit/imagine", {"prompt": "y"})
+    hooked, defaulted = await store.get(own["result"]), await store.get(plain["result"])
+    assert hooked is not None and hooked.properties.notify_hook == "https://hooks.example/cb"
+    assert defaulted is not None and defaulted.properties.notify_hook == default
 
 
 async def test_speed_mode_prefix_sets_the_task_mode(client: httpx.AsyncClient, store: TaskStore) -> None:

@@ -65,8 +65,13 @@ async def test_two_bridges_split_the_accounts_and_a_killed_ones_move_within_the_
         # A job in flight on one of A's accounts when A dies.
         moved = sorted(first.runners)
         task, _ = await submit(store, moved[0], prompt="a lighthouse at dusk")
-        await wait_status(store, task.id, [TaskStatus.SUBMITTED])
-        await asyncio.sleep(1.0)
+        claimed = await wait_status(store, task.id, [TaskStatus.SUBMITTED])
+        nonce = (claimed.properties.nonce or "").encode()
+
+        async def job_started() -> bool:  # the bot's first message about it came through A
+            return any(e.account == moved[0] and nonce in e.d for e in await read_events(redis))
+
+        await wait_until(job_started, what="the job running at mjsim")
 
         # SIGKILL-like: sessions die with the process, the leases are not given back.
         first.leases.release_all = _noop  # type: ignore[method-assign]
