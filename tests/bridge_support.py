@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
-from workers_support import task_stacks
+from workers_support import new_task_id, task_stacks
 
 from broker import keys
 from broker.account_status import AccountState
@@ -20,12 +20,6 @@ from broker.models import BotType, Task, TaskAction, TaskProperties, TaskStatus
 from broker.queues import AccountQueues
 from broker.store import TaskStore
 from discord_bridge.main import Bridge
-
-_ids = iter(range(1, 10**9))
-
-
-def new_task_id() -> str:
-    return f"t{int(time.time() * 1000)}{next(_ids):04d}"
 
 
 def bridge_settings(

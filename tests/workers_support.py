@@ -21,7 +21,7 @@ import redis.asyncio as aioredis
 import yaml
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from broker.admission import create_and_admit
+from broker.admission import IdSource, create_and_admit
 from broker.clock import now_ms
 from broker.config import Account, HookSettings, Settings, TaskSettings, parse_settings
 from broker.events import GatewayEvent, publish
@@ -29,6 +29,7 @@ from broker.models import ReturnCode, Task, TaskAction, TaskProperties
 from broker.queues import AccountQueues
 from broker.store import TaskStore
 from discord_bridge.consumer import claim
+from discord_bridge.payloads import new_nonce
 from workers.main import WorkerRuntime, create_worker
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,9 +40,12 @@ USER = "1012345678901234567"
 
 _ids = itertools.count(int(time.time() * 1000) * 1000)
 _seq = itertools.count(1)
+#: task ids as web draws them, one source for every helper of the process (so none repeats)
+new_task_id = IdSource()
 
 
 def snowflake() -> str:
+    """A Discord-side id (message, attachment, interaction)."""
     return str(next(_ids))
 
 
@@ -255,11 +259,11 @@ async def submitted_task(
 ) -> tuple[Task, str]:
     """Create and admit a task as web does, then claim and 'send' it as the bridge does.
 
-    Returns the task and its nonce (indexed before sending, as the bridge does).
+    Returns the task and its nonce (drawn as the bridge draws it, and indexed by its claim).
     """
-    now = int(time.time() * 1000)
+    now = now_ms()
     task = Task(
-        id=f"{now}{next(_ids) % 1000:03d}{next(_seq)}",
+        id=new_task_id(),
         action=action,
         prompt=prompt,
         prompt_en=prompt,
@@ -273,7 +277,7 @@ async def submitted_task(
         store, queues, task, account, core_size=core_size, queue_size=100
     )
     assert admission.code in (ReturnCode.SUCCESS, ReturnCode.IN_QUEUE)
-    nonce = snowflake()
+    nonce = new_nonce()
     if submit:
         task = await bridge_submit(store, task, nonce)
     return task, nonce

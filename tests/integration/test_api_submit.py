@@ -14,9 +14,11 @@ import redis.asyncio as aioredis
 from api_support import AUTH, HOOK_SECRET, TOKEN_A1, WebProcess, account, running_web
 
 from broker import keys
+from broker.account_status import AccountState
 from broker.queues import AccountQueues
 from broker.redis_server import EmbeddedRedis
 from broker.store import TaskStore
+from discord_bridge.health import AccountHealth
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
 JPG = b"\xff\xd8\xff\xe0" + b"\x00" * 32
@@ -228,8 +230,11 @@ async def test_least_loaded_account_first_then_next_when_full(open_client: httpx
     ]
 
 
-async def test_no_usable_account_gives_3(open_client: httpx.AsyncClient, redis: aioredis.Redis) -> None:
-    await redis.hset(keys.account_status("a2"), mapping={"state": "PAUSED", "reason": "captcha"})
+async def test_no_usable_account_gives_3(
+    open_client: httpx.AsyncClient, redis: aioredis.Redis, store: TaskStore
+) -> None:
+    health = AccountHealth(redis, store, AccountQueues(redis), "a2", bridge_id="bridge-1")
+    await health.set(AccountState.PAUSED, "captcha")  # as a2's bridge reports it
     niji = await _post(open_client, "/mj/submit/imagine", {"prompt": "x", "botType": "NIJI_JOURNEY"})
     assert niji["code"] == 3 and "no usable account" in niji["description"]
     relax = await _post(open_client, "/mj-relax/mj/submit/imagine", {"prompt": "x"})
@@ -238,7 +243,7 @@ async def test_no_usable_account_gives_3(open_client: httpx.AsyncClient, redis: 
         open_client, "/mj/submit/imagine", {"prompt": "x", "accountFilter": {"instanceId": "a2"}}
     )
     assert pinned["code"] == 3
-    await redis.delete(keys.account_status("a2"))
+    await health.set(AccountState.ONLINE)
     pinned = await _post(
         open_client, "/mj/submit/imagine", {"prompt": "x", "accountFilter": {"instanceId": "a2"}}
     )
