@@ -83,7 +83,11 @@ async def stop_bridge(bridge: Bridge, task: asyncio.Task[None], within: float = 
     bridge.stop()
     done, _ = await asyncio.wait({task}, timeout=within)
     if not done:
-        raise AssertionError(f"the bridge did not stop within {within} s:\n{task_stacks()}")
+        stacks = task_stacks()
+        # Cancelled rather than left running into the tests that follow.
+        task.cancel()
+        await asyncio.wait({task}, timeout=within)
+        raise AssertionError(f"the bridge did not stop within {within} s:\n{stacks}")
     if not task.cancelled():
         task.result()
 

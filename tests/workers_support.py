@@ -211,16 +211,29 @@ async def running_worker(
                 # asyncio.wait does not swallow a cancellation of this task, as a suppress would.
                 await asyncio.wait({main})
         except TimeoutError:
-            raise AssertionError(f"the worker did not stop within 20 s:\n{task_stacks()}") from None
+            stacks = task_stacks()
+            main.cancel()  # rather than left running into the tests that follow
+            await asyncio.wait({main}, timeout=5)
+            raise AssertionError(f"the worker did not stop within 20 s:\n{stacks}") from None
         if not main.cancelled():
             main.result()  # a worker that crashed fails the test
 
 
 def task_stacks() -> str:
-    """Where every task of the loop waits (for a test that would otherwise hang without a word)."""
+    """Where every task of the loop waits (for a test that would otherwise hang without a word):
+    each task's whole chain of awaits, down to the innermost coroutine (`Task.print_stack` shows
+    only the outermost frame of a suspended task)."""
     out = io.StringIO()
     for task in asyncio.all_tasks():
-        task.print_stack(file=out)
+        state = "cancelling" if task.cancelling() else "pending"
+        out.write(f"{state} {task.get_name()}:\n")
+        awaited: Any = task.get_coro()
+        while awaited is not None:
+            frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
+            if frame is not None:
+                code = frame.f_code
+                out.write(f"  {code.co_filename}:{frame.f_lineno} in {code.co_name}\n")
+            awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
     return out.getvalue()
 
 
