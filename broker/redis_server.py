@@ -5,7 +5,6 @@ The client side lives in `broker.redis_client`.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import signal
@@ -43,6 +42,21 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _answers_ping(port: int) -> bool:
+    """True once the server on `port` answers PING with PONG.
+
+    A server replaying its AOF already accepts connections but answers every command with
+    ``-LOADING``: a connect alone does not tell that it is ready.
+    """
+    try:
+        with socket.create_connection(("127.0.0.1", port), 0.2) as sock:
+            sock.settimeout(0.5)
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
 class EmbeddedRedis:
     """A Valkey child process on loopback with AOF persistence under `data_dir`."""
 
@@ -56,6 +70,7 @@ class EmbeddedRedis:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 10.0) -> None:
+        """Start the server; return once it answers commands (its AOF replayed), else raise."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         args = [
             find_server_binary(),
@@ -74,10 +89,10 @@ class EmbeddedRedis:
             if self.process.poll() is not None:
                 err = self.process.stderr.read().decode() if self.process.stderr else ""
                 raise RuntimeError(f"embedded Redis exited at start: {err.strip()[-300:]}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 0.2):
+            if _answers_ping(self.port):
                 return
             time.sleep(0.05)
-        raise RuntimeError(f"embedded Redis did not listen on port {self.port} within {timeout}s")
+        raise RuntimeError(f"embedded Redis did not answer on port {self.port} within {timeout}s")
 
     def stop(self, *, kill: bool = False) -> None:
         if self.process is None:

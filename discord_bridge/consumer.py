@@ -14,7 +14,6 @@ task ends (they release every terminal task), not here.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import OrderedDict
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from redis.exceptions import RedisError
 from broker.clock import Clock, now_ms
 from broker.models import Task, TaskStatus
 from broker.queues import AccountQueues
+from broker.shutdown import cancel_and_wait
 from broker.store import TaskStore
 from discord_bridge.health import AccountHealth
 from discord_bridge.interactions import Interactions, Plan
@@ -82,11 +82,7 @@ class Consumer:
         self.failed = 0
 
     async def close(self) -> None:
-        for task in list(self._handling.values()):
-            task.cancel()
-        for task in list(self._handling.values()):
-            with contextlib.suppress(BaseException):
-                await task
+        await cancel_and_wait(*self._handling.values())
 
     async def reconcile(self) -> None:
         """Start every task holding a slot that is still NOT_START and not being handled here."""

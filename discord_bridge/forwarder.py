@@ -22,6 +22,7 @@ from broker.clock import Clock, now_ms
 from broker.discord import BOT_IDS, INTERACTION_EVENTS, MESSAGE_DELETE, MESSAGE_EVENTS
 from broker.discord_types import User
 from broker.events import GatewayEvent, publish_many
+from broker.shutdown import cancel_and_wait
 
 __all__ = ["Forwarder", "Publisher", "is_forwarded"]
 
@@ -90,10 +91,7 @@ class Publisher:
 
     async def close(self) -> None:
         await self.flush()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(BaseException):
-                await self._task
+        await cancel_and_wait(self._task)
 
     async def _run(self) -> None:
         while True:

@@ -30,6 +30,7 @@ from broker.discord import INSIGHTFACE_ID, MESSAGE_CREATE, MIDJOURNEY_ID, NIJI_I
 from broker.models import TaskStatus
 from broker.queues import AccountQueues
 from broker.redis_client import connect
+from broker.shutdown import cancel_and_wait
 from broker.store import TaskStore
 from discord_bridge.consumer import Consumer
 from discord_bridge.discord_overrides import install_fixed_super_properties, point_client_at
@@ -135,11 +136,7 @@ class AccountRunner:
         if self.stopped:
             return
         self.stopped = True
-        for task in self._tasks + list(self._side):
-            task.cancel()
-        for task in self._tasks + list(self._side):
-            with contextlib.suppress(BaseException):
-                await task
+        await cancel_and_wait(*self._tasks, *self._side)
         await self.consumer.close()
         await self.rpc.close()
         await self.rest.close()
@@ -279,10 +276,16 @@ class Bridge:
                     async with asyncio.timeout(self.settings.bridge.acquire_seconds):
                         await self._stop.wait()
         finally:
-            renewer.cancel()
-            with contextlib.suppress(BaseException):
-                await renewer
-            await self.shutdown()
+            try:
+                if self._stop.is_set():
+                    # Stopped: the renewal loop ends by itself once it has finished what it was
+                    # doing (stopping the session of an account whose lease it lost), rather than be
+                    # cancelled half-way through that.
+                    await renewer
+                else:
+                    await cancel_and_wait(renewer)  # run() itself is being cancelled
+            finally:
+                await self.shutdown()
 
     async def shutdown(self) -> None:
         for account_id in list(self.runners):
@@ -330,8 +333,13 @@ class Bridge:
         await self.leases.release(account_id)
 
     async def _renew_loop(self) -> None:
+        """Renew the leases until the bridge stops; stop the accounts whose lease was lost."""
         while True:
-            await asyncio.sleep(self.leases.renew_interval)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.leases.renew_interval):
+                    await self._stop.wait()
+            if self._stop.is_set():
+                return
             lost = await self.leases.renew()
             for account_id in lost:
                 runner = self.runners.pop(account_id, None)

@@ -25,6 +25,7 @@ from broker.clock import Clock, now_ms
 from broker.discord import BOT_IDS, MESSAGE_CREATE, application_id_for
 from broker.discord_types import Message
 from broker.models import Task
+from broker.shutdown import cancel_and_wait
 from broker.store import TaskStore
 from discord_bridge.rest import DiscordError, RestClient
 from discord_bridge.session import Session
@@ -97,10 +98,7 @@ class RpcServer:
         job.add_done_callback(self._running.discard)
 
     async def close(self) -> None:
-        for job in list(self._running):
-            job.cancel()
-            with contextlib.suppress(BaseException):
-                await job
+        await cancel_and_wait(*self._running)
 
     async def _serve(self, call: BridgeCall) -> None:
         try:

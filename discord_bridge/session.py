@@ -28,6 +28,7 @@ import msgspec
 
 from broker.config import Account
 from broker.discord_types import Ready
+from broker.shutdown import cancel_and_wait
 
 __all__ = ["FATAL_CLOSE_CODES", "DispatchHook", "Expectation", "Session", "SessionFatal"]
 
@@ -133,10 +134,7 @@ class Session:
         if client is not None:
             with contextlib.suppress(Exception):
                 await client.close()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(BaseException):
-                await self._task
+        await cancel_and_wait(self._task)
         for expectation in list(self._expectations):
             expectation.cancel()
 

@@ -9,8 +9,10 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
+from workers_support import new_task_id, task_stacks
 
 from broker import keys
+from broker.account_status import AccountState
 from broker.admission import create_and_admit
 from broker.config import Settings, parse_settings
 from broker.events import decode_event
@@ -18,12 +20,6 @@ from broker.models import BotType, Task, TaskAction, TaskProperties, TaskStatus
 from broker.queues import AccountQueues
 from broker.store import TaskStore
 from discord_bridge.main import Bridge
-
-_ids = iter(range(1, 10**9))
-
-
-def new_task_id() -> str:
-    return f"t{int(time.time() * 1000)}{next(_ids):04d}"
 
 
 def bridge_settings(
@@ -78,10 +74,22 @@ async def running_bridge(
     try:
         yield bridge
     finally:
-        bridge.stop()
-        with contextlib.suppress(BaseException):
-            async with asyncio.timeout(10):
-                await task
+        await stop_bridge(bridge, task)
+
+
+async def stop_bridge(bridge: Bridge, task: asyncio.Task[None], within: float = 10.0) -> None:
+    """Stop `bridge`, whose `run()` is `task`; fail with every task's stack if it does not end in
+    time, or with its error if it crashed (a bridge cancelled on purpose is fine)."""
+    bridge.stop()
+    done, _ = await asyncio.wait({task}, timeout=within)
+    if not done:
+        stacks = task_stacks()
+        # Cancelled rather than left running into the tests that follow.
+        task.cancel()
+        await asyncio.wait({task}, timeout=within)
+        raise AssertionError(f"the bridge did not stop within {within} s:\n{stacks}")
+    if not task.cancelled():
+        task.result()
 
 
 async def wait_until(
@@ -101,12 +109,18 @@ async def wait_until(
 
 
 async def wait_online(bridge: Bridge, account_ids: Sequence[str], within: float = 15.0) -> None:
+    """Wait until the bridge's sessions are ready and the accounts' statuses in Redis say ONLINE (the
+    health module sets its state before it writes it: the other processes see only the write)."""
+
     async def ready() -> bool:
         for account_id in account_ids:
             runner = bridge.runners.get(account_id)
             if runner is None or not runner.session.ready.is_set():
                 return False
-            if runner.health.state.value != "ONLINE":
+            if runner.health.state != AccountState.ONLINE:
+                return False
+            state = await bridge.redis.hget(keys.account_status(account_id), "state")
+            if state != AccountState.ONLINE.encode():
                 return False
         return True
 

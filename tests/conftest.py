@@ -1,5 +1,5 @@
 """Shared fixtures: one real embedded Redis/Valkey per test session (flushed per test), a task
-store on it, and a local hook receiver."""
+store on it, and a local hook receiver; and the rule that a cancelled test fails."""
 
 from __future__ import annotations
 
@@ -7,12 +7,20 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import redis.asyncio as aioredis
+from cancellation_support import fail_cancelled_tests
 from workers_support import HookReceiver
 
 from broker.queues import AccountQueues
 from broker.redis_client import connect
 from broker.redis_server import EmbeddedRedis, free_port
 from broker.store import TaskStore
+
+pytest_plugins = ("pytester",)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test whose task was cancelled fails, even when the CancelledError was swallowed."""
+    fail_cancelled_tests(items)
 
 
 @pytest.fixture(scope="session")

@@ -22,8 +22,11 @@ from typing import Any
 
 import httpx
 import yaml
+from redis.exceptions import RedisError
 from workers_support import HookReceiver
 
+from broker import keys
+from broker.account_status import AccountState
 from broker.redis_client import connect
 from broker.redis_server import EmbeddedRedis, free_port
 
@@ -282,9 +285,9 @@ class Stack:
             while time.monotonic() < deadline:
                 states = []
                 for account_id in ids:
-                    with contextlib.suppress(Exception):
-                        states.append(await client.hget(f"mjb:acct:{{{account_id}}}:status", "state"))
-                if len(states) == len(ids) and all(s == b"ONLINE" for s in states):
+                    with contextlib.suppress(RedisError, OSError):
+                        states.append(await client.hget(keys.account_status(account_id), "state"))
+                if len(states) == len(ids) and all(s == AccountState.ONLINE.encode() for s in states):
                     return
                 await asyncio.sleep(0.1)
         finally:
@@ -292,19 +295,23 @@ class Stack:
         raise AssertionError(f"accounts {ids} not ONLINE within {within}s:\n{self.tail_all()}")
 
     def kill(self, name: str) -> None:
+        """SIGKILL `name` ("redis" or a process of `procs`): a crash, nothing flushed or given back."""
         if name == "redis":
             self.redis.stop(kill=True)
         else:
             self.procs[name].kill()
 
-    def restart(self, name: str) -> None:
+    def revive(self, name: str) -> None:
+        """Start `name` again after `kill`; Redis replays its AOF (whatever reached it)."""
         if name == "redis":
-            # A clean restart: the server flushes its AOF on SIGTERM and replays it at start.
-            self.redis.stop()
             self.redis.start()
         else:
-            self.procs[name].kill()
             self.procs[name].start()
+
+    def restart(self, name: str) -> None:
+        """A crash and an immediate restart."""
+        self.kill(name)
+        self.revive(name)
 
     def tail_all(self, lines: int = 25) -> str:
         return "\n".join(f"== {n} ==\n{p.tail(lines)}" for n, p in self.procs.items())
@@ -360,6 +367,12 @@ class Stack:
     async def counters(self) -> dict[str, Any]:
         data: dict[str, Any] = await self.sim_control("GET", "/_sim/counters")
         return data
+
+    async def wait_interaction(self, nonce: str, within: float = 10) -> None:
+        """Wait until mjsim has received the interaction sent with `nonce`."""
+        async with asyncio.timeout(within):
+            while not (await self.counters())["interactions"]["by_nonce"].get(nonce):  # noqa: ASYNC110 - polls mjsim, bounded by the timeout
+                await asyncio.sleep(0.02)
 
     def hooks_for(self, task_id: str) -> list[dict[str, Any]]:
         out = []

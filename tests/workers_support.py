@@ -21,7 +21,7 @@ import redis.asyncio as aioredis
 import yaml
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from broker.admission import create_and_admit
+from broker.admission import IdSource, create_and_admit
 from broker.clock import now_ms
 from broker.config import Account, HookSettings, Settings, TaskSettings, parse_settings
 from broker.events import GatewayEvent, publish
@@ -29,6 +29,7 @@ from broker.models import ReturnCode, Task, TaskAction, TaskProperties
 from broker.queues import AccountQueues
 from broker.store import TaskStore
 from discord_bridge.consumer import claim
+from discord_bridge.payloads import new_nonce
 from workers.main import WorkerRuntime, create_worker
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,9 +40,12 @@ USER = "1012345678901234567"
 
 _ids = itertools.count(int(time.time() * 1000) * 1000)
 _seq = itertools.count(1)
+#: task ids as web draws them, one source for every helper of the process (so none repeats)
+new_task_id = IdSource()
 
 
 def snowflake() -> str:
+    """A Discord-side id (message, attachment, interaction)."""
     return str(next(_ids))
 
 
@@ -203,17 +207,33 @@ async def running_worker(
         try:
             async with asyncio.timeout(20):
                 await worker.close()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await main
+                # arq's close cancels the task it runs in: `main` ends cancelled. Waiting on it with
+                # asyncio.wait does not swallow a cancellation of this task, as a suppress would.
+                await asyncio.wait({main})
         except TimeoutError:
-            raise AssertionError(f"the worker did not stop within 20 s:\n{_task_stacks()}") from None
+            stacks = task_stacks()
+            main.cancel()  # rather than left running into the tests that follow
+            await asyncio.wait({main}, timeout=5)
+            raise AssertionError(f"the worker did not stop within 20 s:\n{stacks}") from None
+        if not main.cancelled():
+            main.result()  # a worker that crashed fails the test
 
 
-def _task_stacks() -> str:
-    """Where every task of the loop waits (for a test that would otherwise hang without a word)."""
+def task_stacks() -> str:
+    """Where every task of the loop waits (for a test that would otherwise hang without a word):
+    each task's whole chain of awaits, down to the innermost coroutine (`Task.print_stack` shows
+    only the outermost frame of a suspended task)."""
     out = io.StringIO()
     for task in asyncio.all_tasks():
-        task.print_stack(file=out)
+        state = "cancelling" if task.cancelling() else "pending"
+        out.write(f"{state} {task.get_name()}:\n")
+        awaited: Any = task.get_coro()
+        while awaited is not None:
+            frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
+            if frame is not None:
+                code = frame.f_code
+                out.write(f"  {code.co_filename}:{frame.f_lineno} in {code.co_name}\n")
+            awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
     return out.getvalue()
 
 
@@ -252,11 +272,11 @@ async def submitted_task(
 ) -> tuple[Task, str]:
     """Create and admit a task as web does, then claim and 'send' it as the bridge does.
 
-    Returns the task and its nonce (indexed before sending, as the bridge does).
+    Returns the task and its nonce (drawn as the bridge draws it, and indexed by its claim).
     """
-    now = int(time.time() * 1000)
+    now = now_ms()
     task = Task(
-        id=f"{now}{next(_ids) % 1000:03d}{next(_seq)}",
+        id=new_task_id(),
         action=action,
         prompt=prompt,
         prompt_en=prompt,
@@ -270,7 +290,7 @@ async def submitted_task(
         store, queues, task, account, core_size=core_size, queue_size=100
     )
     assert admission.code in (ReturnCode.SUCCESS, ReturnCode.IN_QUEUE)
-    nonce = snowflake()
+    nonce = new_nonce()
     if submit:
         task = await bridge_submit(store, task, nonce)
     return task, nonce

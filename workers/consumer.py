@@ -33,6 +33,7 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from broker.events import GatewayEvent, decode_event
+from broker.shutdown import cancel_and_wait
 from workers.apply import Applier
 
 __all__ = ["Entry", "EventHandler", "StreamConsumer"]
@@ -229,8 +230,4 @@ class EventHandler:
 
 async def stop(task: asyncio.Task[None] | None) -> None:
     """Cancel a consumer task and wait for it."""
-    if task is None:
-        return
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await cancel_and_wait(task)

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import os
+import signal
 import socket
 import time
 import uuid
@@ -34,6 +34,7 @@ from broker.config import ConfigWatcher, Settings, config_path, load_settings
 from broker.ledger import Ledger
 from broker.queues import AccountQueues
 from broker.redis_client import connect
+from broker.shutdown import RECANCEL_SECONDS, cancel_and_wait
 from broker.store import TaskStore
 from workers.apply import Applier
 from workers.changes import ChangeHandler
@@ -137,11 +138,7 @@ class WorkerRuntime:
         log.info("worker %s started", self.name)
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*self._tasks)
         self._tasks = []
         await self.deliverer.close()
         if self.ledger is not None:
@@ -207,12 +204,35 @@ def worker_settings(
 
 
 class ArqWorker(Worker):
-    """arq's Worker, except that closing does not stop half-way when it cancels a running job.
+    """arq's Worker, except that closing does not stop half-way when it cancels a running job, nor
+    wait forever for a job or loop that lost its cancellation.
 
     arq's ``close`` cancels the jobs in flight (the sweep, here) and gathers them without
     ``return_exceptions``: a cancelled job re-raises its CancelledError there, and ``on_shutdown``
-    (which stops the stream consumers and the hook deliveries) is skipped.
+    (which stops the stream consumers and the hook deliveries) is skipped. And a job or arq's own
+    loop cancelled as redis-py writes a command may lose the cancellation (see `broker.shutdown`):
+    whatever a shutdown cancelled is cancelled again while it still runs.
     """
+
+    _cancelling_again = False
+
+    def handle_sig(self, signum: signal.Signals) -> None:
+        super().handle_sig(signum)
+        if not self._cancelling_again:
+            self._cancelling_again = True
+            self.loop.call_later(RECANCEL_SECONDS, self._cancel_again)
+
+    def _cancel_again(self) -> None:
+        running = [t for t in (self.main_task, *self.tasks.values()) if t is not None and not t.done()]
+        for task in running:
+            log.warning(
+                "%r still runs %.0f s after the shutdown cancelled it: cancelled again",
+                task,
+                RECANCEL_SECONDS,
+            )
+            task.cancel()
+        if running:
+            self.loop.call_later(RECANCEL_SECONDS, self._cancel_again)
 
     async def close(self) -> None:
         while True:

@@ -22,3 +22,12 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
         yield running
     finally:
         await running.close()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The chaos test's seed and counts on every run, passed or not (`record_property("chaos", ...)`)."""
+    for report in [*terminalreporter.getreports("passed"), *terminalreporter.getreports("failed")]:
+        for name, value in report.user_properties:
+            if name == "chaos":
+                terminalreporter.write_sep("-", f"chaos: {report.nodeid}")
+                terminalreporter.write_line(str(value))

@@ -110,7 +110,10 @@ async def test_single_image_actions(stack: Stack) -> None:
     creative = next(b for b in ids if "_creative" in b)
     customs.append(creative)
     results = await asyncio.gather(*(press(stack, upscaled, c) for c in customs))
-    assert all(r["status"] == "SUCCESS" for r in results)
+    # Each result went to the task of its own button (press() already waited for SUCCESS).
+    expected = ["VARIATION", "VARIATION", "UPSCALE", "ZOOM", "ZOOM", "PAN", "PAN", "PAN", "PAN", "UPSCALE"]
+    assert [(r["action"], r["customId"]) for r in results] == list(zip(expected, customs, strict=True))
+    assert len({r["properties"]["messageId"] for r in results}) == len(results)
     zoom, region = await asyncio.gather(
         press_modal(
             stack, upscaled, find_button(upscaled, "MJ::CustomZoom::"), {"prompt": "an old castle --zoom 1.5"}
@@ -172,12 +175,16 @@ async def test_shorten_then_pick_a_prompt(stack: Stack) -> None:
     assert_grid(picked)
 
 
-async def test_shorten_show_details(stack: Stack) -> None:
+async def test_shorten_show_details_answers_with_the_token_analysis(stack: Stack) -> None:
     shortened = await run(
         stack, "/mj/submit/shorten", {"prompt": "an extremely ornate detailed baroque dog", **pin("a0")}
     )
     details = await press(stack, shortened, find_button(shortened, "MJ::Job::PromptAnalyzer::ShowDetails"))
-    assert details["status"] == "SUCCESS"
+    # The bot's answer is a new message replying to the shortened one, with the token analysis.
+    assert details["action"] == "SHORTEN", details
+    assert "## Important tokens" in details["properties"]["finalPrompt"], details["properties"]
+    assert details["properties"]["messageId"] != shortened["properties"]["messageId"]
+    assert details["properties"]["referencedMessageId"] == shortened["properties"]["messageId"]
 
 
 async def test_swap_face(stack: Stack) -> None:

@@ -24,6 +24,14 @@ async def _state(stack: Stack, account_id: str) -> tuple[str, str]:
     return (state or b"").decode(), (reason or b"").decode()
 
 
+async def _exists(stack: Stack, key: str) -> bool:
+    client = connect(stack.redis.url)
+    try:
+        return bool(await client.exists(key))
+    finally:
+        await client.aclose()
+
+
 async def _wait_state(stack: Stack, account_id: str, wanted: str, within: float = 20) -> str:
     async with asyncio.timeout(within):
         while True:
@@ -37,6 +45,8 @@ async def test_config_reload_adds_and_removes_accounts_without_touching_the_othe
     stack = Stack(tmp_path, accounts=3, account_overrides={2: {"enabled": False}})
     await stack.start(online=["a0", "a1"])
     try:
+        # The bridge took a0 and a1 in one tick, which would have taken a2 too if it were enabled.
+        assert not await _exists(stack, keys.account_lease("a2"))
         assert (await _state(stack, "a2"))[0] != "ONLINE"
         # a2 switched on, a0 switched off, a1 left as it is
         stack.account_overrides = {0: {"enabled": False}}

@@ -11,12 +11,14 @@ from typing import Any
 import httpx
 import pytest
 import redis.asyncio as aioredis
-from api_support import TOKEN_A1, WebProcess, account, running_web
+from api_support import AUTH, HOOK_SECRET, TOKEN_A1, WebProcess, account, running_web
 
 from broker import keys
+from broker.account_status import AccountState
 from broker.queues import AccountQueues
 from broker.redis_server import EmbeddedRedis
 from broker.store import TaskStore
+from discord_bridge.health import AccountHealth
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
 JPG = b"\xff\xd8\xff\xe0" + b"\x00" * 32
@@ -127,12 +129,20 @@ async def test_oversized_image_gives_4(client: httpx.AsyncClient) -> None:
     assert reply["code"] == 4 and "larger than" in reply["description"]
 
 
-async def test_notify_hook_and_default(client: httpx.AsyncClient, store: TaskStore) -> None:
-    reply = await _post(
-        client, "/mj/submit/imagine", {"prompt": "x", "notifyHook": "https://hooks.example/cb"}
-    )
-    task = await store.get(reply["result"])
-    assert task is not None and task.properties.notify_hook == "https://hooks.example/cb"
+async def test_notify_hook_and_default(
+    redis_server: EmbeddedRedis, redis: aioredis.Redis, store: TaskStore
+) -> None:
+    default = "https://default.example/hook"
+    hooks = {"secret": HOOK_SECRET, "default_url": default}
+    with running_web(redis_server, hooks=hooks) as web:
+        async with httpx.AsyncClient(base_url=web.url, headers=AUTH, timeout=30) as client:
+            own = await _post(
+                client, "/mj/submit/imagine", {"prompt": "x", "notifyHook": "https://hooks.example/cb"}
+            )
+            plain = await _post(client, "/mj/submit/imagine", {"prompt": "y"})
+    hooked, defaulted = await store.get(own["result"]), await store.get(plain["result"])
+    assert hooked is not None and hooked.properties.notify_hook == "https://hooks.example/cb"
+    assert defaulted is not None and defaulted.properties.notify_hook == default
 
 
 async def test_speed_mode_prefix_sets_the_task_mode(client: httpx.AsyncClient, store: TaskStore) -> None:
@@ -220,8 +230,11 @@ async def test_least_loaded_account_first_then_next_when_full(open_client: httpx
     ]
 
 
-async def test_no_usable_account_gives_3(open_client: httpx.AsyncClient, redis: aioredis.Redis) -> None:
-    await redis.hset(keys.account_status("a2"), mapping={"state": "PAUSED", "reason": "captcha"})
+async def test_no_usable_account_gives_3(
+    open_client: httpx.AsyncClient, redis: aioredis.Redis, store: TaskStore
+) -> None:
+    health = AccountHealth(redis, store, AccountQueues(redis), "a2", bridge_id="bridge-1")
+    await health.set(AccountState.PAUSED, "captcha")  # as a2's bridge reports it
     niji = await _post(open_client, "/mj/submit/imagine", {"prompt": "x", "botType": "NIJI_JOURNEY"})
     assert niji["code"] == 3 and "no usable account" in niji["description"]
     relax = await _post(open_client, "/mj-relax/mj/submit/imagine", {"prompt": "x"})
@@ -230,7 +243,7 @@ async def test_no_usable_account_gives_3(open_client: httpx.AsyncClient, redis: 
         open_client, "/mj/submit/imagine", {"prompt": "x", "accountFilter": {"instanceId": "a2"}}
     )
     assert pinned["code"] == 3
-    await redis.delete(keys.account_status("a2"))
+    await health.set(AccountState.ONLINE)
     pinned = await _post(
         open_client, "/mj/submit/imagine", {"prompt": "x", "accountFilter": {"instanceId": "a2"}}
     )

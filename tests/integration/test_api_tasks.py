@@ -10,9 +10,11 @@ import redis.asyncio as aioredis
 from api_support import API_SECRET, AUTH, TOKEN_A1, WebProcess
 
 from broker import keys
+from broker.account_status import AccountState
 from broker.models import TaskStatus
 from broker.queues import AccountQueues
 from broker.store import TaskStore
+from discord_bridge.health import AccountHealth
 
 
 async def _imagine(client: httpx.AsyncClient, prompt: str = "a cat") -> str:
@@ -60,7 +62,9 @@ async def test_list_and_queue(
 
 
 async def test_accounts_never_show_the_token(client: httpx.AsyncClient, redis: aioredis.Redis) -> None:
-    await redis.hset(keys.account_status("a1"), mapping={"state": "RUNNING", "reason": "ok"})
+    store = TaskStore(redis, retention_seconds=3600)
+    health = AccountHealth(redis, store, AccountQueues(redis), "a1", bridge_id="bridge-1")
+    await health.set(AccountState.ONLINE)  # as the bridge holding a1 reports it
     await _imagine(client)
     listed = await client.get("/mj/account/list")
     assert TOKEN_A1 not in listed.text and "token" not in listed.text.lower()
@@ -73,7 +77,7 @@ async def test_accounts_never_show_the_token(client: httpx.AsyncClient, redis: a
         "enable": True,
         "coreSize": 3,
         "queueSize": 10,
-        "status": "RUNNING",
+        "status": "ONLINE",
         "running": 1,
     }
     for key in ("a1", "1200000000000000001"):

@@ -10,6 +10,7 @@ from arq.connections import RedisSettings
 from arq.worker import func
 
 from broker.redis_server import EmbeddedRedis
+from broker.shutdown import cancel_and_wait
 from workers.main import ArqWorker
 
 
@@ -59,3 +60,40 @@ async def test_close_while_a_job_is_being_recorded_still_runs_on_shutdown(
         await asyncio.gather(main, return_exceptions=True)
     assert raised is None
     assert shut_down == [True]
+
+
+async def test_close_ends_a_job_whose_cancellation_was_lost(redis_server: EmbeddedRedis) -> None:
+    """A job cancelled in the loop iteration in which its wait_for completes loses the CancelledError
+    (Python 3.11's wait_for, through which redis-py sends every command) and goes on: arq's close
+    waited for it forever (found as a worker fixture hanging in its teardown under load)."""
+    operation: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    running = asyncio.Event()
+
+    async def job(ctx: dict[str, Any]) -> None:
+        running.set()
+        await asyncio.wait_for(operation, 60)
+        await asyncio.sleep(3600)
+
+    redis_settings = RedisSettings.from_dsn(redis_server.url)
+    pool = await create_pool(redis_settings)
+    try:
+        await pool.enqueue_job("job")
+    finally:
+        await pool.aclose()
+    worker = ArqWorker(
+        functions=[func(job, name="job")],
+        redis_settings=redis_settings,
+        handle_signals=False,
+        poll_delay=0.01,
+        keep_result=0,
+    )
+    main = asyncio.create_task(worker.async_run())
+    try:
+        async with asyncio.timeout(10):
+            await running.wait()  # the job waits inside wait_for now
+        operation.set_result(None)  # its operation completes in the iteration close() cancels it
+        async with asyncio.timeout(10):
+            await worker.close()
+        assert all(job.done() for job in worker.tasks.values())
+    finally:
+        await cancel_and_wait(main)

@@ -9,11 +9,15 @@ import redis.asyncio as aioredis
 from workers_support import CHANNEL, make_settings, running_worker, submitted_task, wait_final
 
 from broker import keys
-from broker.config import Account
+from broker.clock import Clock
+from broker.config import Account, Settings
 from broker.models import TaskStatus
 from broker.queues import AccountQueues
 from broker.redis_server import EmbeddedRedis
 from broker.store import TaskStore
+from workers.changes import ChangeHandler
+from workers.delivery import HookDeliverer
+from workers.outbox import HookOutbox
 from workers.sweeper import Sweeper
 
 
@@ -62,7 +66,9 @@ async def test_sweep_frees_slots_of_finished_tasks_and_ends_overdue_modal_and_qu
     await store.transition(finished.id, TaskStatus.SUCCESS, progress="100%")
     await queues.release("a1", modal.id, core_size=1)
     await store.transition(modal.id, TaskStatus.MODAL)
-    await redis.zadd(keys.LIVE_TASKS, {modal.id: now[0], queued.id: now[0]})
+    # The workers' change handler puts new and MODAL tasks in the live set; it runs here on the
+    # changes of those two only (on `finished` it would free the slot the crash left held).
+    await _handle_changes(store, queues, settings, [queued.id, modal.id], clock=lambda: now[0])
     now[0] = (queued.submit_time or 0) + 30_000
 
     report = await sweeper.sweep()
@@ -80,6 +86,26 @@ async def test_sweep_frees_slots_of_finished_tasks_and_ends_overdue_modal_and_qu
     assert await queues.running("a1") == []
     await sweeper.sweep()
     assert await redis.zcard(keys.LIVE_TASKS) == 0
+
+
+async def _handle_changes(
+    store: TaskStore, queues: AccountQueues, settings: Settings, task_ids: list[str], *, clock: Clock
+) -> None:
+    """Run the workers' `ChangeHandler` on the change-stream entries of `task_ids`."""
+    entries = [
+        (entry_id, fields)
+        for entry_id, fields in await store.redis.xrange(keys.CHANGES_STREAM)
+        if fields[b"id"].decode() in task_ids
+    ]
+    outbox = HookOutbox(store.redis, ttl_ms=60_000)
+    deliverer = HookDeliverer(store.redis, outbox, settings=settings.hooks, clock=clock)
+    handler = ChangeHandler(
+        store, queues=queues, deliverer=deliverer, ledger=None, settings=lambda: settings, clock=clock
+    )
+    try:
+        await handler(entries)
+    finally:
+        await deliverer.close()
 
 
 async def test_a_task_holding_a_slot_but_never_sent_fails_naming_its_account(

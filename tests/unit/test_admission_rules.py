@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from broker.account_status import usable
+from broker.account_status import AccountState, usable
 from broker.admission import (
     AccountFilter,
     BannedWords,
@@ -83,8 +83,9 @@ def test_order_is_preferred_mode_then_least_loaded_then_config_order() -> None:
 
 
 def test_paused_and_disabled_accounts_are_unusable() -> None:
-    assert usable(None) and usable(b"RUNNING")
-    assert not usable(b"PAUSED") and not usable("disabled")
+    assert usable(None)  # no status written yet
+    assert usable(AccountState.ONLINE.encode()) and usable(AccountState.CONNECTING)
+    assert not usable(AccountState.PAUSED.encode()) and not usable(AccountState.DISABLED.lower())
 
 
 def test_ids_are_16_digits_and_unique_within_a_millisecond() -> None:
