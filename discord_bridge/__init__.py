@@ -2,7 +2,8 @@
 
 Layers (none calls upward): `session` (gateway), `rest` (REST: interactions, uploads),
 `interactions` (what a task sends), `consumer` (per-account queue), `forwarder` (events out),
-`health`, `leases`, `rpc`; `main` glues them into the process.
+`health` (the account's status), `inbox` (one blocking read per account), `leases`, `rpc`;
+`runner` glues them for one held account, `main` into the process.
 """
 
 __all__ = ["Bridge", "main"]
