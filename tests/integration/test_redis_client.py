@@ -32,8 +32,12 @@ async def test_every_argument_type_round_trips(redis_server: EmbeddedRedis) -> N
         assert await client.blpop(["t:empty"], timeout=0.01) is None  # a float timeout
         with pytest.raises(DataError):
             await client.set("t:none", None)  # type: ignore[arg-type]
+        with pytest.raises(DataError):  # as redis-py says: a bool is not a Redis value
+            await client.set("t:bool", True)
+        await client.zadd("t:z", {"m": 1e20})
+        assert await client.zscore("t:z", "m") == 1e20
     finally:
-        await client.delete("t:h")
+        await client.delete("t:h", "t:z")
         await client.aclose()
 
 
