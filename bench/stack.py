@@ -273,6 +273,8 @@ class BenchStack:
         return {
             "redis": {"url": self.redis.url, "data_dir": str(self.root / "redis")},
             "discord": {"rest_url": f"{sim}/api/v9", "gateway_url": ws, "cdn_url": sim, "inpaint_url": sim},
+            # allow_private_addresses (deprecated; url_guard.allow replaces it) lets hooks reach the
+            # loopback sink and is the one spelling an older baseline tree accepts as well
             "hooks": {"allow_private_addresses": True, "request_timeout_seconds": 5, "give_up_minutes": 1},
             "tasks": {"retention_days": 1, "ledger_path": str(self.root / "ledger.db"), "sweep_seconds": 1},
             "bridge": {"lease_seconds": 3.0, "acquire_seconds": 0.5, "reconcile_seconds": 1.0},

@@ -35,7 +35,7 @@ import yaml
 from bench.hooks import HookSink, percent
 from bench.stack import Child, ProductTree
 from broker.admission import create_and_admit
-from broker.config import Account, HookSettings, Settings, TaskSettings
+from broker.config import Account, HookSettings, Settings, TaskSettings, UrlGuardSettings
 from broker.events import GatewayEvent, publish
 from broker.models import Task, TaskAction, TaskProperties, TaskStatus
 from broker.queues import AccountQueues
@@ -94,6 +94,7 @@ async def _main() -> dict[str, Any]:
     await sink.start()
     settings = Settings(
         hooks=HookSettings(default_url=sink.url()),
+        url_guard=UrlGuardSettings(allow=(f"127.0.0.1:{sink.port}",)),  # the sink listens on loopback
         tasks=TaskSettings(ledger_path=str(Path(data_dir) / "ledger.db")),
         accounts=(Account(id="a1", guild_id="g", channel_id="1", token="t", core_size=TASKS),),
     )

@@ -19,6 +19,7 @@ import msgspec
 import yaml
 
 from broker.models import BotType, SpeedMode
+from broker.url_guard import UrlGuard, parse_allow
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,7 @@ __all__ = [
     "ServerSettings",
     "Settings",
     "TaskSettings",
+    "UrlGuardSettings",
     "config_path",
     "load_settings",
 ]
@@ -164,7 +166,8 @@ class HookSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     #: after the previous one anyway (`workers.hook_http.HookPoster` says what bound this gives)
     connect_timeout_seconds: float = 3.0
     give_up_minutes: float = 10.0
-    #: allow hooks to link-local / cloud-metadata addresses (off: SSRF guard)
+    #: deprecated: true lifts the address rule of `url_guard` for hooks entirely (list the hook
+    #: receivers in ``url_guard.allow`` instead)
     allow_private_addresses: bool = False
     concurrency: int = 64
     #: deliveries in flight to one receiver (host:port) at once: a dead receiver holds no more
@@ -175,6 +178,21 @@ class HookSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     #: those variables, filled in from the environment by `parse_settings` when `use_env_proxy` is
     #: on (a value in the file is replaced)
     env_proxy: ProxyEnvironment = ProxyEnvironment()
+
+
+class UrlGuardSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The guard of every URL fetched for a client: hooks, image links, prompt URLs (`broker.url_guard`).
+
+    Loopback, private, shared, link-local, metadata, multicast and reserved addresses are refused
+    unless an `allow` entry names them: ``host`` (an IP address or a name; every port),
+    ``host:port``, ``[v6]:port``, or a network in CIDR form (``10.0.0.0/8``; every port).
+    """
+
+    allow: tuple[str, ...] = ()
+    #: redirects an image download follows, each target checked again (hooks follow none)
+    max_redirects: int = 3
+    #: bound of one image download, redirects included
+    timeout_seconds: float = 30.0
 
 
 class TaskSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -211,6 +229,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     hooks: HookSettings = HookSettings()
     tasks: TaskSettings = TaskSettings()
     bridge: BridgeSettings = BridgeSettings()
+    url_guard: UrlGuardSettings = UrlGuardSettings()
     api_keys: tuple[ApiKey, ...] = ()
     banned_words: tuple[str, ...] = ()
     accounts: tuple[Account, ...] = ()
@@ -220,6 +239,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             if account.id == account_id:
                 return account
         return None
+
+    def hook_guard(self) -> UrlGuard:
+        """The guard of notify hooks: `url_guard`, lifted by the deprecated allow_private_addresses."""
+        return UrlGuard.cached(self.url_guard.allow, self.hooks.allow_private_addresses)
+
+    def link_guard(self) -> UrlGuard:
+        """The guard of image links and prompt URLs."""
+        return UrlGuard.cached(self.url_guard.allow)
 
     @property
     def redis_url(self) -> str:
@@ -282,6 +309,13 @@ def _validate(settings: Settings) -> None:
     for i, key in enumerate(settings.api_keys):
         if not key.secret:
             raise ConfigError(f"api_keys[{i}].secret: must not be empty")
+    for i, entry in enumerate(settings.url_guard.allow):
+        try:
+            parse_allow(entry)
+        except ValueError as exc:
+            raise ConfigError(f"url_guard.allow[{i}]: {exc}") from None
+    if settings.url_guard.max_redirects < 0:
+        raise ConfigError("url_guard.max_redirects: must not be negative")
 
 
 def parse_settings(document: Any, environ: Mapping[str, str] | None = None) -> Settings:
@@ -301,6 +335,11 @@ def parse_settings(document: Any, environ: Mapping[str, str] | None = None) -> S
         key = where.rstrip("`").lstrip(".") or "config"
         raise ConfigError(f"{key}: {reason}") from None
     _validate(settings)
+    if settings.hooks.allow_private_addresses:
+        log.warning(
+            "hooks.allow_private_addresses is deprecated: it lets hooks reach any address; "
+            "list the receivers in url_guard.allow instead"
+        )
     proxies = ProxyEnvironment.from_environ(env) if settings.hooks.use_env_proxy else ProxyEnvironment()
     return msgspec.structs.replace(settings, hooks=msgspec.structs.replace(settings.hooks, env_proxy=proxies))
 

@@ -131,6 +131,9 @@ class TaskProperties(msgspec.Struct, kw_only=True, rename="camel", omit_defaults
     blend_dimensions: str | None = None
     prompt_en: str | None = None
     banned_word: str | None = None
+    #: why the task's notify hook was given up for good (refused by the URL guard, or retried
+    #: until hooks.give_up_minutes); cleared when a later delivery succeeds
+    notify_hook_error: str | None = None
 
 
 class Task(msgspec.Struct, kw_only=True, rename="camel"):

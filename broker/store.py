@@ -111,8 +111,10 @@ def check_transition(old: Task, new: Task) -> None:
 
 
 def _differs_beyond_seed(old: Task, new: Task) -> bool:
-    # A finished task only ever learns its seed later (/image-seed); everything else is frozen.
-    return msgspec.structs.replace(new, seed=old.seed, revision=old.revision) != old
+    # A finished task only ever learns its seed later (/image-seed) and the fate of its last hook
+    # (properties.notifyHookError); everything else is frozen.
+    props = msgspec.structs.replace(new.properties, notify_hook_error=old.properties.notify_hook_error)
+    return msgspec.structs.replace(new, seed=old.seed, revision=old.revision, properties=props) != old
 
 
 def failing(reason: str, *, now: int) -> Callable[[Task], Task | None]:

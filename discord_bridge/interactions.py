@@ -32,13 +32,15 @@ from broker.discord import (
     application_id_for,
 )
 from broker.discord_types import InteractionEvent, Message, ModalCreate
+from broker.image_fetch import FetchRefused, ImageFetcher
 from broker.models import Task, TaskAction
 from broker.store import TaskStore
+from broker.url_guard import prompt_urls
 from discord_bridge import payloads
 from discord_bridge.rest import DiscordError, Rejected, RestClient, Uploaded
 from discord_bridge.session import Session
 
-__all__ = ["FlowFailed", "Interactions", "Plan", "modal_expected"]
+__all__ = ["FlowFailed", "Interactions", "LinkRefused", "Plan", "modal_expected"]
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,15 @@ _CAPTCHA_TITLES = ("action required", "action needed", "captcha")
 
 class FlowFailed(DiscordError):
     """A multi-step flow stopped after its first interaction (no modal, a captcha...)."""
+
+
+class LinkRefused(Rejected):
+    """A link of the client's was refused by the URL guard or is not an image: nothing was sent."""
+
+    def __init__(self, reason: str) -> None:
+        DiscordError.__init__(self, reason)
+        self.status = 400
+        self.code = None
 
 
 class Plan(msgspec.Struct, kw_only=True):
@@ -102,15 +113,23 @@ class Interactions:
     :param session: the account's gateway session (session id, waits for modals and replies).
     :param rest: the account's REST client.
     :param store: task store (blobs, nonce index).
+    :param fetcher: downloads the images clients link to, through the URL guard.
     :param modal_timeout: seconds to wait for the bot's modal (or a command's reply) after a click.
     """
 
     def __init__(
-        self, session: Session, rest: RestClient, store: TaskStore, *, modal_timeout: float = 20.0
+        self,
+        session: Session,
+        rest: RestClient,
+        store: TaskStore,
+        *,
+        fetcher: ImageFetcher,
+        modal_timeout: float = 20.0,
     ) -> None:
         self.session = session
         self.rest = rest
         self.store = store
+        self.fetcher = fetcher
         self.account = session.account
         self.modal_timeout = modal_timeout
 
@@ -125,6 +144,12 @@ class Interactions:
             files.append((name, data))
         return files
 
+    async def _download(self, link: str) -> tuple[bytes, str]:
+        try:
+            return await self.fetcher.fetch(link)
+        except FetchRefused as exc:
+            raise LinkRefused(exc.reason) from None
+
     async def prepare(self, task: Task) -> Plan:
         """Upload what the task needs and decide what to send. Raises `DiscordError`."""
         app = application_id_for(task.bot_type)
@@ -137,9 +162,14 @@ class Interactions:
                     raise Rejected(400, "the Vary (Region) mask is missing (maskBase64 of /mj/submit/modal)")
             return plan
         if task.action == TaskAction.IMAGINE:
+            prompt = _prompt_of(task)
+            for link in prompt_urls(prompt):  # Midjourney fetches them: their hosts are checked
+                try:
+                    await self.fetcher.check_host(link)
+                except FetchRefused as exc:
+                    raise LinkRefused(f"image prompt {exc.reason}") from None
             files = await self._blobs(task)
             urls = await self.rest.upload_to_cdn(files) if files else []
-            prompt = _prompt_of(task)
             final = " ".join([*urls, prompt]).strip()
             return Plan(
                 kind="command",
@@ -158,23 +188,20 @@ class Interactions:
             )
         if task.action == TaskAction.DESCRIBE:
             files = await self._blobs(task)
-            if files:
-                uploaded = await self.rest.upload(files[:1])
-                return Plan(
-                    kind="command",
-                    command="describe",
-                    application_id=app,
-                    options=[payloads.attachment_option("image", 0)],
-                    attachments=[_attachment(0, uploaded[0])],
-                )
             links = task.properties.image_urls or []
-            if not links:
+            if not files and links:
+                # Downloaded here, through the guard, and uploaded as the base64 image would be.
+                data, ext = await self._download(links[0])
+                files = [(f"0.{ext}", data)]
+            if not files:
                 raise Rejected(400, "describe needs an image (base64) or a link")
+            uploaded = await self.rest.upload(files[:1])
             return Plan(
                 kind="command",
                 command="describe",
                 application_id=app,
-                options=[payloads.string_option("link", links[0])],
+                options=[payloads.attachment_option("image", 0)],
+                attachments=[_attachment(0, uploaded[0])],
             )
         if task.action == TaskAction.BLEND:
             files = await self._blobs(task)
@@ -210,7 +237,8 @@ class Interactions:
             link = next(links, None)
             if link is None:
                 raise Rejected(400, f"the face swap has no {role} image")
-            images[role] = (f"{role}.png", await self.rest.download(link))
+            data, ext = await self._download(link)
+            images[role] = (f"{role}.{ext}", data)
         uploaded = await self.rest.upload([images["source"], images["target"]])
         return Plan(
             kind="swap",

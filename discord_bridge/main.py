@@ -26,6 +26,7 @@ from redis.exceptions import RedisError
 from broker.account_status import AccountState
 from broker.config import DEFAULT_USER_AGENT, Account, ConfigWatcher, Settings, config_path, load_settings
 from broker.events import GatewayEvent
+from broker.image_fetch import ImageFetcher
 from broker.queues import AccountQueues
 from broker.redis_client import connect
 from broker.shutdown import cancel_and_wait
@@ -81,6 +82,13 @@ class Bridge:
         )
         self.runners: dict[str, AccountRunner] = {}
         self.http: aiohttp.ClientSession = None  # type: ignore[assignment]  # set in run()
+        #: downloads what clients link to (face-swap images, describe links), through the URL guard
+        self.fetcher = ImageFetcher(
+            settings.link_guard(),
+            max_bytes=settings.tasks.max_image_bytes,
+            max_redirects=settings.url_guard.max_redirects,
+            timeout_seconds=settings.url_guard.timeout_seconds,
+        )
         self._stop = asyncio.Event()
 
     def stop(self) -> None:
@@ -128,6 +136,7 @@ class Bridge:
             await self.leases.withdraw()
         await self.publisher.close()
         await self.http.close()
+        await self.fetcher.close()
 
     def _enabled(self) -> list[Account]:
         return [a for a in self.settings.accounts if a.enabled]

@@ -306,19 +306,6 @@ class RestClient:
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise Ambiguous(f"no answer from the editor host ({type(exc).__name__})") from exc
 
-    async def download(self, url: str, *, max_bytes: int = 20 * 1024 * 1024) -> bytes:
-        """Fetch an image link (a face-swap source given as a URL) to upload it."""
-        try:
-            async with self.http.get(url, timeout=aiohttp.ClientTimeout(total=30)) as response:
-                if response.status >= 300:
-                    raise Rejected(400, f"image link answered {response.status}: {url[:120]}")
-                data = await response.content.read(max_bytes + 1)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise Rejected(400, f"image link unreachable ({type(exc).__name__}): {url[:120]}") from exc
-        if len(data) > max_bytes:
-            raise Rejected(400, f"image link larger than {max_bytes} bytes")
-        return data
-
 
 def _parse_body(response: Any) -> Any:
     try:

@@ -20,6 +20,7 @@ from broker.account_status import AccountState, decode_fact
 from broker.config import Account, Settings
 from broker.discord import INSIGHTFACE_ID, MESSAGE_CREATE, MIDJOURNEY_ID, NIJI_ID
 from broker.events import GatewayEvent
+from broker.image_fetch import ImageFetcher
 from broker.models import TaskStatus
 from broker.queues import AccountQueues
 from broker.shutdown import cancel_and_wait
@@ -47,6 +48,7 @@ class Host(Protocol):
     queues: AccountQueues
     bridge_id: str
     http: aiohttp.ClientSession
+    fetcher: ImageFetcher
 
     def publish(self, event: GatewayEvent) -> None: ...
 
@@ -69,7 +71,11 @@ class AccountRunner:
             request_timeout=cfg.request_timeout_seconds,
         )
         self.interactions = Interactions(
-            self.session, self.rest, bridge.store, modal_timeout=cfg.step_timeout_seconds
+            self.session,
+            self.rest,
+            bridge.store,
+            fetcher=bridge.fetcher,
+            modal_timeout=cfg.step_timeout_seconds,
         )
         self.consumer = Consumer(
             account.id,

@@ -206,10 +206,12 @@ class Stack:
             },
             "hooks": {
                 "secret": HOOK_SECRET,
-                "allow_private_addresses": True,
                 "request_timeout_seconds": 5,
                 "give_up_minutes": 1,
             },
+            # exactly the simulator (Discord, its CDN) and the hook receiver: the rest of loopback
+            # stays refused, as the hostile-input tests check
+            "url_guard": {"allow": [f"127.0.0.1:{self.mjsim_port}", self.receiver.address]},
             "tasks": {
                 "retention_days": 1,
                 "ledger_path": str(self.root / "ledger.db"),
@@ -249,8 +251,8 @@ class Stack:
 
     async def start(self, online: Sequence[str] | None = None) -> None:
         """Start every process; wait until the accounts `online` (default: all) are ONLINE."""
+        await self.receiver.start()  # first: the config allows its port
         self.write_config()
-        await self.receiver.start()
         self.redis.start()
         self.procs["mjsim"].start()
         await self._wait_http(self.sim, "/_sim/health", "mjsim")

@@ -69,7 +69,8 @@ class Received(msgspec.Struct, kw_only=True):
 
 
 class HookReceiver:
-    """A tiny HTTP/1.1 server on loopback that records POSTs; per path mode "ok", "fail" or "hang"."""
+    """A tiny HTTP/1.1 server on loopback that records POSTs; per path mode "ok", "fail", "hang" or
+    "redirect <url>"."""
 
     def __init__(self) -> None:
         self.received: list[Received] = []
@@ -82,6 +83,11 @@ class HookReceiver:
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}/{path}"
+
+    @property
+    def address(self) -> str:
+        """This receiver as a ``url_guard.allow`` entry: it listens on loopback."""
+        return f"127.0.0.1:{self.port}"
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
@@ -123,6 +129,12 @@ class HookReceiver:
                 mode = self.modes.get(path, "ok")
                 if mode == "hang":
                     await asyncio.sleep(3600)
+                if mode.startswith("redirect "):  # "redirect <url>": a 302 there, nothing recorded
+                    location = mode.split(" ", 1)[1].encode()
+                    head = b"HTTP/1.1 302 Found\r\nLocation: " + location
+                    writer.write(head + b"\r\nContent-Length: 0\r\n\r\n")
+                    await writer.drain()
+                    continue
                 status = b"500 Internal Server Error" if mode == "fail" else b"200 OK"
                 if mode == "ok":
                     async with self._changed:
@@ -174,8 +186,10 @@ def make_settings(
     hooks: HookSettings | None = None,
     accounts: tuple[Account, ...] | None = None,
     sweep_seconds: float = 5.0,
+    allow: tuple[str, ...] = (),
 ) -> Settings:
-    base = parse_settings({"redis": {"url": redis_url}}, {})
+    """Worker settings; `allow` is ``url_guard.allow`` (a loopback hook receiver must be listed)."""
+    base = parse_settings({"redis": {"url": redis_url}, "url_guard": {"allow": list(allow)}}, {})
     return msgspec.structs.replace(
         base,
         hooks=hooks or HookSettings(request_timeout_seconds=2.0),

@@ -27,8 +27,11 @@ delivery is given up and recorded (a newer revision starts afresh). At most
 more wait a second for one of them (`workers.receiver_slots`), as long as a receiver that hangs
 holds at most half of the worker's ``hooks.concurrency`` slots (with the defaults, 16 of 64).
 
-Receivers are checked by `workers.hook_guard` (no link-local or cloud metadata addresses, checked
-on the addresses the client actually connects to); a refused URL is given up at once.
+Receivers are checked by `broker.url_guard` (no loopback, private, link-local or metadata address
+unless ``url_guard.allow`` names it, checked on the addresses the client actually connects to); a
+refused URL is given up at once. A delivery given up for good (refused, or retried until
+``hooks.give_up_minutes``) is recorded on the task as ``properties.notifyHookError`` through a
+quiet write of the store (no hook of its own); a later delivery that succeeds clears it.
 `workers.hook_http.HookPoster` makes the request through aiohttp; its docstring says how each rule
 (guard, size cap, no redirects, TLS, connect timeout, proxy) is kept.
 """
@@ -45,6 +48,7 @@ import ssl
 from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit
 
+import msgspec
 import redis.asyncio as aioredis
 from aiohttp.abc import AbstractResolver
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -54,8 +58,9 @@ from broker import keys
 from broker.clock import Clock, now_ms
 from broker.config import HookSettings
 from broker.lua import execute
-from broker.models import decode_task
-from workers.hook_guard import UrlRefused, check_url
+from broker.models import Task, decode_task
+from broker.store import TaskStore
+from broker.url_guard import UrlGuard, UrlRefused
 from workers.hook_http import HookPoster
 from workers.outbox import SCRIPTS, HookOutbox, Lease, ScheduleBatch, Wanted
 from workers.receiver_slots import ReceiverSlots
@@ -99,6 +104,9 @@ class HookDeliverer:
     :param redis: the process's client (reads task records).
     :param outbox: the shared Redis outbox.
     :param settings: hooks settings (default URL, secret, timeouts, give-up time, concurrency, proxy).
+    :param guard: which addresses receivers may have (default: `broker.url_guard` without exceptions).
+    :param store: where a delivery given up for good is recorded on its task (default: a store on
+        `redis` with the default retention).
     :param resolver: looks receivers' names up (default: the system's); its answers are guarded.
     :param tls: how https receivers are verified (default: the system's CAs, host names checked).
     """
@@ -109,6 +117,8 @@ class HookDeliverer:
         outbox: HookOutbox,
         *,
         settings: HookSettings,
+        guard: UrlGuard | None = None,
+        store: TaskStore | None = None,
         resolver: AbstractResolver | None = None,
         tls: ssl.SSLContext | None = None,
         clock: Clock = now_ms,
@@ -117,7 +127,9 @@ class HookDeliverer:
         self.outbox = outbox
         self.settings = settings
         self.clock = clock
-        self.poster = HookPoster(settings, resolver=resolver, tls=tls)
+        self.guard = guard or UrlGuard(allow_all=settings.allow_private_addresses)
+        self.store = store or TaskStore(redis, retention_seconds=30 * 86400, clock=clock)
+        self.poster = HookPoster(settings, guard=self.guard, resolver=resolver, tls=tls)
         self.lease_ms = int((settings.request_timeout_seconds + LEASE_MARGIN_S) * 1000)
         self.give_up_ms = int(settings.give_up_minutes * 60_000)
         self.wake = asyncio.Event()
@@ -232,7 +244,7 @@ class HookDeliverer:
             return
         try:
             # refused before it takes a receiver slot (the poster checks again where it connects)
-            check_url(url, allow_private=self.settings.allow_private_addresses)
+            self.guard.check_url(url, what="the hook URL")
             receiver = _receiver(url)
             if not await self.receivers.acquire(receiver):
                 # This receiver has its share in flight and more waiting (it may be down): leave the
@@ -246,22 +258,38 @@ class HookDeliverer:
         except UrlRefused as exc:  # by the URL, or by what the name resolved to when connecting
             log.warning("hook of task %s refused: %s", task_id, exc)
             await self.outbox.give_up(task_id, revision, f"refused: {exc}")
+            await self._record(task_id, f"refused: {exc}")
             return
         if error is None:
             self.sent += 1
             if await self.outbox.delivered(task_id, revision):
                 self.wake.set()
+            if task.properties.notify_hook_error:
+                await self._record(task_id, None)
             return
         retry_in = backoff_seconds(attempts + 1)
         if await self.outbox.failed(
             task_id, revision, retry_in_s=retry_in, give_up_ms=self.give_up_ms, reason=error
         ):
             log.warning("gave up the hook of task %s to %s: %s", task_id, _redact(url), error)
+            minutes = self.settings.give_up_minutes
+            await self._record(task_id, f"gave up after retrying for {minutes:g} min: {error}")
         else:
             log.info(
                 "hook of task %s to %s failed (%s); retry in %.1fs", task_id, _redact(url), error, retry_in
             )
             self.wake.set()
+
+    async def _record(self, task_id: str, error: str | None) -> None:
+        """Write (or clear) ``properties.notifyHookError``: a quiet write, so it sends no hook."""
+
+        def mutate(task: Task) -> Task | None:
+            if task.properties.notify_hook_error == error:
+                return None
+            props = msgspec.structs.replace(task.properties, notify_hook_error=error)
+            return msgspec.structs.replace(task, properties=props)
+
+        await self.store.update(task_id, mutate)
 
     async def _post(self, url: str, body: bytes, revision: int) -> str | None:
         """POST once; None on 2xx, else a short reason."""

@@ -17,7 +17,7 @@ from aiohttp.resolver import ThreadedResolver
 from yarl import URL
 
 from broker.config import HookSettings
-from workers.hook_guard import GuardedResolver, UrlRefused, check_url
+from broker.url_guard import UrlGuard, UrlRefused
 
 __all__ = ["RESPONSE_READ_LIMIT", "HookPoster"]
 
@@ -87,15 +87,17 @@ def _reason(exc: Exception) -> str:
 class HookPoster:
     """POSTs hooks over one aiohttp session (keep-alive connections per receiver).
 
-    :param settings: hooks settings (guard, connect timeout, proxy).
-    :param resolver: looks names up (default: getaddrinfo in a thread); wrapped in
-        `workers.hook_guard.GuardedResolver` unless ``hooks.allow_private_addresses``.
+    :param settings: hooks settings (connect timeout, proxy).
+    :param guard: which addresses receivers may have (`broker.url_guard`; default: no exception,
+        or none at all with the deprecated ``hooks.allow_private_addresses``).
+    :param resolver: looks names up (default: getaddrinfo in a thread); wrapped in the guard's
+        `broker.url_guard.GuardedResolver`.
     :param tls: how https receivers are verified (default: the system's CAs, host names checked).
 
     How each rule is kept, through aiohttp's public API:
 
-    - **Guard**: `check_url` first (scheme, metadata names, IP literals, which aiohttp does not
-      resolve); then the guarded resolver is the connector's, so the addresses checked are the ones
+    - **Guard**: `UrlGuard.check_url` first (scheme, metadata names, IP literals, which aiohttp
+      does not resolve); then the guarded resolver is the connector's, so the addresses checked are the ones
       connected to, and its DNS cache holds checked answers only (a rebinding name is refused when
       it re-resolves).
     - **No redirects** (``allow_redirects=False``); no cookies kept (`aiohttp.DummyCookieJar`); no
@@ -121,18 +123,20 @@ class HookPoster:
       Then the proxy, not this client, connects to the receiver: the hook's host is resolved and
       checked here before the request is sent, but the proxy resolves it again, and what it
       connects to (a name that rebinds between the two lookups) is the proxy's responsibility:
-      give it its own deny list for link-local and metadata addresses. The proxy's own address
-      passes the guard like any other.
+      give it its own deny list for internal addresses. The proxy's own address passes the guard
+      like any other: one on loopback or the LAN must be listed in ``url_guard.allow``.
     """
 
     def __init__(
         self,
         settings: HookSettings,
         *,
+        guard: UrlGuard | None = None,
         resolver: AbstractResolver | None = None,
         tls: ssl.SSLContext | None = None,
     ) -> None:
         self.settings = settings
+        self.guard = guard or UrlGuard(allow_all=settings.allow_private_addresses)
         self._inner = resolver
         self._tls = tls
         self._resolver: AbstractResolver | None = None
@@ -141,8 +145,7 @@ class HookPoster:
     def _client(self) -> tuple[aiohttp.ClientSession, AbstractResolver]:
         # Built at first use: the default resolver and the session need the running loop.
         if self._session is None or self._resolver is None:
-            inner = self._inner or ThreadedResolver()
-            self._resolver = inner if self.settings.allow_private_addresses else GuardedResolver(inner)
+            self._resolver = self.guard.resolver(self._inner or ThreadedResolver())
             connector = aiohttp.TCPConnector(
                 resolver=self._resolver,
                 ttl_dns_cache=DNS_TTL_SECONDS,
@@ -166,10 +169,10 @@ class HookPoster:
     async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> str | None:
         """POST `body` to `url`: None on a 2xx answer, else a short reason that never holds the URL.
 
-        Raises `workers.hook_guard.UrlRefused` when the host or an address it resolves to is
+        Raises `broker.url_guard.UrlRefused` when the host or an address it resolves to is
         refused. Not bounded in time by itself: the caller holds the request timeout.
         """
-        check_url(url, allow_private=self.settings.allow_private_addresses)
+        self.guard.check_url(url, what="the hook URL")
         session, resolver = self._client()
         try:
             target = _encode(url)
@@ -179,7 +182,7 @@ class HookPoster:
         if self.settings.use_env_proxy:
             proxy = self.settings.env_proxy.proxy_for(target.scheme, target.raw_host or "")
         try:
-            if proxy is not None and not self.settings.allow_private_addresses:
+            if proxy is not None and not self.guard.allow_all:
                 # The proxy connects, not this client: check the name before handing it over.
                 await resolver.resolve(target.raw_host or "", target.port or 0, socket.AF_UNSPEC)
             async with session.post(

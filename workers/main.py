@@ -85,7 +85,14 @@ class WorkerRuntime:
         self.queues = AccountQueues(self.redis, clock=clock)
         self.ledger: Ledger | None = None
         self.outbox = HookOutbox(self.redis, ttl_ms=int(retention_s * 1000), clock=clock)
-        self.deliverer = HookDeliverer(self.redis, self.outbox, settings=settings.hooks, clock=clock)
+        self.deliverer = HookDeliverer(
+            self.redis,
+            self.outbox,
+            settings=settings.hooks,
+            guard=settings.hook_guard(),
+            store=self.store,
+            clock=clock,
+        )
         self.matcher = Matcher(self.store, queues=self.queues, window_ms=self._window_ms, clock=clock)
         self.applier = Applier(self.store, self.matcher, clock=clock)
         self.sweeper = Sweeper(self.store, queues=self.queues, settings=self._settings, clock=clock)

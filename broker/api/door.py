@@ -9,8 +9,18 @@ from broker.api.context import ApiContext
 from broker.api.images import decode_image
 from broker.errors import ValidationFailed
 from broker.models import ReturnCode, SubmitResult
+from broker.url_guard import UrlRefused, prompt_urls
 
-__all__ = ["MAX_IMAGES", "MAX_URL", "admitted_reply", "check_common", "check_prompt", "decode_images"]
+__all__ = [
+    "MAX_IMAGES",
+    "MAX_URL",
+    "admitted_reply",
+    "check_common",
+    "check_link",
+    "check_prompt",
+    "check_prompt_links",
+    "decode_images",
+]
 
 MAX_STATE = 255
 #: longest notifyHook or image link accepted
@@ -28,6 +38,10 @@ def check_common(ctx: ApiContext, state: str | None, hook: str | None) -> str | 
         lowered = hook[:8].lower()
         if not (lowered.startswith("http://") or lowered.startswith("https://")) or len(hook) < 10:
             raise ValidationFailed("notifyHook must be an http or https URL")
+        try:
+            ctx.settings.hook_guard().check_url(hook, what="notifyHook")
+        except UrlRefused as exc:
+            raise ValidationFailed(str(exc)) from None
         return hook
     return ctx.settings.hooks.default_url or None
 
@@ -40,6 +54,23 @@ def check_prompt(ctx: ApiContext, prompt: str | None, *, required: bool = True) 
     if len(text) > limit:
         raise ValidationFailed(f"prompt is longer than {limit} characters")
     return text
+
+
+def check_link(ctx: ApiContext, url: str, what: str) -> None:
+    """Refuse (code 4) a link we or Midjourney will fetch when the URL guard refuses it without DNS;
+    a name is checked where it is fetched (the bridge fails the task then)."""
+    try:
+        ctx.settings.link_guard().check_url(url, what=what)
+    except UrlRefused as exc:
+        raise ValidationFailed(str(exc)) from None
+
+
+def check_prompt_links(ctx: ApiContext, prompt: str) -> None:
+    """`check_link` on every URL of a prompt (image prompts, --sref/--cref values)."""
+    for url in prompt_urls(prompt):
+        if len(url) > MAX_URL:
+            raise ValidationFailed(f"a URL in the prompt is longer than {MAX_URL} characters")
+        check_link(ctx, url, "image prompt URL")
 
 
 def decode_images(ctx: ApiContext, items: list[str], what: str) -> dict[str, bytes]:

@@ -20,7 +20,7 @@ from broker.actions import (
 )
 from broker.admission import Admitted
 from broker.api.context import ApiContext, api_key_name, context_of
-from broker.api.door import admitted_reply, check_common, check_prompt
+from broker.api.door import admitted_reply, check_common, check_prompt, check_prompt_links
 from broker.api.images import decode_image
 from broker.api.paths import route_paths
 from broker.api.types import ActionRequest, ChangeRequest, ModalRequest, SimpleChangeRequest
@@ -137,6 +137,7 @@ async def modal(request: AnyRequest, data: ModalRequest) -> SubmitResult:
                 "custom zoom needs --zoom between 1 and 2 in the prompt, e.g. 'a cat --zoom 1.5'"
             )
     ctx.admitter.banned.check(prompt)
+    check_prompt_links(ctx, prompt)
     blobs: dict[str, bytes] = {}
     if kind == MODAL_MASK:
         if not data.mask_base64:

@@ -9,7 +9,16 @@ from litestar import Request, post
 
 from broker.admission import wanted_modes
 from broker.api.context import ApiContext, api_key_name, context_of
-from broker.api.door import MAX_IMAGES, MAX_URL, admitted_reply, check_common, check_prompt, decode_images
+from broker.api.door import (
+    MAX_IMAGES,
+    MAX_URL,
+    admitted_reply,
+    check_common,
+    check_link,
+    check_prompt,
+    check_prompt_links,
+    decode_images,
+)
 from broker.api.images import decode_image
 from broker.api.paths import route_paths, speed_mode
 from broker.api.types import (
@@ -75,6 +84,7 @@ async def imagine(request: AnyRequest, data: ImagineRequest) -> SubmitResult:
     ctx = context_of(request)
     hook = check_common(ctx, data.state, data.notify_hook)
     prompt = check_prompt(ctx, data.prompt)
+    check_prompt_links(ctx, prompt)
     items = [*(data.base64_array or []), *([data.base64] if data.base64 else [])]
     if len(items) > MAX_IMAGES:
         raise ValidationFailed(f"at most {MAX_IMAGES} reference images")
@@ -104,6 +114,7 @@ async def describe(request: AnyRequest, data: DescribeRequest) -> SubmitResult:
     elif data.link:
         if not _LINK.match(data.link) or len(data.link) > MAX_URL:
             raise ValidationFailed("link must be an http or https URL")
+        check_link(ctx, data.link, "link")
         urls, ext = [data.link], "png"
     else:
         raise ValidationFailed("base64 or link is required")
@@ -187,6 +198,7 @@ async def swap_face(request: AnyRequest, data: SwapFaceRequest) -> SubmitResult:
         elif url:
             if not _LINK.match(url) or len(url) > MAX_URL:
                 raise ValidationFailed(f"{role}Url must be an http or https URL")
+            check_link(ctx, url, f"{role}Url")
             urls.append(url)
     return await _submit_new(
         request,

@@ -19,10 +19,12 @@ from workers_support import FixedDns
 
 from broker.config import HookSettings, parse_settings
 from broker.redis_server import free_port
-from workers.hook_guard import UrlRefused
+from broker.url_guard import UrlGuard, UrlRefused
 from workers.hook_http import HookPoster
 
 TLS = Path(__file__).parents[1] / "tls"
+#: every receiver of this file listens on loopback: what the HTTP tests allow
+LOOPBACK = UrlGuard(["127.0.0.0/8"])
 HUGE = 2**30
 ANSWERS = {
     "/ok": b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
@@ -167,10 +169,15 @@ async def proxy() -> AsyncIterator[ForwardProxy]:
 
 @contextlib.asynccontextmanager
 async def posting(
-    settings: HookSettings | None = None, *, dns: FixedDns | None = None, tls: ssl.SSLContext | None = None
+    settings: HookSettings | None = None,
+    *,
+    dns: FixedDns | None = None,
+    tls: ssl.SSLContext | None = None,
+    guard: UrlGuard | None = LOOPBACK,
 ) -> AsyncIterator[HookPoster]:
-    """A poster with the address guard on (the default settings), closed before the servers stop."""
-    poster = HookPoster(settings or HookSettings(), resolver=dns, tls=tls)
+    """A poster with the address guard on, closed before the servers stop. The receivers here all
+    listen on loopback, so the guard allows 127/8 unless told otherwise (None: the settings' own)."""
+    poster = HookPoster(settings or HookSettings(), guard=guard, resolver=dns, tls=tls)
     try:
         yield poster
     finally:
@@ -271,18 +278,31 @@ async def test_the_guard_refuses_metadata_and_link_local_addresses_named_or_reso
 ) -> None:
     dns = FixedDns({"rebind.test": ["127.0.0.1", "169.254.169.254"], "lan.test": ["169.254.10.1"]})
     async with posting(dns=dns) as poster:
-        with pytest.raises(UrlRefused, match=r"^host 169\.254\.169\.254 is cloud metadata$"):
+        with pytest.raises(UrlRefused, match=r"^the hook URL: host 169\.254\.169\.254 is cloud metadata"):
             await _post(poster, "http://169.254.169.254/latest/meta-data/")
         with pytest.raises(UrlRefused, match=r"^host rebind\.test resolves to 169\.254\.169\.254 \(cloud"):
             await _post(poster, f"http://rebind.test:{raw.port}/ok")
-        with pytest.raises(UrlRefused, match=r"resolves to 169\.254\.10\.1 \(link-local\)$"):
+        with pytest.raises(UrlRefused, match=r"resolves to 169\.254\.10\.1 \(link-local, not in url_guard"):
             await _post(poster, f"http://lan.test:{raw.port}/ok")
     assert raw.requests == []
 
 
+async def test_the_guard_refuses_loopback_not_on_the_allow_list(raw: RawReceiver) -> None:
+    dns = FixedDns({"receiver.test": ["127.0.0.1"]})
+    async with posting(dns=dns, guard=UrlGuard([f"127.0.0.1:{raw.port + 1}"])) as poster:
+        with pytest.raises(UrlRefused, match=r"^the hook URL: host 127\.0\.0\.1 is loopback"):
+            await _post(poster, f"http://127.0.0.1:{raw.port}/ok")
+        with pytest.raises(UrlRefused, match=r"^host receiver\.test resolves to 127\.0\.0\.1 \(loopback"):
+            await _post(poster, f"http://receiver.test:{raw.port}/ok")
+    assert raw.requests == []
+    async with posting(dns=dns, guard=UrlGuard([f"127.0.0.1:{raw.port}"])) as poster:
+        assert await _post(poster, f"http://receiver.test:{raw.port}/ok") is None
+    assert len(raw.requests) == 1
+
+
 async def test_allow_private_addresses_lifts_the_guard(raw: RawReceiver) -> None:
     dns = FixedDns({"rebind.test": ["127.0.0.1", "169.254.169.254"]})
-    async with posting(HookSettings(allow_private_addresses=True), dns=dns) as poster:
+    async with posting(HookSettings(allow_private_addresses=True), dns=dns, guard=None) as poster:
         # the guard would refuse the whole name; loopback answers first, so nothing else is tried
         assert await _post(poster, f"http://rebind.test:{raw.port}/ok") is None
     assert len(raw.requests) == 1

@@ -55,6 +55,30 @@ async def test_transition_follows_state_machine_and_terminal_is_final(store: Tas
     assert seeded.changed and seeded.task is not None and seeded.task.seed == "123"
 
 
+async def test_a_finished_task_still_records_its_hook_error_quietly(
+    store: TaskStore, redis: aioredis.Redis
+) -> None:
+    await store.create(_task("1"))
+    await store.transition("1", TaskStatus.SUBMITTED, progress="0%")
+    await store.transition("1", TaskStatus.SUCCESS, progress="100%")
+
+    def hook_error(task: Task) -> Task:
+        props = msgspec.structs.replace(task.properties, notify_hook_error="refused: host x is loopback")
+        return msgspec.structs.replace(task, properties=props)
+
+    recorded = await store.update("1", hook_error)
+    assert recorded.changed and recorded.task is not None and recorded.task.revision == 4
+    assert recorded.task.properties.notify_hook_error == "refused: host x is loopback"
+    entries = [e[1] for e in await redis.xrange(keys.CHANGES_STREAM)]
+    assert [e[b"rev"] for e in entries] == [b"1", b"2", b"3"]  # quiet: no hook, no ledger row
+
+    def other_property(task: Task) -> Task:
+        return msgspec.structs.replace(task, properties=TaskProperties(progress_message_id="9"))
+
+    with pytest.raises(InvalidTransition):  # anything else of a finished task stays frozen
+        await store.update("1", other_property)
+
+
 async def test_modal_only_goes_back_to_not_start(store: TaskStore) -> None:
     await store.create(_task("1"))
     await store.transition("1", TaskStatus.MODAL)

@@ -36,7 +36,8 @@ async def test_sigkilled_worker_loses_no_change_and_no_hook(
     store = TaskStore(redis, retention_seconds=3600)
     hooks = HookSettings(default_url=receiver.url("crash"), request_timeout_seconds=1.0)
     config = tmp_path / "config.yaml"
-    config.write_text(settings_yaml(make_settings(redis_server.url, tmp_path, hooks=hooks)))
+    settings = make_settings(redis_server.url, tmp_path, hooks=hooks, allow=(receiver.address,))
+    config.write_text(settings_yaml(settings))
 
     tasks = []
     for i in range(12):

@@ -40,9 +40,10 @@ JOB = "5b1c2d3e-1a2b-4c5d-8e9f-0123456789ab"
 
 @pytest.fixture
 async def worker(
-    redis: aioredis.Redis, redis_server: EmbeddedRedis, tmp_path: Path
+    redis: aioredis.Redis, redis_server: EmbeddedRedis, tmp_path: Path, receiver: HookReceiver
 ) -> AsyncIterator[WorkerRuntime]:
-    async with running_worker(make_settings(redis_server.url, tmp_path)) as runtime:
+    settings = make_settings(redis_server.url, tmp_path, allow=(receiver.address,))
+    async with running_worker(settings) as runtime:
         yield runtime
 
 

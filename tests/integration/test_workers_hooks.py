@@ -28,6 +28,7 @@ from broker.config import HookSettings
 from broker.models import Task, TaskStatus
 from broker.redis_server import EmbeddedRedis
 from broker.store import TaskStore
+from broker.url_guard import UrlGuard
 from workers.delivery import HookDeliverer
 from workers.outbox import HookOutbox
 
@@ -50,7 +51,10 @@ async def test_hook_signature_verifies_with_the_configured_secret(
 ) -> None:
     secret = "s3cret-hook-key"
     settings = make_settings(
-        redis_server.url, tmp_path, hooks=HookSettings(secret=secret, default_url=receiver.url("d"))
+        redis_server.url,
+        tmp_path,
+        hooks=HookSettings(secret=secret, default_url=receiver.url("d")),
+        allow=(receiver.address,),
     )
     async with running_worker(settings):
         task_id = await _run_imagine(store, redis, receiver.url("signed"), "a signed fox")
@@ -74,7 +78,9 @@ async def test_receiver_failing_for_a_while_gets_the_current_state_then_each_cha
     tmp_path: Path,
 ) -> None:
     receiver.modes["flaky"] = "fail"
-    settings = make_settings(redis_server.url, tmp_path, hooks=HookSettings(request_timeout_seconds=2.0))
+    settings = make_settings(
+        redis_server.url, tmp_path, hooks=HookSettings(request_timeout_seconds=2.0), allow=(receiver.address,)
+    )
     async with running_worker(settings):
         prompt = "a flaky fox"
         task, nonce = await submitted_task(store, prompt=prompt, hook=receiver.url("flaky"))
@@ -121,7 +127,8 @@ async def test_receiver_that_never_answers_is_given_up_without_delaying_others(
 ) -> None:
     receiver.modes["hang"] = "hang"
     hooks = HookSettings(request_timeout_seconds=0.3, give_up_minutes=1.5 / 60)
-    async with running_worker(make_settings(redis_server.url, tmp_path, hooks=hooks)):
+    settings = make_settings(redis_server.url, tmp_path, hooks=hooks, allow=(receiver.address,))
+    async with running_worker(settings):
         stuck, _ = await submitted_task(store, prompt="stuck", hook=receiver.url("hang"))
         await receiver.wait_for(lambda: receiver.attempts.get("hang", 0) >= 1)
         started = time.monotonic()
@@ -135,6 +142,10 @@ async def test_receiver_that_never_answers_is_given_up_without_delaying_others(
                 await asyncio.sleep(0.05)
         assert int(state["gave_up"]) == stuck.revision and state["gave_up_reason"] == "timed out"
         assert int(state["attempts"]) >= 2
+        # given up for good: recorded on the task, by a quiet write that sends no hook itself
+        recorded = await _hook_error(store, stuck.id)
+        assert recorded.properties.notify_hook_error == "gave up after retrying for 0.025 min: timed out"
+        assert recorded.status == stuck.status and recorded.progress == stuck.progress
 
 
 async def test_a_dead_receiver_with_many_tasks_does_not_take_every_delivery_slot(
@@ -150,7 +161,8 @@ async def test_a_dead_receiver_with_many_tasks_does_not_take_every_delivery_slot
     await other.start()
     hooks = HookSettings(concurrency=4, per_host_concurrency=2, request_timeout_seconds=30, give_up_minutes=1)
     try:
-        async with running_worker(make_settings(redis_server.url, tmp_path, hooks=hooks)):
+        allow = (receiver.address, other.address)
+        async with running_worker(make_settings(redis_server.url, tmp_path, hooks=hooks, allow=allow)):
             for i in range(10):
                 await submitted_task(store, prompt=f"stuck {i}", hook=receiver.url("hang"))
             await receiver.wait_for(lambda: receiver.attempts.get("hang", 0) >= 2)
@@ -177,6 +189,14 @@ async def test_hook_to_the_cloud_metadata_address_is_refused(
     assert "latest/meta-data" not in state["gave_up_reason"]
 
 
+async def _hook_error(store: TaskStore, task_id: str) -> Task:
+    """The task once its notifyHookError is recorded (written just after the outbox gives up)."""
+    async with asyncio.timeout(5):
+        while not (task := await store.get(task_id)) or not task.properties.notify_hook_error:  # noqa: ASYNC110 - polls Redis state, bounded by the timeout
+            await asyncio.sleep(0.02)
+    return task
+
+
 async def test_hook_names_are_checked_on_the_address_connected_to(
     store: TaskStore, redis: aioredis.Redis, receiver: HookReceiver
 ) -> None:
@@ -184,7 +204,8 @@ async def test_hook_names_are_checked_on_the_address_connected_to(
     # is what counts: a rebinding name that answers with the metadata address is refused.
     dns = FixedDns({"rebind.test": ["169.254.169.254"], "receiver.test": ["127.0.0.1"]})
     outbox = HookOutbox(redis, ttl_ms=60_000)
-    deliverer = HookDeliverer(redis, outbox, settings=HookSettings(), resolver=dns)
+    guard = UrlGuard([receiver.address])
+    deliverer = HookDeliverer(redis, outbox, settings=HookSettings(), guard=guard, store=store, resolver=dns)
     try:
         refused, _ = await submitted_task(store, prompt="x", hook="http://rebind.test/hook")
         allowed, _ = await submitted_task(store, prompt="y", hook=f"http://receiver.test:{receiver.port}/ok")
@@ -197,9 +218,13 @@ async def test_hook_names_are_checked_on_the_address_connected_to(
     finally:
         await deliverer.close()
     assert state["gave_up_reason"] == (
-        "refused: host rebind.test resolves to 169.254.169.254 (cloud metadata)"
+        "refused: host rebind.test resolves to 169.254.169.254 (cloud metadata, not in url_guard.allow)"
     )
     assert receiver.for_path("ok")[0].task["id"] == allowed.id
+    recorded = await _hook_error(store, refused.id)
+    assert recorded.properties.notify_hook_error == state["gave_up_reason"]
+    assert recorded.revision == refused.revision + 1
+    assert (await store.get(allowed.id)).properties.notify_hook_error is None  # type: ignore[union-attr]
 
 
 async def test_no_hook_before_the_task_is_submitted(
@@ -209,7 +234,7 @@ async def test_no_hook_before_the_task_is_submitted(
     receiver: HookReceiver,
     tmp_path: Path,
 ) -> None:
-    async with running_worker(make_settings(redis_server.url, tmp_path)):
+    async with running_worker(make_settings(redis_server.url, tmp_path, allow=(receiver.address,))):
         waiting, _ = await submitted_task(store, prompt="queued", hook=receiver.url("early"), submit=False)
         sent, _ = await submitted_task(store, prompt="sent", hook=receiver.url("early"))
         await receiver.wait_for(lambda: len(receiver.for_path("early")) >= 1)
@@ -246,7 +271,7 @@ async def test_a_revision_that_only_binds_discord_ids_sends_no_hook_of_its_own(
     receiver: HookReceiver,
     tmp_path: Path,
 ) -> None:
-    async with running_worker(make_settings(redis_server.url, tmp_path)):
+    async with running_worker(make_settings(redis_server.url, tmp_path, allow=(receiver.address,))):
         task, _ = await submitted_task(store, prompt="quiet", hook=receiver.url("quiet"))
         await receiver.wait_for(lambda: len(receiver.for_path("quiet")) == 1)
 
