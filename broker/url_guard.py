@@ -140,6 +140,8 @@ def parse_allow(entry: str) -> _Allowed:
 
 def _ip_literal(host: str) -> IPAddress | None:
     """`host` as an address when it is one, in any form getaddrinfo would read as one."""
+    if ":" not in host and not host[:1].isdigit():
+        return None  # a name (IPv4 forms start with a digit, IPv6 has colons): skip the parsers
     try:
         return ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
     except ValueError:

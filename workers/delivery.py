@@ -257,8 +257,9 @@ class HookDeliverer:
                 self.receivers.release(receiver)
         except UrlRefused as exc:  # by the URL, or by what the name resolved to when connecting
             log.warning("hook of task %s refused: %s", task_id, exc)
-            await self.outbox.give_up(task_id, revision, f"refused: {exc}")
+            # recorded first: a crash in between leaves the delivery to be claimed, refused again
             await self._record(task_id, f"refused: {exc}")
+            await self.outbox.give_up(task_id, revision, f"refused: {exc}")
             return
         if error is None:
             self.sent += 1

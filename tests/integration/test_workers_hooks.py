@@ -215,13 +215,13 @@ async def test_hook_names_are_checked_on_the_address_connected_to(
         async with asyncio.timeout(5):
             while "gave_up" not in (state := await outbox.state(refused.id)):  # noqa: ASYNC110 - polls Redis state, bounded by the timeout
                 await asyncio.sleep(0.02)
+        recorded = await _hook_error(store, refused.id)
     finally:
         await deliverer.close()
     assert state["gave_up_reason"] == (
         "refused: host rebind.test resolves to 169.254.169.254 (cloud metadata, not in url_guard.allow)"
     )
     assert receiver.for_path("ok")[0].task["id"] == allowed.id
-    recorded = await _hook_error(store, refused.id)
     assert recorded.properties.notify_hook_error == state["gave_up_reason"]
     assert recorded.revision == refused.revision + 1
     assert (await store.get(allowed.id)).properties.notify_hook_error is None  # type: ignore[union-attr]
