@@ -131,6 +131,11 @@ class TaskProperties(msgspec.Struct, kw_only=True, rename="camel", omit_defaults
     blend_dimensions: str | None = None
     prompt_en: str | None = None
     banned_word: str | None = None
+    #: epoch ms: Discord answered the task's interaction with a 429 (not run) and asked the account
+    #: to wait until then; the bridge sends it after that, and its timeout counts from that send
+    rate_limited_until: int | None = None
+    #: epoch ms when the job's progress message was deleted (a timeout then says so)
+    message_deleted_time: int | None = None
 
 
 class Task(msgspec.Struct, kw_only=True, rename="camel"):

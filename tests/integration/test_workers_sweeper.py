@@ -40,7 +40,10 @@ async def test_timed_out_task_fails_and_its_slot_goes_to_the_next_queued_task(
         assert await queues.waiting("a1") == [queued.id]
         failed = await wait_final(store, running.id, within=8)
         assert failed.status == TaskStatus.FAILURE
-        assert failed.fail_reason == "Task timed out after 0.01 minutes"
+        # sent, and the bot never said a word about it
+        assert failed.fail_reason == (
+            "the bot never acknowledged the job: no message from it within 0.01 minutes of sending"
+        )
         assert failed.progress == "" and failed.finish_time is not None
         async with asyncio.timeout(5):
             while [tid for tid, _ in await queues.running("a1")] != [queued.id]:  # noqa: ASYNC110 - polls Redis state, bounded by the timeout
