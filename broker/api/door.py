@@ -7,10 +7,18 @@ from typing import Any
 from broker.admission import Admitted
 from broker.api.context import ApiContext
 from broker.api.images import decode_image
-from broker.errors import ValidationFailed
+from broker.errors import NoWorker, ValidationFailed
 from broker.models import ReturnCode, SubmitResult
 
-__all__ = ["MAX_IMAGES", "MAX_URL", "admitted_reply", "check_common", "check_prompt", "decode_images"]
+__all__ = [
+    "MAX_IMAGES",
+    "MAX_URL",
+    "admitted_reply",
+    "check_common",
+    "check_prompt",
+    "decode_images",
+    "require_worker",
+]
 
 MAX_STATE = 255
 #: longest notifyHook or image link accepted
@@ -30,6 +38,12 @@ def check_common(ctx: ApiContext, state: str | None, hook: str | None) -> str | 
             raise ValidationFailed("notifyHook must be an http or https URL")
         return hook
     return ctx.settings.hooks.default_url or None
+
+
+async def require_worker(ctx: ApiContext) -> None:
+    """Refuse new work (code 9) while no worker process is alive: nothing would follow it."""
+    if not await ctx.workers.alive():
+        raise NoWorker()
 
 
 def check_prompt(ctx: ApiContext, prompt: str | None, *, required: bool = True) -> str:

@@ -9,7 +9,15 @@ from litestar import Request, post
 
 from broker.admission import wanted_modes
 from broker.api.context import ApiContext, api_key_name, context_of
-from broker.api.door import MAX_IMAGES, MAX_URL, admitted_reply, check_common, check_prompt, decode_images
+from broker.api.door import (
+    MAX_IMAGES,
+    MAX_URL,
+    admitted_reply,
+    check_common,
+    check_prompt,
+    decode_images,
+    require_worker,
+)
 from broker.api.images import decode_image
 from broker.api.paths import route_paths, speed_mode
 from broker.api.types import (
@@ -46,6 +54,7 @@ async def _submit_new(
     image_urls: list[str] | None = None,
     blend_dimensions: str | None = None,
 ) -> SubmitResult:
+    await require_worker(ctx)
     task_id = ctx.admitter.new_id()
     task = Task(
         id=task_id,
