@@ -5,11 +5,13 @@ A worker writes its name into `keys.WORKERS` scored by the epoch ms its heartbea
 applies the bots' events, sends hooks or times tasks out, so the web refuses new work with code 9
 "no worker running" rather than accept tasks that would sit forever.
 
-`WorkerWatch` is the web's side: it remembers the newest expiry it read, so a submit costs a Redis
-round trip at most once per `recheck_ms` (and none while the cached expiry and recheck hold).
+`WorkerWatch` is the web's side: it trusts a "yes" for `recheck_ms`, and concurrent requests share
+one read, so a busy web process asks Redis about once a second, not once per submit.
 """
 
 from __future__ import annotations
+
+import asyncio
 
 import redis.asyncio as aioredis
 
@@ -61,12 +63,24 @@ class WorkerWatch:
         self.redis = redis
         self.recheck_ms = recheck_ms
         self.clock = clock
+        self.reads = 0
         self._trusted_until = 0
+        self._reading: asyncio.Future[bool] | None = None
 
     async def alive(self) -> bool:
-        now = self.clock()
-        if now < self._trusted_until:
+        if self.clock() < self._trusted_until:
             return True
-        until = await workers_alive(self.redis, now=now)
-        self._trusted_until = min(until, now + self.recheck_ms) if until else 0
-        return until > 0
+        if self._reading is None:
+            self._reading = asyncio.ensure_future(self._read())
+        # shielded: a request cancelled while it waits does not cancel the others' read
+        return await asyncio.shield(self._reading)
+
+    async def _read(self) -> bool:
+        try:
+            self.reads += 1
+            now = self.clock()
+            until = await workers_alive(self.redis, now=now)
+            self._trusted_until = min(until, now + self.recheck_ms) if until else 0
+            return until > 0
+        finally:
+            self._reading = None

@@ -34,6 +34,10 @@ async def test_worker_watch_asks_redis_at_most_once_per_recheck_while_a_worker_l
     now[0] += 10_000
     assert not await watch.alive()  # an expired heartbeat (a SIGKILLed worker) does not count
     assert await heartbeat.workers_alive(redis, now=now[0]) == 0
+    await heartbeat.beat(redis, "w3", now=now[0], ttl_ms=10_000)
+    reads = watch.reads
+    assert all(await asyncio.gather(*(watch.alive() for _ in range(50))))
+    assert watch.reads == reads + 1  # concurrent requests share one read
 
 
 async def test_submits_answer_code_9_while_no_worker_lives_and_the_accounts_say_so(
