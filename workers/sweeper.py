@@ -31,7 +31,7 @@ from broker.clock import Clock
 from broker.config import Account, Settings
 from broker.models import Task, TaskStatus
 from broker.queues import AccountQueues
-from broker.store import TaskStore
+from broker.store import TaskStore, failing
 
 __all__ = ["SweepReport", "Sweeper", "overdue_reason"]
 
@@ -105,10 +105,24 @@ class Sweeper:
                 )
                 if reason is None:
                     continue
-                if await self.store.fail(task_id, reason):
-                    report.timed_out.append(task_id)
+                if not await self._fail_unchanged(task, reason):
+                    continue  # it moved since it was read (sent, progress...): judged again next sweep
+                report.timed_out.append(task_id)
             await self.queues.release(account.id, task_id, core_size=account.core_size)
             report.released.append(task_id)
+
+    async def _fail_unchanged(self, judged: Task, reason: str) -> bool:
+        """Fail `judged` only if its record is still the revision that was judged overdue.
+
+        The bridge may unpark or claim the task between the sweeper's read and its write; failing
+        it then, on a stale judgement, would report FAILURE for a job Discord is running.
+        """
+        fail = failing(reason, now=self.clock())
+
+        def mutate(task: Task) -> Task | None:
+            return fail(task) if task.revision == judged.revision else None
+
+        return (await self.store.update(judged.id, mutate, current=judged)).changed
 
     async def _sweep_waiting(self, account: Account, report: SweepReport) -> None:
         """Fail queued tasks past the queue timeout, oldest first.
