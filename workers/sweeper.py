@@ -146,8 +146,9 @@ class Sweeper:
                     reason = (
                         f"Task waited in the queue for more than {_minutes(account.queue_timeout_minutes)}"
                     )
-                    if await self.store.fail(task_id, reason):
-                        report.timed_out.append(task_id)
+                    if not await self._fail_unchanged(task, reason):
+                        return  # it moved since it was read (got a slot, was sent): next sweep
+                    report.timed_out.append(task_id)
                 await self.queues.release(account.id, task_id, core_size=account.core_size)
                 report.released.append(task_id)
                 expired += 1
@@ -179,7 +180,7 @@ class Sweeper:
             else:
                 limit = max(account.timeout_minutes, account.queue_timeout_minutes)
                 reason = f"Task was not started within {_minutes(limit)}"
-            if age >= limit * 60_000 and await self.store.fail(task_id, reason):
+            if age >= limit * 60_000 and await self._fail_unchanged(task, reason):
                 report.timed_out.append(task_id)
         if gone:
             await self.store.redis.zrem(keys.LIVE_TASKS, *gone)
