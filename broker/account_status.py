@@ -1,7 +1,8 @@
 """An account's live status, and the facts other processes report about it.
 
 One owner: the bridge that holds the account (`discord_bridge.health`) alone decides and writes its
-status, the hash `keys.account_status(id)` {state, reason, bridge, updated_ms}. Web reads it to
+status, the hash `keys.account_status(id)` {state, reason, bridge, updated_ms, until_ms}
+(`until_ms`: when a RATE_LIMITED or timed PAUSED state lifts, 0 if it does not by itself). Web reads it to
 choose accounts and to show them. The workers, which parse the bots' messages, do not decide what a
 message means for the account: they report what the bot said as an `AccountFact` on the account's
 fact list (`keys.account_facts(id)`), and the health module turns facts into a status.
@@ -17,7 +18,7 @@ import redis.asyncio as aioredis
 
 from broker import keys
 
-__all__ = ["AccountFact", "AccountState", "decode_fact", "report_fact", "usable"]
+__all__ = ["AccountFact", "AccountState", "decode_fact", "limited_until", "report_fact", "usable"]
 
 #: facts kept per account while no bridge reads them (a bridge that comes back reads the newest)
 _FACTS_KEPT = 100
@@ -32,6 +33,9 @@ class AccountState(StrEnum):
     CONNECTING = "CONNECTING"
     #: connected; tasks are sent
     ONLINE = "ONLINE"
+    #: Discord answered 429 to an interaction: tasks keep their place and are sent when the
+    #: `retry_after` is over (that wait does not count against their timeout)
+    RATE_LIMITED = "RATE_LIMITED"
     #: Midjourney wants something from a human (captcha, notice, no hours) or its queue is full;
     #: nothing is sent until it clears
     PAUSED = "PAUSED"
@@ -48,6 +52,18 @@ def usable(state: bytes | str | None) -> bool:
         return True
     text = state.decode() if isinstance(state, bytes) else state
     return text.upper() not in _UNUSABLE
+
+
+def limited_until(fields: list[bytes | None]) -> int:
+    """Epoch ms until which an account is rate limited, from its status hash's [state, until_ms]
+    (0 when it is not)."""
+    state, until = [*fields, None, None][:2]
+    if state != AccountState.RATE_LIMITED.value.encode() or not until:
+        return 0
+    try:
+        return int(until)
+    except ValueError:
+        return 0
 
 
 class AccountFact(msgspec.Struct, frozen=True, kw_only=True):

@@ -220,6 +220,10 @@ class BridgeSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     step_timeout_seconds: float = 20.0
     #: seconds an /interactions POST may take before it counts as lost (failed, never resent)
     request_timeout_seconds: float = 15.0
+    #: a task whose interaction Discord answers with a 429 waits the `retry_after` out in full (it
+    #: keeps its place; the wait does not count against its timeout), unless it is longer than this:
+    #: then it fails before anything is sent, "rate limited by Discord for N s"
+    rate_limit_max_wait_seconds: float = 600.0
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -15,6 +15,7 @@ a token, an api secret or a hook secret.
     * BannedPrompt (24: the English prompt contains a banned word; nothing stored)
     * QueueFull (23: every candidate account's queue is full; nothing stored)
     * BridgeUnavailable (9: no bridge answered a synchronous call in time, or it failed)
+    * NoWorker (9: no worker process is alive: a task would never be followed or timed out)
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ __all__ = [
     "BrokerError",
     "InvalidImage",
     "NoAccount",
+    "NoWorker",
     "ParentNotFound",
     "ParentNotReady",
     "QueueFull",
@@ -104,3 +106,12 @@ class QueueFull(BrokerError):
 
 class BridgeUnavailable(BrokerError):
     code = ReturnCode.FAILURE
+
+
+class NoWorker(BrokerError):
+    code = ReturnCode.FAILURE
+
+    def __init__(self) -> None:
+        super().__init__(
+            "no worker running: start `python -m workers` (nothing was stored; try again once it runs)"
+        )

@@ -15,6 +15,7 @@ __all__ = [
     "HOOKS_DUE",
     "LIVE_TASKS",
     "UNMATCHED_EVENTS",
+    "WORKERS",
     "account_facts",
     "account_lease",
     "account_ready",
@@ -48,6 +49,10 @@ UNMATCHED_EVENTS = f"{PREFIX}:stats:unmatched"
 
 #: sorted set of live bridge processes, scored by when their announcement expires (epoch ms)
 BRIDGES = f"{PREFIX}:bridges"
+
+#: sorted set of live worker processes, scored by when their heartbeat expires (epoch ms); the
+#: web answers submits with code 9 while none is alive (see `broker.heartbeat`)
+WORKERS = f"{PREFIX}:workers"
 
 
 def task_record(task_id: str) -> str:

@@ -134,6 +134,11 @@ class TaskProperties(msgspec.Struct, kw_only=True, rename="camel", omit_defaults
     #: why the task's notify hook was given up for good (refused by the URL guard, or retried
     #: until hooks.give_up_minutes); cleared when a later delivery succeeds
     notify_hook_error: str | None = None
+    #: epoch ms: Discord answered the task's interaction with a 429 (not run) and asked the account
+    #: to wait until then; the bridge sends it after that, and its timeout counts from that send
+    rate_limited_until: int | None = None
+    #: epoch ms when the job's progress message was deleted (a timeout then says so)
+    message_deleted_time: int | None = None
 
 
 class Task(msgspec.Struct, kw_only=True, rename="camel"):

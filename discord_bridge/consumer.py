@@ -9,18 +9,28 @@ Exactly once: before anything is sent the task moves NOT_START -> SUBMITTED with
 through the store's compare-and-set. Only the writer that made that move sends; a task found in any
 other state is never sent again, whoever crashed where. The slot is freed by the workers when the
 task ends (they release every terminal task), not here.
+
+A 429 on the first interaction means Discord ran nothing. The task stays SUBMITTED, keeps its slot
+and its nonce, and is "parked": `rate_limited_until` on the record says when it may go (the account
+shows RATE_LIMITED meanwhile). Once the limit is over a second compare-and-set unparks it (only if
+it is still SUBMITTED with that nonce: a task failed or cancelled meanwhile is never sent) and sets
+`startTime`, from which its timeout counts; then it is sent. A limit longer than
+`rate_limit_max_wait` seconds fails the task before anything is sent, with the reason. A bridge that
+restarts finds parked tasks in the running set and resumes them the same way.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections import OrderedDict
 from collections.abc import Callable
 
 import msgspec
 from redis.exceptions import RedisError
 
+from broker.account_status import AccountState
 from broker.clock import Clock, now_ms
 from broker.models import Task, TaskStatus
 from broker.queues import AccountQueues
@@ -29,10 +39,10 @@ from broker.store import TaskStore
 from discord_bridge.health import AccountHealth
 from discord_bridge.interactions import Interactions, Plan
 from discord_bridge.payloads import new_nonce
-from discord_bridge.rest import Ambiguous, DiscordError, Rejected
+from discord_bridge.rest import DiscordError, RateLimited, Rejected
 from discord_bridge.session import Session
 
-__all__ = ["Consumer", "claim"]
+__all__ = ["Consumer", "claim", "park", "unpark"]
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +60,8 @@ class Consumer:
     :param interactions: prepares and sends a task's interactions.
     :param health: the account's health (no claim unless it is ONLINE).
     :param on_unauthorized: called when Discord answers 401 (the token stopped working).
+    :param rate_limit_max_wait: seconds of a 429's `retry_after` a task waits for; a longer one
+        fails the task before it is sent.
     :param clock: epoch milliseconds.
     """
 
@@ -63,6 +75,7 @@ class Consumer:
         interactions: Interactions,
         health: AccountHealth,
         on_unauthorized: Callable[[str], None] | None = None,
+        rate_limit_max_wait: float = 600.0,
         clock: Clock = now_ms,
     ) -> None:
         self.account_id = account_id
@@ -72,6 +85,7 @@ class Consumer:
         self.interactions = interactions
         self.health = health
         self.on_unauthorized = on_unauthorized
+        self.max_wait_ms = int(rate_limit_max_wait * 1000)
         self.clock = clock
         self._handling: dict[str, asyncio.Task[None]] = {}
         #: ids this process claimed (sent or sending): never sent again, even if Redis forgets
@@ -112,14 +126,18 @@ class Consumer:
             log.exception("account %s: task %s: unexpected error", self.account_id, task_id)
 
     async def start_task(self, task_id: str) -> bool:
-        """Claim and send one task; True when this call sent it."""
-        if not self.health.sending or self.session.closed:
+        """Claim and send one task (or resume a parked one); True when this call sent it."""
+        if self.session.closed:
             return False
         task = await self.store.get(task_id)
         if task is None:
             return False
+        if task.status == TaskStatus.SUBMITTED and task.properties.rate_limited_until is not None:
+            return await self._resume(task)
         if task.status != TaskStatus.NOT_START:
             self._settled.add(task_id)
+            return False
+        if not await self._may_send(task_id):
             return False
         if task_id in self._claimed:
             # Redis lost our SUBMITTED write (restart without fsync): never pay twice.
@@ -129,35 +147,102 @@ class Consumer:
             return False
         if not await self.session.wait_ready(30.0):
             return False
-        try:
-            plan = await self.interactions.prepare(task)
-        except Rejected as exc:
-            await self._fail(task_id, exc.reason)
-            return False
-        except DiscordError as exc:
-            # Uploads only: nothing was paid for. Fail with the reason rather than loop.
-            await self._fail(task_id, f"could not upload the images: {exc.reason}")
+        plan = await self._prepare(task)
+        if plan is None:
             return False
         claimed = await self._claim(task, plan)
         if claimed is None:
             self._settled.add(task_id)
             return False
         self._remember(task_id)
+        return await self._send(claimed, plan)
+
+    async def _may_send(self, task_id: str) -> bool:
+        """Whether tasks may be sent now; a rate limit longer than the task may wait fails it."""
+        if self.health.sending:
+            return True
+        left = self.health.rate_limit_left_ms()
+        if left > self.max_wait_ms:
+            await self._fail(task_id, _rate_limit_reason(left / 1000))
+        return False
+
+    async def _prepare(self, task: Task) -> Plan | None:
         try:
-            await self.interactions.send(claimed, plan, claimed.properties.nonce or "")
+            return await self.interactions.prepare(task)
         except Rejected as exc:
-            await self._fail(task_id, exc.reason)
-            if exc.status == 401 and self.on_unauthorized is not None:
-                self.on_unauthorized(exc.reason)
-            return True
-        except Ambiguous as exc:
-            await self._fail(task_id, exc.reason)
-            return True
+            await self._fail(task.id, exc.reason)
         except DiscordError as exc:
-            await self._fail(task_id, exc.reason)
+            # Uploads only: nothing was paid for. Fail with the reason rather than loop.
+            await self._fail(task.id, f"could not upload the images: {exc.reason}")
+        return None
+
+    async def _resume(self, task: Task) -> bool:
+        """Send a task parked by a 429 (after a bridge restart: the plan is made again)."""
+        if self.health.state not in (AccountState.ONLINE, AccountState.RATE_LIMITED):
+            return False
+        if not await self.session.wait_ready(30.0):
+            return False
+        plan = await self._prepare(task)
+        if plan is None:
+            return False
+        self._remember(task.id)
+        return await self._send(task, plan)
+
+    async def _send(self, task: Task, plan: Plan) -> bool:
+        """Send a claimed task, waiting out 429s in full; True when Discord took it."""
+        nonce = task.properties.nonce or ""
+        current: Task | None = task
+        while current is not None:
+            if current.properties.rate_limited_until is not None:
+                current = await self._after_rate_limit(current)
+                if current is None:
+                    return False
+            try:
+                await self.interactions.send(current, plan, nonce)
+            except RateLimited as exc:
+                current = await self._rate_limited(current, exc)
+                continue
+            except Rejected as exc:
+                await self._fail(task.id, exc.reason)
+                if exc.status == 401 and self.on_unauthorized is not None:
+                    self.on_unauthorized(exc.reason)
+                return True
+            except DiscordError as exc:  # Ambiguous and the flows' own failures
+                await self._fail(task.id, exc.reason)
+                return True
+            self.sent += 1
             return True
-        self.sent += 1
-        return True
+        return False
+
+    async def _rate_limited(self, task: Task, exc: RateLimited) -> Task | None:
+        """Discord ran nothing: park the task until the limit is over, or fail it if that is too long."""
+        until = self.clock() + math.ceil(exc.retry_after * 1000)
+        await self.health.rate_limited(until, exc.retry_after)
+        if until - self.clock() > self.max_wait_ms:
+            await self._fail(task.id, _rate_limit_reason(exc.retry_after))
+            return None
+        parked = await park(self.store, task, until=until)
+        if parked is None:
+            self._settled.add(task.id)
+        return parked
+
+    async def _after_rate_limit(self, task: Task) -> Task | None:
+        """Wait until the task and its account may send, then unpark it (None: leave it alone)."""
+        while True:
+            parked_ms = (task.properties.rate_limited_until or 0) - self.clock()
+            left = max(self.health.rate_limit_left_ms(), parked_ms)
+            if left > self.max_wait_ms:
+                await self._fail(task.id, _rate_limit_reason(left / 1000))
+                return None
+            if left <= 0:
+                break
+            await asyncio.sleep(left / 1000)
+        if not self.health.sending or not await self.session.wait_ready(30.0):
+            return None  # paused, disabled or disconnected: the reconcile resumes it later
+        sent = await unpark(self.store, task, now=self.clock())
+        if sent is None:
+            self._settled.add(task.id)  # failed or cancelled while it waited: never sent
+        return sent
 
     async def _claim(self, current: Task, plan: Plan) -> Task | None:
         return await claim(
@@ -227,3 +312,53 @@ async def claim(
     if not update.changed or task is None or task.properties.nonce != nonce:
         return None
     return task
+
+
+def _rate_limit_reason(seconds: float) -> str:
+    return f"rate limited by Discord for {seconds:.0f} s; the job was not sent"
+
+
+async def park(store: TaskStore, current: Task, *, until: int) -> Task | None:
+    """Record on a claimed task that Discord refused it with a 429 and it may go at `until`.
+
+    A quiet write (properties only): no hook. None when the task is no longer SUBMITTED with its
+    nonce (failed or cancelled meanwhile).
+    """
+    nonce = current.properties.nonce
+
+    def mutate(task: Task) -> Task | None:
+        if task.status != TaskStatus.SUBMITTED or task.properties.nonce != nonce:
+            return None
+        return msgspec.structs.replace(
+            task, properties=msgspec.structs.replace(task.properties, rate_limited_until=until)
+        )
+
+    update = await store.update(current.id, mutate, current=current)
+    task = update.task
+    if task is None or task.status != TaskStatus.SUBMITTED or task.properties.nonce != nonce:
+        return None
+    return task
+
+
+async def unpark(store: TaskStore, current: Task, *, now: int) -> Task | None:
+    """A parked task leaves its wait: `startTime` = now (its timeout counts from this send).
+
+    The compare-and-set right before the send: None when the task is no longer SUBMITTED with its
+    nonce and parked (failed, cancelled or resumed by someone else), and then it must not be sent.
+    """
+    nonce = current.properties.nonce
+
+    def mutate(task: Task) -> Task | None:
+        if (
+            task.status != TaskStatus.SUBMITTED
+            or task.properties.nonce != nonce
+            or task.properties.rate_limited_until is None
+        ):
+            return None
+        props = msgspec.structs.replace(task.properties, rate_limited_until=None)
+        return msgspec.structs.replace(task, properties=props, start_time=now)
+
+    update = await store.update(current.id, mutate, current=current)
+    if not update.changed or update.task is None:
+        return None
+    return update.task

@@ -2,7 +2,9 @@
 
 The bridge that holds an account keeps its state here and writes it to `keys.account_status`
 (see `broker.account_status`); web shows it in `/mj/account/*` and admission skips accounts that are
-PAUSED or DISABLED. Facts come from two places: the bridge itself (connecting, a rejected token, a
+PAUSED or DISABLED. A 429 from Discord makes the account RATE_LIMITED until its `retry_after` is
+over: its tasks keep their place (the consumer sends them afterwards) and admission still queues
+work for it. Facts come from two places: the bridge itself (connecting, a rejected token, a
 session that stopped) and the workers, which parse the bots' messages and report what a bot said as
 an `AccountFact`. `verdict_for` is the one rule that says what a fact means for the account: it
 pauses or disables the account and fails its tasks with a reason the user can act on; a "Queue full"
@@ -116,16 +118,39 @@ class AccountHealth:
         self.clock = clock
         self.state = AccountState.CONNECTING
         self.reason = ""
-        #: epoch ms when a timed pause lifts, else None
+        #: epoch ms when a timed pause or a rate limit lifts, else None
         self.paused_until: int | None = None
 
     def _lift_expired_pause(self) -> None:
         if (
-            self.state == AccountState.PAUSED
+            self.state in (AccountState.PAUSED, AccountState.RATE_LIMITED)
             and self.paused_until is not None
             and self.clock() >= self.paused_until
         ):
             self.state, self.reason, self.paused_until = AccountState.ONLINE, "", None
+
+    def rate_limit_left_ms(self) -> int:
+        """Milliseconds until a rate limit on the account is over (0 when it is not rate limited)."""
+        self._lift_expired_pause()
+        if self.state != AccountState.RATE_LIMITED or self.paused_until is None:
+            return 0
+        return max(0, self.paused_until - self.clock())
+
+    async def rate_limited(self, until_ms: int, retry_after: float) -> None:
+        """Discord answered 429 and asked for `retry_after` seconds: RATE_LIMITED until `until_ms`.
+
+        Only an ONLINE (or already rate limited) account changes: a pause or a disable says more.
+        """
+        self._lift_expired_pause()
+        if self.state == AccountState.RATE_LIMITED and (self.paused_until or 0) >= until_ms:
+            return
+        if self.state not in (AccountState.ONLINE, AccountState.RATE_LIMITED):
+            return
+        log.warning("account %s: rate limited by Discord for %.1f s", self.account_id, retry_after)
+        self.state = AccountState.RATE_LIMITED
+        self.reason = f"rate limited by Discord for {retry_after:.0f} s; tasks are sent after that"
+        self.paused_until = until_ms
+        await self.write()
 
     @property
     def sending(self) -> bool:
@@ -154,6 +179,7 @@ class AccountHealth:
                 "reason": self.reason,
                 "bridge": self.bridge_id,
                 "updated_ms": self.clock(),
+                "until_ms": self.paused_until or 0,
             },
         )
 

@@ -263,7 +263,9 @@ class Interactions:
             raise Rejected(400, str(exc)) from exc
 
     async def send(self, task: Task, plan: Plan, nonce: str) -> None:
-        """Send the task's interaction(s) with `nonce`. Raises `DiscordError` (task must fail)."""
+        """Send the task's interaction(s) with `nonce`. Raises `DiscordError` (task must fail), or
+        `RateLimited` when Discord refused the first interaction with a 429 (nothing was run: the
+        task may be sent again, with the same nonce, once the limit is over)."""
         if plan.kind == "command":
             assert plan.command is not None
             payload = payloads.slash_command(
@@ -275,7 +277,7 @@ class Interactions:
                 options=plan.options,
                 attachments=plan.attachments,
             )
-            await self.rest.post_interaction(payload)
+            await self.rest.post_interaction(payload, wait=False)
         elif plan.kind == "click":
             await self._click(task, plan, nonce)
         elif plan.kind == "swap":
@@ -305,7 +307,7 @@ class Interactions:
             custom_id=custom_id,
         )
         try:
-            await self.rest.post_interaction(payload)
+            await self.rest.post_interaction(payload, wait=False)
         except BaseException:
             if expectation is not None:
                 expectation.cancel()
@@ -378,7 +380,7 @@ class Interactions:
             attachments=[_attachment(0, plan.face_source)],
         )
         try:
-            await self.rest.post_interaction(save)
+            await self.rest.post_interaction(save, wait=False)
         except BaseException:
             saved.cancel()
             raise

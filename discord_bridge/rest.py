@@ -4,13 +4,18 @@ Error tree (what a caller can do about it):
 
 - `DiscordError`
   - `Rejected`: Discord answered 4xx (not 429): it did not run the request; fail the task with it.
+    - `RateLimited`: Discord answered 429: it did not run the request; send it again after
+      `retry_after` seconds (the caller decides whether to wait, see `discord_bridge.consumer`).
   - `Ambiguous`: a timeout, a dropped connection or a 5xx: the request may have run; never resend.
 
 `/interactions` is posted on a curl_cffi session of our own, with the TLS fingerprint the library
 uses (curl_cffi's default Chrome) and the library's headers, but without the library's retry loop,
 which resends on 5xx and timeouts: a resent interaction is a second paid GPU job. A 429 is
-different: Discord did not process the request, so it is retried after `retry_after`, as often as
-needed until `rate_limit_budget` seconds are spent.
+different: Discord did not process the request. The first interaction of a task hands the 429 to
+its caller (`wait=False`): the consumer keeps the task's place and sends it once the limit is over,
+so the wait never counts against the task's timeout. A later step of a flow already under way (a
+modal answer, InsightFace's second command) waits `retry_after` in full, within
+`rate_limit_budget` seconds.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import math
 import time
 from typing import Any
 
@@ -32,7 +38,7 @@ from broker.config import Account, DiscordSettings
 from discord_bridge.payloads import CommandBook, new_nonce
 from discord_bridge.session import Session
 
-__all__ = ["Ambiguous", "DiscordError", "Rejected", "RestClient", "Uploaded"]
+__all__ = ["Ambiguous", "DiscordError", "RateLimited", "Rejected", "RestClient", "Uploaded"]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +62,14 @@ class Rejected(DiscordError):
         super().__init__(f"[Discord {status}] {message}")
         self.status = status
         self.code = code
+
+
+class RateLimited(Rejected):
+    """Discord answered 429: the request was not processed; it may be sent after `retry_after` s."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(429, f"rate limited by Discord for {retry_after:.0f} s")
+        self.retry_after = retry_after
 
 
 class Ambiguous(DiscordError):
@@ -140,8 +154,12 @@ class RestClient:
         }
         return headers
 
-    async def post_interaction(self, payload: Payload) -> None:
-        """POST one interaction: returns on 2xx, waits out 429s, raises `Rejected` or `Ambiguous`."""
+    async def post_interaction(self, payload: Payload, *, wait: bool = True) -> None:
+        """POST one interaction: returns on 2xx, raises `Rejected` or `Ambiguous`.
+
+        :param wait: wait out 429s (each `retry_after` in full, `rate_limit_budget` seconds in all);
+            False raises `RateLimited` on the first 429 instead.
+        """
         if not self.session.ready.is_set():
             raise Ambiguous("the account's Discord session is not connected")
         headers = self._headers()
@@ -167,8 +185,11 @@ class RestClient:
             if status == 429:
                 retry_after = _retry_after(parsed, response.headers)
                 self.rate_limited += 1
+                if not wait:
+                    raise RateLimited(retry_after)
                 if time.monotonic() - started + retry_after > self.rate_limit_budget:
-                    raise Rejected(429, f"rate limited for more than {self.rate_limit_budget:.0f}s")
+                    # Not `RateLimited`: a later step of a flow under way; its first step ran.
+                    raise Rejected(429, f"rate limited by Discord for {retry_after:.0f} s")
                 log.warning(
                     "account %s: 429 on /interactions, retrying in %.2fs", self.account.id, retry_after
                 )
@@ -330,6 +351,8 @@ def _retry_after(body: Any, headers: Any) -> float:
         except Exception:
             value = None
     try:
-        return max(0.0, min(float(value), 60.0))
+        seconds = float(value)
     except (TypeError, ValueError):
         return 1.0
+    # In full: sending earlier only earns another 429.
+    return max(0.0, seconds) if math.isfinite(seconds) else 1.0

@@ -85,6 +85,7 @@ class AccountRunner:
             interactions=self.interactions,
             health=self.health,
             on_unauthorized=self._on_fatal,
+            rate_limit_max_wait=cfg.rate_limit_max_wait_seconds,
         )
         self.rpc = RpcServer(
             account.id, redis=bridge.redis, store=bridge.store, session=self.session, rest=self.rest

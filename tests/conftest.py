@@ -8,8 +8,10 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import redis.asyncio as aioredis
 from cancellation_support import fail_cancelled_tests
-from workers_support import HookReceiver
+from workers_support import STAND_IN_WORKER, HookReceiver
 
+from broker import heartbeat
+from broker.clock import now_ms
 from broker.queues import AccountQueues
 from broker.redis_client import connect
 from broker.redis_server import EmbeddedRedis, free_port
@@ -36,6 +38,9 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedR
 async def redis(redis_server: EmbeddedRedis) -> AsyncIterator[aioredis.Redis]:
     client = connect(redis_server.url)
     await client.flushall()
+    # The web refuses submits while no worker lives (`broker.heartbeat`); tests of the web alone run
+    # no worker process, so a heartbeat stands in for one (the heartbeat's own tests remove it).
+    await heartbeat.beat(client, STAND_IN_WORKER, now=now_ms(), ttl_ms=3_600_000)
     yield client
     await client.aclose()
 

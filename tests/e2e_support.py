@@ -25,7 +25,7 @@ import yaml
 from redis.exceptions import RedisError
 from workers_support import HookReceiver
 
-from broker import keys
+from broker import heartbeat, keys
 from broker.account_status import AccountState
 from broker.redis_client import connect
 from broker.redis_server import EmbeddedRedis, free_port
@@ -260,6 +260,20 @@ class Stack:
             self.procs[name].start()
         await self._wait_http(self.api, "/mj/account/list", "web")
         await self.wait_accounts_online(online)
+        await self.wait_worker()
+
+    async def wait_worker(self, within: float = 30) -> None:
+        """Wait until a worker's heartbeat is in Redis (the web answers code 9 until then)."""
+        client = connect(self.redis.url)
+        try:
+            async with asyncio.timeout(within):
+                while True:
+                    with contextlib.suppress(RedisError, OSError):
+                        if await heartbeat.workers_alive(client, now=int(time.time() * 1000)):
+                            return
+                    await asyncio.sleep(0.05)
+        finally:
+            await client.aclose()
 
     async def close(self) -> None:
         for name in [*reversed(self._services), "mjsim"]:

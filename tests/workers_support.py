@@ -36,6 +36,8 @@ ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "mj-events.jsonl"
 MJ_BOT = {"id": "936929561302675456", "username": "Midjourney Bot", "bot": True}
 CHANNEL = "1200000000000000001"
+#: the worker heartbeat the session's `redis` fixture writes for tests of the web alone
+STAND_IN_WORKER = "tests-stand-in"
 USER = "1012345678901234567"
 
 _ids = itertools.count(int(time.time() * 1000) * 1000)

@@ -11,6 +11,9 @@ reordered events give the same final state:
 - ``done`` / ``describe`` / ``shorten`` -> SUCCESS with image, buttons and properties; ``error`` ->
   FAILURE with ``failReason = "[<title>] <description>"`` (through `TaskStore.fail`, the one way a
   task fails); ``queued`` changes nothing;
+- a MESSAGE_DELETE of a running task's progress message records when (``messageDeletedTime``, a
+  quiet write), so that a timeout can say the message was deleted (real Midjourney deletes the
+  progress message just before it posts the result: the deletion alone fails nothing);
 - ``modal`` records the bot's modal custom_id (NOT_START -> MODAL; a SUBMITTED task stays, the
   state machine never goes back);
 - every ``error`` (and the captcha modal) is also reported to the account's health module as an
@@ -27,6 +30,7 @@ import redis.asyncio as aioredis
 
 from broker.account_status import AccountFact, report_fact
 from broker.clock import Clock
+from broker.discord import MESSAGE_DELETE
 from broker.events import GatewayEvent
 from broker.models import Task, TaskProperties, TaskStatus
 from broker.store import InvalidTransition, TaskStore, Update, failing
@@ -213,12 +217,29 @@ class Applier:
         return mutate
 
     def handle_ignore(self, change: Change, event: GatewayEvent) -> Mutate | None:
+        if change.event == MESSAGE_DELETE:
+            return self._deleted(change)
         seed = change.seed
         if seed is None:
             return None  # an interaction ack: `_bind` already indexed its id
 
         def mutate(t: Task) -> Task | None:
             return None if t.seed == seed else replace(t, seed=seed)
+
+        return mutate
+
+    def _deleted(self, change: Change) -> Mutate:
+        now = self.clock()
+
+        def mutate(t: Task) -> Task | None:
+            props = t.properties
+            if (
+                t.status not in _RUNNING
+                or props.progress_message_id != change.message_id
+                or props.message_deleted_time is not None
+            ):
+                return None
+            return replace(t, properties=replace(props, message_deleted_time=now))
 
         return mutate
 
@@ -292,8 +313,11 @@ def _index_pairs(found: Match, change: Change) -> list[tuple[str, str]]:
 def _worth_matching(change: Change) -> bool:
     # Interaction acks (nonce <-> interaction id) and the seed DM are "ignore" but carry a link.
     # INTERACTION_CREATE only repeats what INTERACTION_SUCCESS says (and a failure needs neither).
+    # A deleted message may be a running job's progress message (see `Applier._deleted`).
     if change.event == "INTERACTION_CREATE":
         return False
+    if change.event == MESSAGE_DELETE:
+        return change.message_id is not None
     return change.seed is not None or bool(change.nonce and change.interaction_id)
 
 

@@ -4,7 +4,9 @@
 process, hands each batch to a handler and ``XACK``s it only after the handler returned (in the
 same round trip as the next read), so an entry is never lost: entries left pending by a killed
 process are taken over with ``XAUTOCLAIM`` once they have been idle for `claim_idle_ms` (at start,
-then periodically).
+then periodically). A consumer's own pending entries (a batch a Redis outage interrupted, or one a
+restarted worker of the same process left) are read again first, at start and after every outage,
+rather than after `claim_idle_ms`: a task must not time out while its event waits for the claim.
 
 `EventHandler` is the handler of the gateway-event stream. Events of one job (one interaction, see
 `lane_of`) are applied in stream order, different jobs concurrently: one account's lane alone could
@@ -83,6 +85,8 @@ class StreamConsumer:
         self.processed = 0
         #: ids of handled entries, acknowledged with the next read
         self._done: list[bytes] = []
+        #: read this consumer's own pending entries (id 0) before new ones (">")
+        self._own_pending = True
 
     async def ensure_group(self) -> None:
         try:
@@ -105,6 +109,7 @@ class StreamConsumer:
                         await self._process(entries)
                 except TRANSIENT as exc:
                     log.warning("%s: Redis unavailable (%s); retrying", self.stream, exc)
+                    self._own_pending = True  # what the outage interrupted comes first
                     await asyncio.sleep(0.5)
                 except ResponseError as exc:
                     if "NOGROUP" not in str(exc):
@@ -118,13 +123,24 @@ class StreamConsumer:
 
     async def _ack_and_read(self) -> Any:
         """Acknowledge the entries handled so far and read the next ones, in one round trip."""
+        own = self._own_pending
         async with self.redis.pipeline(transaction=False) as pipe:
             if self._done:
                 pipe.xack(self.stream, self.group, *self._done)
-            pipe.xreadgroup(self.group, self.name, {self.stream: ">"}, count=self.count, block=self.block_ms)
+            streams = {self.stream: "0" if own else ">"}
+            pipe.xreadgroup(self.group, self.name, streams, count=self.count, block=self.block_ms)
             *_acked, response = await pipe.execute()
         self._done = []
-        return response
+        if not own:
+            return response
+        entries = [e for _stream, batch in response or () for e in batch]
+        if not entries:
+            self._own_pending = False
+            return None
+        # Entries trimmed from the stream meanwhile come back without fields: only acknowledge them.
+        self._done = [entry_id for entry_id, fields in entries if fields is None]
+        kept = [(entry_id, fields) for entry_id, fields in entries if fields is not None]
+        return [(self.stream, kept)] if kept else None
 
     async def claim_abandoned(self) -> int:
         """Take over entries a dead consumer read but never acknowledged; returns how many."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -28,7 +29,7 @@ from arq.cron import cron
 from arq.worker import Worker
 from redis.exceptions import RedisError
 
-from broker import keys
+from broker import heartbeat, keys
 from broker.clock import Clock, now_ms
 from broker.config import ConfigWatcher, Settings, config_path, load_settings
 from broker.ledger import Ledger
@@ -141,12 +142,24 @@ class WorkerRuntime:
             asyncio.create_task(self._supervise("events", self.events.run)),
             asyncio.create_task(self._supervise("changes", self.changes.run)),
             asyncio.create_task(self._supervise("hooks", self.deliverer.run)),
+            asyncio.create_task(self._supervise("heartbeat", self._heartbeat)),
         ]
         log.info("worker %s started", self.name)
+
+    async def _heartbeat(self) -> None:
+        """Tell the web this worker lives (see `broker.heartbeat`); a Redis outage only pauses it."""
+        while True:
+            try:
+                await heartbeat.beat(self.redis, self.name, now=self.clock())
+            except RedisError as exc:
+                log.warning("heartbeat not written (%s); retrying", type(exc).__name__)
+            await asyncio.sleep(heartbeat.BEAT_SECONDS)
 
     async def stop(self) -> None:
         await cancel_and_wait(*self._tasks)
         self._tasks = []
+        with contextlib.suppress(RedisError, OSError):
+            await heartbeat.leave(self.redis, self.name)
         await self.deliverer.close()
         if self.ledger is not None:
             await asyncio.to_thread(self.ledger.close)
@@ -290,9 +303,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     watcher = ConfigWatcher(path, settings)
     # arq builds its loop through the policy: uvloop makes every Redis round trip cheaper.
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    # One consumer name for the life of the process: a worker restarted after a Redis outage reads
+    # the entries its predecessor left pending at once, instead of claiming them when they idled.
+    name = _consumer_name()
     while True:
         try:
-            create_worker(settings, claim_idle_seconds=args.claim_idle_seconds, watcher=watcher).run()
+            create_worker(
+                settings, name=name, claim_idle_seconds=args.claim_idle_seconds, watcher=watcher
+            ).run()
             return
         except RedisError as exc:
             # arq's own loop gives up on a Redis that is down or still loading its data; a worker

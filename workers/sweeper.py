@@ -2,9 +2,11 @@
 
 Run every ``tasks.sweep_seconds`` (an arq cron job). For every configured account:
 
-- running tasks older than ``timeout_minutes`` (since their ``startTime``, else since they got the
-  slot) -> FAILURE ``Task timed out after N minutes`` (or, for a task the account's bridge never
-  sent, a reason naming the account), and the slot is released;
+- running tasks past ``timeout_minutes`` -> FAILURE with the reason that fits (`overdue_reason`),
+  and the slot is released. The clock of a sent task starts at its ``startTime``, which the bridge
+  sets right before the send; a rate-limit wait never counts: a task parked by a 429 counts from
+  its ``rateLimitedUntil``, one not sent yet from the later of its slot and the account's
+  RATE_LIMITED end;
 - queued tasks older than ``queue_timeout_minutes`` (since ``submitTime``) -> FAILURE, released;
 - running or queued ids whose record is terminal or gone -> released (a crash between a terminal
   write and its release);
@@ -24,13 +26,14 @@ from collections.abc import Callable
 import msgspec
 
 from broker import keys
+from broker.account_status import limited_until
 from broker.clock import Clock
 from broker.config import Account, Settings
-from broker.models import TaskStatus
+from broker.models import Task, TaskStatus
 from broker.queues import AccountQueues
-from broker.store import TaskStore
+from broker.store import TaskStore, failing
 
-__all__ = ["SweepReport", "Sweeper"]
+__all__ = ["SweepReport", "Sweeper", "overdue_reason"]
 
 log = logging.getLogger(__name__)
 
@@ -84,24 +87,42 @@ class Sweeper:
         return report
 
     async def _sweep_running(self, account: Account, report: SweepReport) -> None:
+        running = await self.queues.running(account.id)
+        if not running:
+            return
+        fields = await self.store.redis.hmget(keys.account_status(account.id), ["state", "until_ms"])
+        account_limit = limited_until(fields)
         now = self.clock()
-        limit_ms = int(account.timeout_minutes * 60_000)
-        for task_id, slot_ms in await self.queues.running(account.id):
+        for task_id, slot_ms in running:
             task = await self.store.get(task_id)
             if task is not None and not task.status.is_terminal:
-                started = task.start_time or slot_ms
-                if now - started < limit_ms:
+                reason = overdue_reason(
+                    task,
+                    account=account,
+                    slot_ms=slot_ms,
+                    account_limited_until=account_limit,
+                    now=now,
+                )
+                if reason is None:
                     continue
-                reason = f"Task timed out after {_minutes(account.timeout_minutes)}"
-                if task.status == TaskStatus.NOT_START:  # it had a slot, but was never sent
-                    reason = (
-                        f"Task was not sent to Discord within {_minutes(account.timeout_minutes)}: "
-                        f"account {account.id} is not taking work (see /mj/account/{account.id}/fetch)"
-                    )
-                if await self.store.fail(task_id, reason):
-                    report.timed_out.append(task_id)
+                if not await self._fail_unchanged(task, reason):
+                    continue  # it moved since it was read (sent, progress...): judged again next sweep
+                report.timed_out.append(task_id)
             await self.queues.release(account.id, task_id, core_size=account.core_size)
             report.released.append(task_id)
+
+    async def _fail_unchanged(self, judged: Task, reason: str) -> bool:
+        """Fail `judged` only if its record is still the revision that was judged overdue.
+
+        The bridge may unpark or claim the task between the sweeper's read and its write; failing
+        it then, on a stale judgement, would report FAILURE for a job Discord is running.
+        """
+        fail = failing(reason, now=self.clock())
+
+        def mutate(task: Task) -> Task | None:
+            return fail(task) if task.revision == judged.revision else None
+
+        return (await self.store.update(judged.id, mutate, current=judged)).changed
 
     async def _sweep_waiting(self, account: Account, report: SweepReport) -> None:
         """Fail queued tasks past the queue timeout, oldest first.
@@ -125,8 +146,9 @@ class Sweeper:
                     reason = (
                         f"Task waited in the queue for more than {_minutes(account.queue_timeout_minutes)}"
                     )
-                    if await self.store.fail(task_id, reason):
-                        report.timed_out.append(task_id)
+                    if not await self._fail_unchanged(task, reason):
+                        return  # it moved since it was read (got a slot, was sent): next sweep
+                    report.timed_out.append(task_id)
                 await self.queues.release(account.id, task_id, core_size=account.core_size)
                 report.released.append(task_id)
                 expired += 1
@@ -158,7 +180,53 @@ class Sweeper:
             else:
                 limit = max(account.timeout_minutes, account.queue_timeout_minutes)
                 reason = f"Task was not started within {_minutes(limit)}"
-            if age >= limit * 60_000 and await self.store.fail(task_id, reason):
+            if age >= limit * 60_000 and await self._fail_unchanged(task, reason):
                 report.timed_out.append(task_id)
         if gone:
             await self.store.redis.zrem(keys.LIVE_TASKS, *gone)
+
+
+def overdue_reason(
+    task: Task,
+    *,
+    account: Account,
+    slot_ms: int,
+    account_limited_until: int,
+    now: int,
+) -> str | None:
+    """Why a task holding a slot must fail now, or None while it is in time (pure).
+
+    A deleted progress message only changes the reason, not the moment: Midjourney deletes it just
+    before it posts the result, and a lagging worker (or a Redis outage) may apply the deletion long
+    before the result, so failing on the deletion alone would fail finished jobs.
+
+    :param slot_ms: when the task got its slot.
+    :param account_limited_until: epoch ms when the account's RATE_LIMITED state ends (0: not limited).
+    """
+    limit_ms = int(account.timeout_minutes * 60_000)
+    within = _minutes(account.timeout_minutes)
+    props = task.properties
+    if task.status == TaskStatus.NOT_START:  # it had a slot, but was not sent yet
+        if now - max(slot_ms, account_limited_until) < limit_ms:
+            return None
+        return (
+            f"Task was not sent to Discord within {within}: account {account.id} is not taking work "
+            f"(see /mj/account/{account.id}/fetch)"
+        )
+    if props.rate_limited_until is not None:  # parked by a 429: its clock has not started
+        if now - max(props.rate_limited_until, account_limited_until) < limit_ms:
+            return None
+        waited = max(0, props.rate_limited_until - (task.start_time or slot_ms)) / 1000
+        return (
+            f"rate limited by Discord for {waited:.0f} s, then not sent within {within}: "
+            f"account {account.id} is not taking work (see /mj/account/{account.id}/fetch)"
+        )
+    if now - (task.start_time or slot_ms) < limit_ms:
+        return None
+    if props.message_deleted_time is not None:
+        return f"the job's message was deleted before the job finished (no result within {within})"
+    if task.status == TaskStatus.SUBMITTED and not (props.progress_message_id or props.message_id):
+        return f"the bot never acknowledged the job: no message from it within {within} of sending"
+    if task.progress:
+        return f"Task timed out after {within} (at {task.progress})"
+    return f"Task timed out after {within}"

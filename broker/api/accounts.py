@@ -17,9 +17,14 @@ __all__ = ["ACCOUNT_HANDLERS"]
 AnyRequest = Request[Any, Any, Any]
 
 
+#: what an account's `statusReason` says while no worker process is alive
+NO_WORKER = "no worker running: tasks are not followed nor timed out, and submits answer code 9"
+
+
 async def _views(ctx: ApiContext, accounts: list[Account]) -> list[AccountView]:
     if not accounts:
         return []
+    worker = await ctx.workers.alive()
     async with ctx.redis.pipeline(transaction=False) as pipe:
         for account in accounts:
             pipe.hmget(keys.account_status(account.id), ["state", "reason"])
@@ -46,14 +51,22 @@ async def _views(ctx: ApiContext, accounts: list[Account]) -> list[AccountView]:
                     "bots": [str(b) for b in a.bots],
                     "remark": a.remark,
                     "weight": a.weight,
+                    # False while no worker process is alive (submits then answer code 9)
+                    "workerRunning": worker,
                 },
                 status=state.decode() if state else None,
-                status_reason=reason.decode() if reason else None,
+                status_reason=_reason(reason.decode() if reason else None, worker=worker),
                 running=int(running),
                 waiting=int(waiting),
             )
         )
     return views
+
+
+def _reason(reason: str | None, *, worker: bool) -> str | None:
+    if worker:
+        return reason
+    return f"{NO_WORKER}; {reason}" if reason else NO_WORKER
 
 
 @get(route_paths("/mj/account/list"), summary="All configured accounts")

@@ -11,6 +11,7 @@ from litestar import Request
 from broker.admission import LOAD_TTL_SECONDS, STATUS_TTL_SECONDS, Admitter
 from broker.clock import now_ms
 from broker.config import ConfigWatcher, Settings
+from broker.heartbeat import WorkerWatch
 from broker.queues import AccountQueues
 from broker.store import TaskStore
 
@@ -28,6 +29,7 @@ class ApiContext:
         self._store: TaskStore | None = None
         self._queues: AccountQueues | None = None
         self._admitter: Admitter | None = None
+        self._workers: WorkerWatch | None = None
 
     def open(self, redis: aioredis.Redis) -> None:
         self._redis = redis
@@ -41,11 +43,12 @@ class ApiContext:
             status_ttl=float(os.environ.get("MJBROKER_STATUS_TTL_SECONDS", STATUS_TTL_SECONDS)),
             load_ttl=float(os.environ.get("MJBROKER_LOAD_TTL_SECONDS", LOAD_TTL_SECONDS)),
         )
+        self._workers = WorkerWatch(redis)
 
     async def close(self) -> None:
         if self._redis is not None:
             await self._redis.aclose()
-        self._redis = self._store = self._queues = self._admitter = None
+        self._redis = self._store = self._queues = self._admitter = self._workers = None
 
     @property
     def settings(self) -> Settings:
@@ -72,6 +75,12 @@ class ApiContext:
     def queues(self) -> AccountQueues:
         assert self._queues is not None, "the app has not started"
         return self._queues
+
+    @property
+    def workers(self) -> WorkerWatch:
+        """Whether a worker process is alive (cached: a submit rarely pays a round trip for it)."""
+        assert self._workers is not None, "the app has not started"
+        return self._workers
 
     @property
     def admitter(self) -> Admitter:

@@ -7,7 +7,7 @@ from typing import Any
 from broker.admission import Admitted
 from broker.api.context import ApiContext
 from broker.api.images import decode_image
-from broker.errors import ValidationFailed
+from broker.errors import NoWorker, ValidationFailed
 from broker.models import ReturnCode, SubmitResult
 from broker.url_guard import UrlRefused, prompt_urls
 
@@ -20,6 +20,7 @@ __all__ = [
     "check_prompt",
     "check_prompt_links",
     "decode_images",
+    "require_worker",
 ]
 
 MAX_STATE = 255
@@ -44,6 +45,12 @@ def check_common(ctx: ApiContext, state: str | None, hook: str | None) -> str | 
             raise ValidationFailed(str(exc)) from None
         return hook
     return ctx.settings.hooks.default_url or None
+
+
+async def require_worker(ctx: ApiContext) -> None:
+    """Refuse new work (code 9) while no worker process is alive: nothing would follow it."""
+    if not await ctx.workers.alive():
+        raise NoWorker()
 
 
 def check_prompt(ctx: ApiContext, prompt: str | None, *, required: bool = True) -> str:

@@ -3,6 +3,9 @@
 - `BrokerError` -> HTTP 200 + `SubmitResult` with the error's code (midjourney-proxy's contract);
 - litestar's `ValidationException` and malformed JSON -> 400 `{"code": 4, "description": ...}`;
 - other HTTP errors (404, 405, 413, ...) -> their status with `{"code": <status>, ...}`;
+- Redis unreachable (connection refused or lost, no reply in time, still loading its data) -> 503
+  `{"code": 9, "description": ...}` with `Retry-After`: the one exception to "always 200", since
+  nothing can be admitted or read; no traceback is logged for it (it is not our fault);
 - anything else -> 500 `{"code": 9, "description": "internal error"}`, logged with its traceback
   (exception texts never carry secrets: settings and accounts redact themselves).
 """
@@ -16,12 +19,14 @@ from typing import Any
 import msgspec
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from broker.errors import BrokerError
 from broker.models import ReturnCode, SubmitResult
 from broker.store import InvalidTransition
 
-__all__ = ["EXCEPTION_HANDLERS"]
+__all__ = ["EXCEPTION_HANDLERS", "RETRY_AFTER_SECONDS"]
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +80,23 @@ def _http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     return Response(_HttpErrorBody(status, description), status_code=status, media_type=MediaType.JSON)
 
 
+#: seconds a client is told to wait before retrying while Redis is unreachable
+RETRY_AFTER_SECONDS = 2
+
+
+def _redis_down(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    log.warning("Redis unreachable on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+    return Response(
+        SubmitResult(
+            code=ReturnCode.FAILURE,
+            description="the broker's Redis is unreachable; nothing was done, retry shortly",
+        ),
+        status_code=503,
+        media_type=MediaType.JSON,
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
 def _internal(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return _reply(500, ReturnCode.FAILURE, "internal error")
@@ -87,5 +109,7 @@ EXCEPTION_HANDLERS: MutableMapping[
     InvalidTransition: _transition,
     ValidationException: _validation,
     HTTPException: _http,
+    RedisConnectionError: _redis_down,
+    RedisTimeoutError: _redis_down,
     Exception: _internal,
 }

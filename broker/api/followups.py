@@ -20,7 +20,13 @@ from broker.actions import (
 )
 from broker.admission import Admitted
 from broker.api.context import ApiContext, api_key_name, context_of
-from broker.api.door import admitted_reply, check_common, check_prompt, check_prompt_links
+from broker.api.door import (
+    admitted_reply,
+    check_common,
+    check_prompt,
+    check_prompt_links,
+    require_worker,
+)
 from broker.api.images import decode_image
 from broker.api.paths import route_paths
 from broker.api.types import ActionRequest, ChangeRequest, ModalRequest, SimpleChangeRequest
@@ -57,6 +63,7 @@ async def _press(
     if plan.bookmark:
         # ❤️ creates no task: the reply carries the parent's id, as midjourney-proxy does.
         return SubmitResult(code=ReturnCode.SUCCESS, description="Submit success", result=parent.id)
+    await require_worker(ctx)
     live = await ctx.admitter.account_of(parent)
     child = build_child(
         parent,
@@ -148,6 +155,7 @@ async def modal(request: AnyRequest, data: ModalRequest) -> SubmitResult:
         if ext != "png":
             raise ValidationFailed("maskBase64 must be a PNG")
         blobs["mask.png"] = mask
+    await require_worker(ctx)
     account = await ctx.admitter.account_of(task)
     await ctx.store.put_blobs(task.id, blobs)
 

@@ -18,6 +18,7 @@ from broker.api.door import (
     check_prompt,
     check_prompt_links,
     decode_images,
+    require_worker,
 )
 from broker.api.images import decode_image
 from broker.api.paths import route_paths, speed_mode
@@ -55,6 +56,7 @@ async def _submit_new(
     image_urls: list[str] | None = None,
     blend_dimensions: str | None = None,
 ) -> SubmitResult:
+    await require_worker(ctx)
     task_id = ctx.admitter.new_id()
     task = Task(
         id=task_id,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import redis.asyncio as aioredis
@@ -11,10 +12,11 @@ from workers_support import CHANNEL, make_settings, running_worker, submitted_ta
 from broker import keys
 from broker.clock import Clock
 from broker.config import Account, Settings
-from broker.models import TaskStatus
+from broker.models import Task, TaskStatus
 from broker.queues import AccountQueues
 from broker.redis_server import EmbeddedRedis
 from broker.store import TaskStore
+from discord_bridge.consumer import park, unpark
 from workers.changes import ChangeHandler
 from workers.delivery import HookDeliverer
 from workers.outbox import HookOutbox
@@ -40,7 +42,10 @@ async def test_timed_out_task_fails_and_its_slot_goes_to_the_next_queued_task(
         assert await queues.waiting("a1") == [queued.id]
         failed = await wait_final(store, running.id, within=8)
         assert failed.status == TaskStatus.FAILURE
-        assert failed.fail_reason == "Task timed out after 0.01 minutes"
+        # sent, and the bot never said a word about it
+        assert failed.fail_reason == (
+            "the bot never acknowledged the job: no message from it within 0.01 minutes of sending"
+        )
         assert failed.progress == "" and failed.finish_time is not None
         async with asyncio.timeout(5):
             while [tid for tid, _ in await queues.running("a1")] != [queued.id]:  # noqa: ASYNC110 - polls Redis state, bounded by the timeout
@@ -129,3 +134,38 @@ async def test_a_task_holding_a_slot_but_never_sent_fails_naming_its_account(
         "Task was not sent to Discord within 1 minute: account a1 is not taking work "
         "(see /mj/account/a1/fetch)"
     )
+
+
+class _RacingStore(TaskStore):
+    """A store whose next read is followed by a write of another process before the caller goes on:
+    the bridge unparking (sending) a task between the sweeper's read and its write."""
+
+    race: Callable[[str], Awaitable[object]] | None = None
+
+    async def get(self, task_id: str) -> Task | None:
+        task = await super().get(task_id)
+        race, self.race = self.race, None
+        if race is not None:
+            await race(task_id)
+        return task
+
+
+async def test_a_task_sent_after_the_sweeper_read_it_is_not_failed_on_that_stale_read(
+    redis: aioredis.Redis, redis_server: EmbeddedRedis, tmp_path: Path, queues: AccountQueues
+) -> None:
+    store = _RacingStore(redis, retention_seconds=3600)
+    settings = make_settings(redis_server.url, tmp_path, accounts=(_account(timeout_minutes=1),))
+    task, _ = await submitted_task(store, prompt="parked", core_size=1)
+    until = (task.start_time or 0) + 5_000
+    parked = await park(store, task, until=until)  # a 429 asked for 5 s
+    assert parked is not None
+    now = [until + 60_000]  # the bridge never came back... until the very moment the sweeper reads
+    sweeper = Sweeper(store, queues=queues, settings=lambda: settings, clock=lambda: now[0])
+    store.race = lambda task_id: unpark(store, parked, now=now[0])
+    report = await sweeper.sweep()
+    assert report.timed_out == []
+    sent = await store.get(task.id)
+    assert sent is not None and sent.status == TaskStatus.SUBMITTED and sent.start_time == now[0]
+    assert [tid for tid, _ in await queues.running("a1")] == [task.id]  # it keeps its slot
+    now[0] += 60_000
+    assert (await sweeper.sweep()).timed_out == [task.id]  # judged again, on its send time
