@@ -12,7 +12,9 @@ sending (`broker.lua`), and a caller gets the outcome of the run that happened:
   its outcome: a resend of that call returns the first outcome (started; queued at its position;
   rejected) and admits nothing more. A later admission of the same task (a modal answered again
   after a full queue) is a new call and is decided afresh;
-- a release of an id that is neither running nor waiting does nothing and promotes nobody.
+- a release of an id that is neither running nor waiting does nothing and promotes nobody. A
+  resent release answers no promoted ids even if the first run promoted some; no caller acts on
+  that answer (the promoted ids are on the ready list, which wakes the bridge, either way).
 """
 
 from __future__ import annotations
