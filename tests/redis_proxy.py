@@ -5,7 +5,8 @@ answers which command. Armed with `lose_reply_once(match)`, the first command fo
 is true is forwarded as usual; the proxy then waits for the server's reply to it (proof that the
 server ran it), forwards the replies before it (a pipeline's earlier commands) and closes the
 client's connection instead of forwarding that reply. The client sees a connection that failed
-after it sent its command: exactly the fault after which a resend may run a command twice.
+after it sent its command: exactly the fault after which a resend may run a command twice. With
+``hang=True`` the connection stays open and answers nothing more: the client's deadline runs out.
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ class LossyProxy:
         self.port = 0
         self._server: asyncio.Server | None = None
         self._match: Match | None = None
+        self._hang = False
         #: set once the armed command ran and its reply was dropped
         self.lost = asyncio.Event()
         #: the commands whose reply was dropped
@@ -94,10 +96,12 @@ class LossyProxy:
             pump.cancel()
         await asyncio.gather(*self._pumps, return_exceptions=True)
 
-    def lose_reply_once(self, match: Match) -> None:
-        """Drop the connection instead of the reply to the next command `match` accepts."""
+    def lose_reply_once(self, match: Match, *, hang: bool = False) -> None:
+        """Drop the connection instead of the reply to the next command `match` accepts (or, with
+        `hang`, keep it open and silent)."""
         self.lost.clear()
         self._match = match
+        self._hang = hang
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         me = asyncio.current_task()
@@ -160,6 +164,9 @@ class LossyProxy:
                     writer.write(bytes(buffer[:pos]))  # the replies before it, then nothing
                     await writer.drain()
                     self.lost.set()
+                    if self._hang:  # silent until the client gives up and hangs up
+                        while await up.read(65536):
+                            pass
                     return
                 answered += 1
                 pos = end

@@ -24,6 +24,7 @@ import pytest
 import redis.asyncio as aioredis
 from api_support import AUTH, TOKEN_A1, WebProcess, account, write_config
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis_proxy import LossyProxy, evalsha_of
 from workers_support import (
     HookReceiver,
@@ -42,6 +43,7 @@ from broker.clock import now_ms
 from broker.config import HookSettings, RedisSettings
 from broker.events import GatewayEvent
 from broker.ledger import Ledger
+from broker.lua import Script
 from broker.models import TaskStatus
 from broker.queues import _ADMIT, AccountQueues
 from broker.redis_client import connect
@@ -321,3 +323,26 @@ async def test_a_merged_pipeline_is_resent_only_for_the_callers_that_allow_it(
     assert results[0] == [True]
     assert isinstance(results[1], RedisConnectionError)
     assert await redis.get("t:count") == b"1"
+
+
+async def test_a_resend_follows_a_failed_connection_but_never_a_timeout(
+    proxy: LossyProxy, redis: aioredis.Redis
+) -> None:
+    # A script that counts its runs, sent as if it were idempotent, shows what the client resends.
+    runs = Script("return redis.call('INCR', KEYS[1])")
+    client = connect(proxy.url, RedisSettings(command_timeout_seconds=0.5))
+    try:
+        proxy.lose_reply_once(evalsha_of(runs.sha))
+        assert await runs(client, ["t:runs"], [], resend=True) == 2  # the second run's reply
+        # a Redis that stops answering: failed after one deadline, not resent into a second one
+        proxy.lose_reply_once(evalsha_of(runs.sha), hang=True)
+        with pytest.raises(RedisTimeoutError):
+            await runs(client, ["t:runs"], [], resend=True)
+        assert proxy.lost.is_set()
+        # and without the opt-in, a failed connection is the caller's to handle
+        proxy.lose_reply_once(evalsha_of(runs.sha))
+        with pytest.raises(RedisConnectionError):
+            await runs(client, ["t:runs"], [])
+    finally:
+        await client.aclose()
+    assert await redis.get("t:runs") == b"4"
