@@ -7,9 +7,9 @@ in every run):
 
 - submit: the account status (one HGET, trusted for 1 s, as the web does); the record: the
   compare-and-set script (EVALSHA) and an XADD on a changes stream, in one pipeline; then the
-  admission script (EVALSHA). The record is a task JSON of the same fields midjourney-proxy
-  clients read, so as many bytes are stored and fetched as by the broker; the Lua scripts are
-  the broker's, copied, loaded once at start-up;
+  admission script (EVALSHA, leaving its receipt for a resend as the broker's does). The record
+  is a task JSON of the same fields midjourney-proxy clients read, so as many bytes are stored and
+  fetched as by the broker; the Lua scripts are the broker's, copied, loaded once at start-up;
 - fetch: one HGET of the record, its bytes returned as they are.
 
 What it leaves out is what the yardstick is for: the broker's account choice, validation, auth,
@@ -46,27 +46,39 @@ else:  # a tree from before the renovation: the client was made in broker.redis_
 # broker.store's compare-and-set: KEYS[1] record; ARGV: expected revision, new revision, json, ttl ms.
 _CAS = """
 local cur = redis.call('HGET', KEYS[1], 'v')
-if (cur or '-1') ~= ARGV[1] then return 0 end
+if (cur or '-1') ~= ARGV[1] then
+  if cur == ARGV[2] and redis.call('HGET', KEYS[1], 'd') == ARGV[3] then return 1 end
+  return 0
+end
 redis.call('HSET', KEYS[1], 'v', ARGV[2], 'd', ARGV[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return 1
 """
 
-# broker.queues' admission: KEYS waiting, running, ready, seq; ARGV task id, core, queue, now ms.
+# broker.queues' admission: KEYS waiting, running, ready, seq, receipt; ARGV task id, core, queue,
+# now ms, call id, receipt ms.
 _ADMIT = """
+local receipt = redis.call('GET', KEYS[5])
+if receipt then
+  local call, code, position, load = string.match(receipt, '^(%S+) (%d+) (%d+) (%d+)$')
+  if call == ARGV[5] then return {tonumber(code), tonumber(position), tonumber(load)} end
+end
 local running = redis.call('ZCARD', KEYS[2])
 local waiting = redis.call('ZCARD', KEYS[1])
+local outcome
 if running < tonumber(ARGV[2]) and waiting == 0 then
   redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
   redis.call('RPUSH', KEYS[3], ARGV[1])
-  return {1, 0, running + 1}
-end
-if waiting < tonumber(ARGV[3]) then
+  outcome = {1, 0, running + 1}
+elseif waiting < tonumber(ARGV[3]) then
   local seq = redis.call('INCR', KEYS[4])
   redis.call('ZADD', KEYS[1], seq, ARGV[1])
-  return {22, waiting + 1, running + waiting + 1}
+  outcome = {22, waiting + 1, running + waiting + 1}
+else
+  outcome = {23, 0, running + waiting}
 end
-return {23, 0, running + waiting}
+redis.call('SET', KEYS[5], ARGV[5] .. ' ' .. table.concat(outcome, ' '), 'PX', ARGV[6])
+return outcome
 """
 
 CORE_SIZE = 3
@@ -74,6 +86,7 @@ QUEUE_SIZE = 1_000_000
 RETENTION_MS = 30 * 86_400_000
 CHANGES_MAXLEN = 200_000
 STATUS_TTL = 1.0
+RECEIPT_MS = 60_000
 _QUEUE_KEYS = ["bare:{a1}:waiting", "bare:{a1}:running", "bare:{a1}:ready", "bare:{a1}:seq"]
 
 
@@ -129,6 +142,7 @@ def create_app() -> Litestar:
     redis = connect(os.environ["BARE_REDIS_URL"])
     sha: dict[str, str] = {}
     status: list[float | bytes | None] = [0.0, None]  # trusted until, state
+    calls = [0]  # admission call ids (the broker's are a process prefix and a count)
 
     async def startup() -> None:
         sha["cas"] = await redis.script_load(_CAS)
@@ -157,9 +171,10 @@ def create_app() -> Litestar:
                 written, _ = await pipe.execute()
             if written:
                 break
-        code, position, _load = await redis.evalsha(
-            sha["admit"], 4, *_QUEUE_KEYS, task_id, CORE_SIZE, QUEUE_SIZE, now
-        )
+        calls[0] += 1
+        receipt = f"bare:{{a1}}:admitted:{task_id}"
+        args = [task_id, CORE_SIZE, QUEUE_SIZE, now, f"b.{calls[0]}", RECEIPT_MS]
+        code, position, _load = await redis.evalsha(sha["admit"], 5, *_QUEUE_KEYS, receipt, *args)
         return Reply(int(code), "Submit success", task_id, {"numberOfQueues": int(position)})
 
     @get("/mj/task/{task_id:str}/fetch")

@@ -176,7 +176,11 @@ async def create_and_admit(
     store: TaskStore, queues: AccountQueues, task: Task, account_id: str, *, core_size: int, queue_size: int
 ) -> tuple[Task, Admission]:
     """Write the record first (a bridge never finds a slot without its task), then admit; a rejected
-    task's record is deleted again. Raises ValueError when the id is taken."""
+    task's record is deleted again. Raises ValueError when the id is taken.
+
+    Both steps survive a lost reply: each is idempotent and resent once when the connection fails
+    after sending (`broker.store`, `broker.queues`), so the caller gets the outcome of the admission
+    that happened, never an error for a task that was admitted nor a second admission."""
     task = await store.create(task)
     admission = await queues.admit(account_id, task.id, core_size=core_size, queue_size=queue_size)
     if admission.code == ReturnCode.QUEUE_REJECTED:

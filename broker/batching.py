@@ -12,7 +12,9 @@ Each caller gets the replies of its own commands and only its own failures: a co
 fails the caller that queued it; a caller whose commands cannot be sent at all (its `fill` raised,
 or an argument redis-py cannot encode) is found by sending the callers of that batch one by one,
 which is safe because nothing of the merged pipeline went out. A connection that fails after the
-pipeline was written fails every caller of it, since none can tell what ran.
+pipeline was written leaves no caller able to tell what ran: the callers that said their pipeline
+may be resent (``resend=True``: idempotent, see `broker.lua`) get it sent once more, merged again,
+and the others get the error.
 """
 
 from __future__ import annotations
@@ -23,13 +25,15 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
-from redis.exceptions import DataError
+from redis.exceptions import AuthenticationError, DataError
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from broker.lua import Fill, Script, execute
 
 __all__ = ["PipelineBatcher", "Unbatched"]
 
-_Pending = tuple[Fill, "asyncio.Future[list[Any]]"]
+#: a caller's fill, its future, and whether its pipeline may be resent
+_Pending = tuple[Fill, "asyncio.Future[list[Any]]", bool]
 
 
 class _NotSent(Exception):
@@ -50,13 +54,17 @@ class PipelineBatcher:
         #: flushes in flight (the loop holds tasks only weakly)
         self._sending: set[asyncio.Task[None]] = set()
 
-    async def execute(self, fill: Fill) -> list[Any]:
-        """The replies to what `fill` queues, sent with whatever else is queued this iteration."""
+    async def execute(self, fill: Fill, *, resend: bool = False) -> list[Any]:
+        """The replies to what `fill` queues, sent with whatever else is queued this iteration.
+
+        ``resend=True`` only for an idempotent pipeline: it is sent once more when the connection
+        fails (`broker.lua.execute`), and `fill` may then be called twice.
+        """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[Any]] = loop.create_future()
         if not self._pending:
             loop.call_soon(self._flush)
-        self._pending.append((fill, future))
+        self._pending.append((fill, future, resend))
         return await future
 
     def _flush(self) -> None:
@@ -72,15 +80,18 @@ class PipelineBatcher:
             else:
                 await self._send_merged(batch)
         except asyncio.CancelledError:
-            for _, future in batch:
+            for _, future, _ in batch:
                 future.cancel()
             raise
 
-    async def _send_merged(self, batch: list[_Pending]) -> None:
+    async def _send_merged(self, batch: list[_Pending], *, again: bool = True) -> None:
+        """Send `batch` as one pipeline; with `again`, resend what may be resent if the connection fails."""
         spans: list[tuple[int, int]] = []
+        resend_all = again and all(resend for _, _, resend in batch)
 
         def fill_all(pipe: Pipeline) -> None:
-            for fill, _ in batch:
+            spans.clear()  # a resend fills again
+            for fill, _, _ in batch:
                 start = len(pipe)
                 try:
                     fill(pipe)
@@ -89,24 +100,31 @@ class PipelineBatcher:
                 spans.append((start, len(pipe)))
 
         try:
-            replies = await execute(self.redis, fill_all, self.scripts, raise_on_error=False)
+            replies = await execute(
+                self.redis, fill_all, self.scripts, raise_on_error=False, resend=resend_all
+            )
         except (_NotSent, DataError):
             # Find the caller at fault: each is sent alone, as if it had never been merged.
             await asyncio.gather(*(self._send_alone(pending) for pending in batch))
             return
-        except Exception as exc:  # the connection failed: every caller gets the error
-            for _, future in batch:
-                if not future.done():
+        except Exception as exc:  # the connection failed: nobody can tell what ran
+            lost = isinstance(exc, RedisConnectionError) and not isinstance(exc, AuthenticationError)
+            # (with resend_all, `execute` has sent it once more already)
+            retry = [p for p in batch if p[2]] if again and lost and not resend_all else []
+            for _, future, resend in batch:
+                if not future.done() and not (resend and retry):
                     future.set_exception(exc)
+            if retry:  # the idempotent callers' pipelines, once more (see broker.lua)
+                await self._send_merged(retry, again=False)
             return
-        for (start, end), (_, future) in zip(spans, batch, strict=True):
+        for (start, end), (_, future, _) in zip(spans, batch, strict=True):
             if not future.done():
                 _settle(future, replies[start:end])
 
     async def _send_alone(self, pending: _Pending) -> None:
-        fill, future = pending
+        fill, future, resend = pending
         try:
-            replies = await execute(self.redis, fill, self.scripts, raise_on_error=False)
+            replies = await execute(self.redis, fill, self.scripts, raise_on_error=False, resend=resend)
         except Exception as exc:
             if not future.done():
                 future.set_exception(exc)
@@ -135,5 +153,5 @@ class Unbatched:
         self.redis = redis
         self.scripts = scripts
 
-    async def execute(self, fill: Fill) -> list[Any]:
-        return await execute(self.redis, fill, self.scripts)
+    async def execute(self, fill: Fill, *, resend: bool = False) -> list[Any]:
+        return await execute(self.redis, fill, self.scripts, resend=resend)

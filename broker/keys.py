@@ -23,6 +23,7 @@ __all__ = [
     "account_seq",
     "account_status",
     "account_waiting",
+    "admission_receipt",
     "bridge_rpc",
     "bridge_rpc_reply",
     "hook_state",
@@ -82,6 +83,12 @@ def account_ready(account_id: str) -> str:
 
 def account_seq(account_id: str) -> str:
     return f"{PREFIX}:acct:{{{account_id}}}:seq"
+
+
+def admission_receipt(account_id: str, task_id: str) -> str:
+    """String `"<call id> <code> <position> <load>"`: one admission's outcome, kept a minute for a
+    resend of it (`broker.queues`)."""
+    return f"{PREFIX}:acct:{{{account_id}}}:admitted:{task_id}"
 
 
 def account_status(account_id: str) -> str:

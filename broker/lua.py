@@ -4,22 +4,35 @@ redis-py's own `Script` checks ``SCRIPT EXISTS`` before every pipeline that hold
 round trip on the hot paths (every task write is a script). Here a client loads the scripts it
 pipelines once, at first use, and then sends them by hash. A server that forgot them since (it
 restarted, failed over, or was flushed) answers NOSCRIPT for those commands only, and they did not
-run: the scripts are loaded again and just those commands are sent again. Nothing that ran is ever
-sent twice, so a pipeline may hold any command.
+run: the scripts are loaded again and just those commands are sent again.
+
+A connection that fails after a pipeline was written leaves its caller unable to tell what ran:
+Redis may have run every command, some, or none, and only the reply was lost. By default that
+failure reaches the caller (redis-py's `ConnectionError`): nothing that may have run is sent twice,
+so such a pipeline may hold any command. A caller whose pipeline is *idempotent*, one that returns
+its first outcome and changes nothing more when it runs again, passes ``resend=True``: the
+pipeline is then sent once more on a new connection and the caller gets the replies of that
+second run. The calls sent that way, and why each is safe, are listed in README ("Redis"):
+admission (`broker.queues`), the compare-and-set of a task record with its announcement
+(`broker.store`), slot releases, and the hook outbox's scripts (`workers.outbox`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
-from redis.exceptions import NoScriptError
+from redis.exceptions import AuthenticationError, NoScriptError
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 __all__ = ["Fill", "Script", "execute"]
+
+log = logging.getLogger(__name__)
 
 #: queues commands on a pipeline; `execute` sends them
 Fill = Callable[[Pipeline], None]
@@ -38,9 +51,14 @@ class Script:
             weakref.WeakKeyDictionary()
         )
 
-    async def __call__(self, redis: aioredis.Redis, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        """Run it alone (through `execute`, which loads it when the server lacks it)."""
-        (reply,) = await execute(redis, lambda pipe: self.queue(pipe, keys, args), [self])
+    async def __call__(
+        self, redis: aioredis.Redis, keys: Sequence[str], args: Sequence[Any], *, resend: bool = False
+    ) -> Any:
+        """Run it alone (through `execute`, which loads it when the server lacks it).
+
+        ``resend=True`` only for a script that is idempotent (see the module).
+        """
+        (reply,) = await execute(redis, lambda pipe: self.queue(pipe, keys, args), [self], resend=resend)
         return reply
 
     def queue(self, pipe: Pipeline, keys: Sequence[str], args: Sequence[Any]) -> None:
@@ -59,16 +77,37 @@ async def execute(
     scripts: Sequence[Script],
     *,
     raise_on_error: bool = True,
+    resend: bool = False,
 ) -> list[Any]:
     """Send what `fill` queues in one round trip (no MULTI) and return the replies, in order.
 
     `scripts` are those `fill` may queue: each is loaded on the client's first use. A command that
     failed raises its error, or with ``raise_on_error=False`` stands in the replies as an exception.
+    With ``resend=True`` (only for idempotent pipelines: see the module) a connection that fails
+    once is followed by one more send, `fill` queueing the same commands again.
     """
     for script in scripts:
         if redis not in script.loaded:
             await redis.script_load(script.source)
             script.loaded.add(redis)
+    try:
+        replies = await _send(redis, fill, scripts)
+    except AuthenticationError:
+        raise
+    except RedisConnectionError as exc:
+        if not resend:
+            raise
+        log.info("Redis connection failed (%s); sending an idempotent pipeline once more", exc)
+        replies = await _send(redis, fill, scripts)
+    if raise_on_error:
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+    return replies
+
+
+async def _send(redis: aioredis.Redis, fill: Fill, scripts: Sequence[Script]) -> list[Any]:
+    """One round trip of what `fill` queues; the calls refused with NOSCRIPT are sent again."""
     async with redis.pipeline(transaction=False) as pipe:
         fill(pipe)
         try:
@@ -77,15 +116,11 @@ async def execute(
             calls = {i: c for script in scripts for i, c in script._take(pipe).items()}
     missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError) and i in calls]
     if missing:
-        replies = await _resend(redis, scripts, replies, {i: calls[i] for i in missing})
-    if raise_on_error:
-        for reply in replies:
-            if isinstance(reply, Exception):
-                raise reply
+        replies = await _reload(redis, scripts, replies, {i: calls[i] for i in missing})
     return replies
 
 
-async def _resend(
+async def _reload(
     redis: aioredis.Redis,
     scripts: Sequence[Script],
     replies: list[Any],

@@ -4,10 +4,23 @@ Per account (see `broker.keys`), `waiting` holds queued task ids by admission or
 the ids holding a slot, scored by when they got it. Only the two Lua scripts below move ids between
 them, each touching one account's keys (one hash tag), so admission is atomic and the same code runs
 on Redis Cluster. Queue positions are computed from `waiting`, never cached.
+
+Both scripts are idempotent, so the client resends them once when the connection fails after
+sending (`broker.lua`), and a caller gets the outcome of the run that happened:
+
+- an admission carries a call id and leaves a short-lived receipt (`keys.admission_receipt`) of
+  its outcome: a resend of that call returns the first outcome (started; queued at its position;
+  rejected) and admits nothing more. A later admission of the same task (a modal answered again
+  after a full queue) is a new call and is decided afresh;
+- a release of an id that is neither running nor waiting does nothing and promotes nobody. A
+  resent release answers no promoted ids even if the first run promoted some; no caller acts on
+  that answer (the promoted ids are on the ready list, which wakes the bridge, either way).
 """
 
 from __future__ import annotations
 
+import itertools
+import secrets
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,7 +34,12 @@ from broker.clock import Clock, now_ms
 from broker.lua import Script
 from broker.models import ReturnCode
 
-__all__ = ["SCRIPTS", "AccountQueues", "Admission"]
+__all__ = ["RECEIPT_MS", "SCRIPTS", "AccountQueues", "Admission"]
+
+#: how long an admission's outcome is kept for a resend of it. A resend follows the failed connection
+#: at once, and a reply is awaited at most `redis.command_timeout_seconds` (10 s by default), so a
+#: minute is ample; each receipt is a key of about 100 bytes, so it stays small however busy.
+RECEIPT_MS = 60_000
 
 
 class Admission(msgspec.Struct, frozen=True):
@@ -33,21 +51,31 @@ class Admission(msgspec.Struct, frozen=True):
     load: int = 0
 
 
-# KEYS: waiting, running, ready, seq; ARGV: task id, core, queue, now ms.
+# KEYS: waiting, running, ready, seq, receipt; ARGV: task id, core, queue, now ms, call id, receipt ms.
+# The receipt keeps this call's outcome for a while: a resend of the call (same call id) returns it
+# and changes nothing, whatever the queues look like by then.
 _ADMIT = Script("""
+local receipt = redis.call('GET', KEYS[5])
+if receipt then
+  local call, code, position, load = string.match(receipt, '^(%S+) (%d+) (%d+) (%d+)$')
+  if call == ARGV[5] then return {tonumber(code), tonumber(position), tonumber(load)} end
+end
 local running = redis.call('ZCARD', KEYS[2])
 local waiting = redis.call('ZCARD', KEYS[1])
+local outcome
 if running < tonumber(ARGV[2]) and waiting == 0 then
   redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
   redis.call('RPUSH', KEYS[3], ARGV[1])
-  return {1, 0, running + 1}
-end
-if waiting < tonumber(ARGV[3]) then
+  outcome = {1, 0, running + 1}
+elseif waiting < tonumber(ARGV[3]) then
   local seq = redis.call('INCR', KEYS[4])
   redis.call('ZADD', KEYS[1], seq, ARGV[1])
-  return {22, waiting + 1, running + waiting + 1}
+  outcome = {22, waiting + 1, running + waiting + 1}
+else
+  outcome = {23, 0, running + waiting}
 end
-return {23, 0, running + waiting}
+redis.call('SET', KEYS[5], ARGV[5] .. ' ' .. table.concat(outcome, ' '), 'PX', ARGV[6])
+return outcome
 """)
 
 # KEYS: waiting, running, ready; ARGV: task id, core, now ms. Returns the ids that got a slot.
@@ -83,6 +111,9 @@ class AccountQueues:
     def __init__(self, redis: aioredis.Redis, *, clock: Clock = now_ms) -> None:
         self.redis = redis
         self.clock = clock
+        # admission call ids: unique across processes (a random prefix), cheap within one (a count)
+        self._process = secrets.token_hex(6)
+        self._calls = itertools.count()
         # Concurrent admissions and releases of this process share round trips (broker.batching).
         self._batch = PipelineBatcher(redis, SCRIPTS)
 
@@ -94,9 +125,16 @@ class AccountQueues:
             keys.account_ready(account_id),
             keys.account_seq(account_id),
         ]
-        args = [task_id, core_size, queue_size, self.clock()]
-        ((code, position, load),) = await self._batch.execute(lambda pipe: _ADMIT.queue(pipe, keys_, args))
+        keys_.append(keys.admission_receipt(account_id, task_id))
+        args = [task_id, core_size, queue_size, self.clock(), self._call_id(), RECEIPT_MS]
+        # Resent once when the connection fails (see the module): the receipt answers the resend.
+        ((code, position, load),) = await self._batch.execute(
+            lambda pipe: _ADMIT.queue(pipe, keys_, args), resend=True
+        )
         return Admission(ReturnCode(int(code)), int(position), int(load))
+
+    def _call_id(self) -> str:
+        return f"{self._process}.{next(self._calls)}"
 
     async def release(self, account_id: str, task_id: str, *, core_size: int) -> list[str]:
         """Free the task's slot (or queue place); returns the queued ids that now got a slot.
@@ -104,7 +142,8 @@ class AccountQueues:
         Idempotent: releasing twice promotes nobody the second time.
         """
         keys_, args = self._release_call(account_id, task_id, core_size)
-        (promoted,) = await self._batch.execute(lambda pipe: _RELEASE.queue(pipe, keys_, args))
+        # Resent once when the connection fails: a second release of the same id changes nothing.
+        (promoted,) = await self._batch.execute(lambda pipe: _RELEASE.queue(pipe, keys_, args), resend=True)
         return _decoded(promoted)
 
     def queue_release(self, pipe: Pipeline, account_id: str, task_id: str, *, core_size: int) -> None:

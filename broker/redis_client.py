@@ -16,8 +16,11 @@ What is set and why:
   used again, and redis-py checks at checkout that no stale reply waits on a pooled connection.
 - **No automatic resends.** redis-py can retry a command whose connection failed, but the server may
   have run it before the connection failed, and not every command is safe to run twice (an INCR,
-  a hook schedule, a claim). So the client never resends; callers that know a command is safe to
-  repeat (reads, consumer loops) retry on their own rhythm.
+  an RPUSH of an id). redis-py's `Retry` applies to every command of the client, so it stays off
+  (no retries): resending is an explicit choice of each call site, made for idempotent scripts and
+  pipelines only, through ``resend=True`` of `broker.lua.execute` and `broker.batching` (admission,
+  task writes, releases, the hook outbox: README, "Redis", says why each is safe). Other callers
+  that know a command is safe to repeat (reads, consumer loops) retry on their own rhythm.
 - **Bounded pool.** At most `max_connections` connections per process; past that a command fails
   with redis-py's "Too many connections" rather than opening more.
 - **Commands packed by hiredis.** redis-py reads replies with hiredis when it is installed, and its

@@ -10,6 +10,14 @@ Layout in Redis (see `broker.keys`):
   `properties` (Discord ids the workers bind as events arrive), is not announced: it frees no slot and
   wants no hook of its own (as the C# fork drops a notification whose status and progress did not
   move); receivers see it with the next notable revision;
+- a write is idempotent, so the client resends it once when the connection fails after sending it
+  (`broker.lua`): a revision holds one record, so finding the revision a write would create holding
+  exactly the record it proposes means the write landed, and the compare-and-set answers success
+  (the same answer as the first time), not a conflict. Its announcement may then be on the changes
+  stream twice: harmless, as a consumer reads the record it is told about and every effect of a
+  change (slot release, hook schedule, ledger upsert, live set) is idempotent (see `workers.changes`).
+  Two writers proposing the very same record at the very same revision both succeed, which is true:
+  the record is what each of them wrote;
 
 State machine: NOT_START -> SUBMITTED -> IN_PROGRESS -> SUCCESS | FAILURE | CANCEL, MODAL -> NOT_START;
 progress never goes back; a terminal state is final.
@@ -71,10 +79,15 @@ class Update(msgspec.Struct, frozen=True):
     changed: bool
 
 
-# KEYS[1] task hash; ARGV: expected revision, new revision, json, ttl ms.
+# KEYS[1] task hash; ARGV: expected revision, new revision, json, ttl ms. Returns 1 when the record
+# is now the one proposed at the new revision, 0 when another write got there first. A resend of a
+# write that landed (its reply was lost) finds its own revision holding exactly its record: 1 again.
 _CAS = Script("""
 local cur = redis.call('HGET', KEYS[1], 'v')
-if (cur or '-1') ~= ARGV[1] then return 0 end
+if (cur or '-1') ~= ARGV[1] then
+  if cur == ARGV[2] and redis.call('HGET', KEYS[1], 'd') == ARGV[3] then return 1 end
+  return 0
+end
 redis.call('HSET', KEYS[1], 'v', ARGV[2], 'd', ARGV[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return 1
@@ -285,7 +298,9 @@ class TaskStore:
                 pipe.xadd(keys.CHANGES_STREAM, change, maxlen=_CHANGES_MAXLEN, approximate=True)
             self._queue_index(pipe, index, task.id)
 
-        replies = await self._batch.execute(fill)
+        # Idempotent, so resent when the connection fails (see the module): the CAS answers 1 again,
+        # the index entries are set again, and the announcement may go out twice.
+        replies = await self._batch.execute(fill, resend=True)
         return bool(replies[0])
 
     # -- indexes from Discord ids to tasks (matching events) ------------------------------------

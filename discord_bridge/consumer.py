@@ -280,7 +280,9 @@ async def claim(
     """NOT_START -> SUBMITTED with `nonce`, indexed in the same round trip, before anything is sent.
 
     Returns the claimed task, or None when someone else moved it first (then it must not be sent).
-    `current` is a first guess of the record (see `TaskStore.update`).
+    `current` is a first guess of the record (see `TaskStore.update`). A claim whose reply was lost
+    is resent once and, finding its own write, returns the claimed task (`broker.store`): a claim
+    that landed is never mistaken for one lost to another writer, which would leave the task unsent.
 
     :param image_urls: the reference images' CDN URLs (imagine with images), kept on the task.
     :param sent_prompt: the prompt as sent (URLs + prompt), when images were put in front of it.

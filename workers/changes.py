@@ -102,7 +102,10 @@ class ChangeHandler:
                 hooks.append((task_id, task.revision, raw))
         # One round trip for the lot: slots (a queued task waits for one), hook schedules (a client
         # waits for them; each POST then runs on its own) and the live set. The ledger comes last,
-        # off the hot path. All of it is redone if this process dies before the ack.
+        # off the hot path. All of it is redone if this process dies before the ack, and all of it
+        # is idempotent (a release of a released id does nothing, a schedule of a wanted revision
+        # wants it once: see broker.queues, workers.outbox), so the client resends it once when the
+        # connection fails after sending. The same makes a change announced twice harmless.
         batch = self.deliverer.plan(hooks)
 
         def fill(pipe: Pipeline) -> None:
@@ -117,6 +120,6 @@ class ChangeHandler:
             if live_remove:
                 pipe.zrem(keys.LIVE_TASKS, *live_remove)
 
-        batch.settle(await execute(self.store.redis, fill, [*QUEUE_SCRIPTS, *HOOK_SCRIPTS]))
+        batch.settle(await execute(self.store.redis, fill, [*QUEUE_SCRIPTS, *HOOK_SCRIPTS], resend=True))
         if finished and self.ledger is not None:
             await asyncio.to_thread(self.ledger.append, finished)

@@ -150,7 +150,8 @@ class HookDeliverer:
         The due set is the durable backstop: whatever is not delivered now is claimed later.
         """
         batch = self.plan([(task_id, revision, body)])
-        batch.settle(await execute(self.redis, batch.queue, SCRIPTS))
+        # idempotent (see workers.outbox), so resent once when the connection fails
+        batch.settle(await execute(self.redis, batch.queue, SCRIPTS, resend=True))
 
     def plan(self, wanted: Sequence[Wanted]) -> ScheduleBatch:
         """`schedule` for several (task id, revision, body) in a caller's pipeline (see `ScheduleBatch`)."""

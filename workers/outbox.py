@@ -12,14 +12,30 @@ Redis layout (keys in `broker.keys`, all with the ``{hooks}`` hash tag, because 
 touches the due set and one task's state together):
 
 - `broker.keys.hook_state` hash: ``wanted``, ``delivered`` (revisions), ``attempts``,
-  ``first_failure_ms``, ``lease_ms`` (in flight until), ``gave_up`` (revision), ``gave_up_reason``,
-  ``gave_up_ms``;
+  ``first_failure_ms``, ``lease_ms`` (in flight until), ``lease_by`` (the holder: a process's
+  `HookOutbox.holder`), ``gave_up`` (revision), ``gave_up_reason``, ``gave_up_ms``;
 - `broker.keys.HOOKS_DUE` sorted set: task id scored by the epoch ms it is due.
+
+Lost replies. The scripts whose reply the caller needs are idempotent and resent once by the client
+when the connection fails after sending (`broker.lua`):
+
+- schedule: ``wanted`` only grows, so the same (task, revision) wanted twice is one entry in the
+  due set and one delivery. A schedule that leased the delivery, resent, finds its own lease (the
+  same lease end and holder, ``lease_by``) and answers as the first run did, rather than "leased by
+  someone else", which would leave the delivery to wait for the lease to run out;
+- begin: the same, for a delivery claimed from the due set;
+- delivered: ``delivered`` only grows; a resend that finds another process holding a new lease (it
+  took the newer revision meanwhile) leaves that lease alone.
+
+Failed, defer and give-up are not resent: each lands whole or not at all, and one that did not land
+leaves the lease to run out, after which the delivery is claimed again: a later retry, never a
+second POST of a delivered revision nor a lost one. Their replies only tune logging and wake-ups.
 """
 
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -44,9 +60,10 @@ def _script_keys(task_id: str) -> list[str]:
     return [keys.hook_state(task_id), keys.HOOKS_DUE]
 
 
-# KEYS: state, due; ARGV: task id, revision, now ms, ttl ms, lease until ms (0: do not claim).
+# KEYS: state, due; ARGV: task id, revision, now ms, ttl ms, lease until ms (0: do not claim), holder.
 # Marks a revision wanted, due now; returns {code} or, when it also claimed the delivery (the hot
-# path: no due-set scan), {1, wanted, delivered, attempts}.
+# path: no due-set scan), {1, wanted, delivered, attempts}. A claim that finds its own lease (the
+# same lease end and holder: it is a resend of the call that took it) answers as that call did.
 _SCHEDULE = Script("""
 local wanted = tonumber(redis.call('HGET', KEYS[1], 'wanted') or '0')
 local rev = tonumber(ARGV[2])
@@ -62,43 +79,59 @@ if gave_up then
   if tonumber(gave_up) >= wanted then return {0} end
   redis.call('HDEL', KEYS[1], 'gave_up', 'gave_up_reason', 'gave_up_ms', 'attempts', 'first_failure_ms')
 end
-local lease = tonumber(redis.call('HGET', KEYS[1], 'lease_ms') or '0')
-if lease > tonumber(ARGV[3]) then return {2} end
-if redis.call('HGET', KEYS[1], 'attempts') then return {3} end
-if tonumber(ARGV[5]) > 0 then
+local lease = redis.call('HMGET', KEYS[1], 'lease_ms', 'lease_by', 'attempts')
+local claim = tonumber(ARGV[5]) > 0
+if claim and lease[1] == ARGV[5] and lease[2] == ARGV[6] then
+  return {1, wanted, delivered, tonumber(lease[3] or '0')}
+end
+if tonumber(lease[1] or '0') > tonumber(ARGV[3]) then return {2} end
+if lease[3] then return {3} end
+if claim then
   redis.call('ZADD', KEYS[2], ARGV[5], ARGV[1])
-  redis.call('HSET', KEYS[1], 'lease_ms', ARGV[5])
+  redis.call('HSET', KEYS[1], 'lease_ms', ARGV[5], 'lease_by', ARGV[6])
   return {1, wanted, delivered, 0}
 end
 redis.call('ZADD', KEYS[2], 'LT', ARGV[3], ARGV[1])
 return {1}
 """)
 
-# KEYS: state, due; ARGV: task id, now ms, lease until ms.
+# KEYS: state, due; ARGV: task id, now ms, lease until ms, holder.
 # Takes the delivery if it is due and nobody holds it; returns {wanted, delivered, attempts} or nil.
+# A begin that finds its own lease (same end and holder: a resend of it) answers as the first did.
 _BEGIN = Script("""
+local lease = redis.call('HMGET', KEYS[1], 'lease_ms', 'lease_by')
+if lease[1] == ARGV[3] and lease[2] == ARGV[4] then
+  local s = redis.call('HMGET', KEYS[1], 'wanted', 'delivered', 'attempts')
+  return {s[1] or '0', s[2] or '0', s[3] or '0'}
+end
 local score = redis.call('ZSCORE', KEYS[2], ARGV[1])
 if not score or tonumber(score) > tonumber(ARGV[2]) then return nil end
-local lease = tonumber(redis.call('HGET', KEYS[1], 'lease_ms') or '0')
-if lease > tonumber(ARGV[2]) then
-  redis.call('ZADD', KEYS[2], lease, ARGV[1])
+local until_ms = tonumber(lease[1] or '0')
+if until_ms > tonumber(ARGV[2]) then
+  redis.call('ZADD', KEYS[2], until_ms, ARGV[1])
   return nil
 end
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
-redis.call('HSET', KEYS[1], 'lease_ms', ARGV[3])
+redis.call('HSET', KEYS[1], 'lease_ms', ARGV[3], 'lease_by', ARGV[4])
 local s = redis.call('HMGET', KEYS[1], 'wanted', 'delivered', 'attempts')
 return {s[1] or '0', s[2] or '0', s[3] or '0'}
 """)
 
-# KEYS: state, due; ARGV: task id, delivered revision, now ms.
+# KEYS: state, due; ARGV: task id, delivered revision, now ms, holder.
+# Returns 1 when a newer revision is wanted (due now, or held by another process's newer lease).
 _DELIVERED = Script("""
 local delivered = tonumber(redis.call('HGET', KEYS[1], 'delivered') or '0')
 if tonumber(ARGV[2]) > delivered then
   delivered = tonumber(ARGV[2])
   redis.call('HSET', KEYS[1], 'delivered', delivered)
 end
-redis.call('HDEL', KEYS[1], 'lease_ms', 'attempts', 'first_failure_ms')
 local wanted = tonumber(redis.call('HGET', KEYS[1], 'wanted') or '0')
+local lease = redis.call('HMGET', KEYS[1], 'lease_ms', 'lease_by')
+if lease[2] and lease[2] ~= ARGV[4] and tonumber(lease[1] or '0') > tonumber(ARGV[3]) then
+  if wanted <= delivered then return 0 end
+  return 1
+end
+redis.call('HDEL', KEYS[1], 'lease_ms', 'lease_by', 'attempts', 'first_failure_ms')
 if wanted <= delivered then
   redis.call('ZREM', KEYS[2], ARGV[1])
   return 0
@@ -116,7 +149,7 @@ if first == 0 then
   redis.call('HSET', KEYS[1], 'first_failure_ms', first)
 end
 redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-redis.call('HDEL', KEYS[1], 'lease_ms')
+redis.call('HDEL', KEYS[1], 'lease_ms', 'lease_by')
 if tonumber(ARGV[3]) - first >= tonumber(ARGV[5]) then
   local wanted = tonumber(redis.call('HGET', KEYS[1], 'wanted') or '0')
   redis.call('HSET', KEYS[1], 'gave_up', math.max(wanted, tonumber(ARGV[2])), 'gave_up_reason', ARGV[6],
@@ -130,7 +163,7 @@ return 1
 
 # KEYS: state, due; ARGV: task id, due ms. Hand a claimed delivery back untried (its receiver is busy).
 _DEFER = Script("""
-redis.call('HDEL', KEYS[1], 'lease_ms')
+redis.call('HDEL', KEYS[1], 'lease_ms', 'lease_by')
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 return 1
 """)
@@ -140,7 +173,7 @@ _GIVE_UP = Script("""
 local wanted = tonumber(redis.call('HGET', KEYS[1], 'wanted') or '0')
 redis.call('HSET', KEYS[1], 'gave_up', math.max(wanted, tonumber(ARGV[2])), 'gave_up_reason', ARGV[4],
   'gave_up_ms', ARGV[3])
-redis.call('HDEL', KEYS[1], 'lease_ms')
+redis.call('HDEL', KEYS[1], 'lease_ms', 'lease_by')
 redis.call('ZREM', KEYS[2], ARGV[1])
 return 1
 """)
@@ -171,19 +204,24 @@ class HookOutbox:
         self.redis = redis
         self.ttl_ms = ttl_ms
         self.clock = clock
+        #: who holds the leases this process takes (``lease_by``): what tells a resend its own lease
+        self.holder = secrets.token_hex(8)
         self._settles = PipelineBatcher(redis, SCRIPTS)
 
-    def queue_schedule(self, pipe: Pipeline, task_id: str, revision: int, claim_lease_ms: int = 0) -> None:
+    def queue_schedule(
+        self, pipe: Pipeline, task_id: str, revision: int, claim_lease_ms: int = 0, *, now: int | None = None
+    ) -> None:
         """Want `revision` delivered, in a caller's pipeline (sent by `broker.lua.execute` with
         `SCRIPTS`); `schedule_result` reads its reply.
 
-        With `claim_lease_ms`, a delivery that is due now is also leased to the caller at once.
+        With `claim_lease_ms`, a delivery that is due now is also leased to the caller at once. A
+        resend must pass the `now` of the first send, so that it finds its own lease.
         """
-        now = self.clock()
+        now = self.clock() if now is None else now
         _SCHEDULE.queue(
             pipe,
             _script_keys(task_id),
-            [task_id, revision, now, self.ttl_ms, now + claim_lease_ms if claim_lease_ms else 0],
+            [task_id, revision, now, self.ttl_ms, now + claim_lease_ms if claim_lease_ms else 0, self.holder],
         )
 
     async def due(self, limit: int) -> list[str]:
@@ -197,7 +235,8 @@ class HookOutbox:
     async def begin(self, task_id: str, lease_ms: int) -> Lease | None:
         """Lease a due delivery: (wanted, delivered, attempts), or None if not ours to send."""
         now = self.clock()
-        got = await _BEGIN(self.redis, _script_keys(task_id), [task_id, now, now + lease_ms])
+        args = [task_id, now, now + lease_ms, self.holder]
+        got = await _BEGIN(self.redis, _script_keys(task_id), args, resend=True)
         if got is None:
             return None
         wanted, delivered, attempts = (int(x) for x in got)
@@ -205,9 +244,10 @@ class HookOutbox:
 
     async def delivered(self, task_id: str, revision: int) -> bool:
         """Record success; True when a newer revision is still wanted (due again now)."""
-        keys_, args = _script_keys(task_id), [task_id, revision, self.clock()]
-        # Deliveries answered in the same loop iteration record their success in one round trip.
-        (result,) = await self._settles.execute(lambda pipe: _DELIVERED.queue(pipe, keys_, args))
+        keys_, args = _script_keys(task_id), [task_id, revision, self.clock(), self.holder]
+        # Deliveries answered in the same loop iteration record their success in one round trip;
+        # resent when the connection fails (see the module).
+        (result,) = await self._settles.execute(lambda pipe: _DELIVERED.queue(pipe, keys_, args), resend=True)
         return int(result) == 1
 
     async def failed(
@@ -263,12 +303,18 @@ class ScheduleBatch:
         self.loop = loop
         self.wanted = wanted
         self.first_reply = 0
+        #: what the first `queue` decided (claims and clock): a resend queues the very same calls
+        self._claims: list[bool] | None = None
+        self._now = 0
 
     def queue(self, pipe: Pipeline) -> None:
-        claims = self.loop.claimable([task_id for task_id, _revision, _body in self.wanted])
+        if self._claims is None:
+            self._claims = self.loop.claimable([task_id for task_id, _revision, _body in self.wanted])
+            self._now = self.loop.outbox.clock()
         self.first_reply = len(pipe)
-        for (task_id, revision, _body), claim in zip(self.wanted, claims, strict=True):
-            self.loop.outbox.queue_schedule(pipe, task_id, revision, self.loop.lease_ms if claim else 0)
+        for (task_id, revision, _body), claim in zip(self.wanted, self._claims, strict=True):
+            lease_ms = self.loop.lease_ms if claim else 0
+            self.loop.outbox.queue_schedule(pipe, task_id, revision, lease_ms, now=self._now)
 
     def settle(self, replies: Sequence[Any]) -> None:
         """Start the deliveries this process claimed; wake the delivery loop for the others."""
