@@ -49,6 +49,7 @@ from broker.queues import _ADMIT, AccountQueues
 from broker.redis_client import connect
 from broker.redis_server import EmbeddedRedis
 from broker.store import _CAS, TaskStore
+from broker.url_guard import UrlGuard
 from discord_bridge.consumer import claim
 from discord_bridge.payloads import new_nonce
 from workers.apply import Applier
@@ -205,7 +206,7 @@ async def test_hook_schedule_whose_reply_is_lost_delivers_once_and_at_once(
     # a lease far longer than the wait below: a delivery left to the lease's end would fail the test
     settings = HookSettings(request_timeout_seconds=30.0)
     outbox = HookOutbox(lossy, ttl_ms=600_000)
-    deliverer = HookDeliverer(lossy, outbox, settings=settings)
+    deliverer = HookDeliverer(lossy, outbox, settings=settings, guard=UrlGuard([receiver.address]))
     try:
         proxy.lose_reply_once(evalsha_of(_SCHEDULE.sha))
         await deliverer.schedule(task.id, task.revision)
@@ -233,7 +234,7 @@ async def test_hook_claimed_from_the_due_set_whose_reply_is_lost_is_delivered_at
     # wanted by another process, which had no room to start it: it waits in the due set
     await redis.zadd(keys.HOOKS_DUE, {task.id: now_ms()})
     await redis.hset(keys.hook_state(task.id), "wanted", task.revision)
-    deliverer = HookDeliverer(lossy, outbox, settings=settings)
+    deliverer = HookDeliverer(lossy, outbox, settings=settings, guard=UrlGuard([receiver.address]))
     proxy.lose_reply_once(evalsha_of(_BEGIN.sha))
     loop = asyncio.create_task(deliverer.run())
     try:
@@ -261,7 +262,9 @@ async def test_worker_through_lost_replies_delivers_each_revision_once(
     # claim delay (30 s here), and a schedule that leased the delivery without knowing it leaves it
     # to the lease's end (35 s): everything must instead arrive within seconds, each revision once,
     # although the resent write announced its change twice.
-    settings = make_settings(proxy.url, tmp_path, hooks=HookSettings(request_timeout_seconds=30.0))
+    settings = make_settings(
+        proxy.url, tmp_path, hooks=HookSettings(request_timeout_seconds=30.0), allow=(receiver.address,)
+    )
     prompt = "a fox through lost replies"
     async with running_worker(settings, claim_idle_seconds=30.0):
         task, nonce = await submitted_task(store, prompt=prompt, hook=receiver.url("worker"))
