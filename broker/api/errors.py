@@ -1,10 +1,17 @@
 """The one place that turns exceptions into HTTP replies; routes never build error bodies.
 
-- `BrokerError` -> HTTP 200 + `SubmitResult` with the error's code (midjourney-proxy's contract);
-- litestar's `ValidationException` and malformed JSON -> 400 `{"code": 4, "description": ...}`;
-- other HTTP errors (404, 405, 413, ...) -> their status with `{"code": <status>, ...}`;
-- anything else -> 500 `{"code": 9, "description": "internal error"}`, logged with its traceback
+Every error body is `{"code", "description", "result", "properties"}` with a code of the README's
+table:
+
+- `BrokerError` -> HTTP 200 + its code (midjourney-proxy's contract), except `NotFound` on a GET:
+  that route names the task or account in its path, so an unknown one is HTTP 404 (code 4);
+- litestar's `ValidationException` and any body the decoder refuses (malformed JSON, invalid UTF-8,
+  deep nesting: see `broker.api.body`) -> 400, code 4;
+- other client errors (404, 405, 413, ...) -> their status, code 4, with their headers (`Allow`);
+- anything else is our fault -> 500, code 9 "internal error", logged once with its traceback
   (exception texts never carry secrets: settings and accounts redact themselves).
+
+What a description quotes of the request is cut to `broker.errors.ECHO_LIMIT` characters.
 """
 
 from __future__ import annotations
@@ -13,11 +20,10 @@ import logging
 from collections.abc import Callable, MutableMapping
 from typing import Any
 
-import msgspec
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
-from broker.errors import BrokerError
+from broker.errors import ECHO_LIMIT, BrokerError, NotFound
 from broker.models import ReturnCode, SubmitResult
 from broker.store import InvalidTransition
 
@@ -26,27 +32,30 @@ __all__ = ["EXCEPTION_HANDLERS"]
 log = logging.getLogger(__name__)
 
 
-class _HttpErrorBody(msgspec.Struct):
-    """The body of an HTTP error that has no midjourney-proxy code (404, 405, 413...): `code` is the
-    HTTP status, as litestar's own error bodies give it."""
-
-    code: int
-    description: str
-    properties: dict[str, Any] = msgspec.field(default_factory=dict)
-
-
 def _reply(
-    status: int, code: ReturnCode, description: str, properties: dict[str, Any] | None = None
+    status: int,
+    code: ReturnCode,
+    description: str,
+    properties: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> Response[Any]:
     return Response(
         SubmitResult(code=code, description=description, properties=properties or {}),
         status_code=status,
         media_type=MediaType.JSON,
+        headers=headers,
     )
 
 
-def _broker_error(_: Request[Any, Any, Any], exc: BrokerError) -> Response[Any]:
-    return _reply(200, exc.code, exc.message, exc.properties)
+def _cut(text: str) -> str:
+    # litestar's and msgspec's messages may quote the request (an enum value, a key): cut them as
+    # `broker.errors.echo` cuts ours
+    return text if len(text) <= ECHO_LIMIT else text[:ECHO_LIMIT] + "…"
+
+
+def _broker_error(request: Request[Any, Any, Any], exc: BrokerError) -> Response[Any]:
+    status = 404 if isinstance(exc, NotFound) and request.method == "GET" else 200
+    return _reply(status, exc.code, exc.message, exc.properties)
 
 
 def _transition(_: Request[Any, Any, Any], exc: InvalidTransition) -> Response[Any]:
@@ -59,9 +68,10 @@ def _validation(request: Request[Any, Any, Any], exc: ValidationException) -> Re
     for item in exc.extra if isinstance(exc.extra, list) else []:
         if isinstance(item, dict):
             key, message = item.get("key"), item.get("message")
-            details.append(f"{message} (at {key})" if key else str(message))
-    text = "; ".join(d for d in details if d) or str(exc.detail)
-    return _reply(400, ReturnCode.VALIDATION_ERROR, f"Invalid request body: {text}"[:1000])
+            text = _cut(str(message))
+            details.append(f"{text} (at {_cut(str(key))})" if key else text)
+    text = "; ".join(d for d in details[:5] if d) or _cut(str(exc.detail))
+    return _reply(400, ReturnCode.VALIDATION_ERROR, f"Invalid request body: {text}")
 
 
 def _http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
@@ -69,10 +79,10 @@ def _http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     if status >= 500:
         log.error("HTTP %s: %s", status, exc.detail)
         return _reply(status, ReturnCode.FAILURE, "internal error")
-    description = str(exc.detail)[:1000]
+    description = _cut(str(exc.detail))
     if status == 400:
-        return _reply(status, ReturnCode.VALIDATION_ERROR, description)
-    return Response(_HttpErrorBody(status, description), status_code=status, media_type=MediaType.JSON)
+        description = f"Invalid request body: {description}"
+    return _reply(status, ReturnCode.VALIDATION_ERROR, description, headers=exc.headers)
 
 
 def _internal(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:

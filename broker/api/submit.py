@@ -12,6 +12,7 @@ from broker.api.context import ApiContext, api_key_name, context_of
 from broker.api.door import MAX_IMAGES, MAX_URL, admitted_reply, check_common, check_prompt, decode_images
 from broker.api.images import decode_image
 from broker.api.paths import route_paths, speed_mode
+from broker.api.schema import POST, responses
 from broker.api.types import (
     BlendRequest,
     DescribeRequest,
@@ -27,6 +28,8 @@ from broker.models import BotType, ReturnCode, SubmitResult, Task, TaskAction, T
 __all__ = ["SUBMIT_HANDLERS"]
 
 AnyRequest = Request[Any, Any, Any]
+
+_ERRORS = responses(POST)
 
 _LINK = re.compile(r"https?://\S+$")
 
@@ -70,7 +73,7 @@ async def _submit_new(
     return admitted_reply(admitted)
 
 
-@post(route_paths("/mj/submit/imagine"), status_code=200, summary="Imagine")
+@post(route_paths("/mj/submit/imagine"), status_code=200, summary="Imagine", responses=_ERRORS)
 async def imagine(request: AnyRequest, data: ImagineRequest) -> SubmitResult:
     ctx = context_of(request)
     hook = check_common(ctx, data.state, data.notify_hook)
@@ -92,7 +95,7 @@ async def imagine(request: AnyRequest, data: ImagineRequest) -> SubmitResult:
     )
 
 
-@post(route_paths("/mj/submit/describe"), status_code=200, summary="Describe an image")
+@post(route_paths("/mj/submit/describe"), status_code=200, summary="Describe an image", responses=_ERRORS)
 async def describe(request: AnyRequest, data: DescribeRequest) -> SubmitResult:
     ctx = context_of(request)
     hook = check_common(ctx, data.state, data.notify_hook)
@@ -122,7 +125,7 @@ async def describe(request: AnyRequest, data: DescribeRequest) -> SubmitResult:
     )
 
 
-@post(route_paths("/mj/submit/blend"), status_code=200, summary="Blend 2 to 5 images")
+@post(route_paths("/mj/submit/blend"), status_code=200, summary="Blend 2 to 5 images", responses=_ERRORS)
 async def blend(request: AnyRequest, data: BlendRequest) -> SubmitResult:
     ctx = context_of(request)
     hook = check_common(ctx, data.state, data.notify_hook)
@@ -144,7 +147,7 @@ async def blend(request: AnyRequest, data: BlendRequest) -> SubmitResult:
     )
 
 
-@post(route_paths("/mj/submit/shorten"), status_code=200, summary="Shorten a prompt")
+@post(route_paths("/mj/submit/shorten"), status_code=200, summary="Shorten a prompt", responses=_ERRORS)
 async def shorten(request: AnyRequest, data: ShortenRequest) -> SubmitResult:
     ctx = context_of(request)
     hook = check_common(ctx, data.state, data.notify_hook)
@@ -162,7 +165,7 @@ async def shorten(request: AnyRequest, data: ShortenRequest) -> SubmitResult:
     )
 
 
-@post(route_paths("/mj/insight-face/swap"), status_code=200, summary="Swap a face")
+@post(route_paths("/mj/insight-face/swap"), status_code=200, summary="Swap a face", responses=_ERRORS)
 async def swap_face(request: AnyRequest, data: SwapFaceRequest) -> SubmitResult:
     ctx = context_of(request)
     hook = check_common(ctx, data.state, data.notify_hook)
@@ -206,7 +209,12 @@ async def swap_face(request: AnyRequest, data: SwapFaceRequest) -> SubmitResult:
 # -- uploads --------------------------------------------------------------------------------------
 
 
-@post(route_paths("/mj/submit/upload-discord-images"), status_code=200, summary="Upload images to Discord")
+@post(
+    route_paths("/mj/submit/upload-discord-images"),
+    status_code=200,
+    summary="Upload images to Discord",
+    responses=_ERRORS,
+)
 async def upload_discord_images(request: AnyRequest, data: UploadRequest) -> SubmitResult:
     ctx = context_of(request)
     if not data.base64_array:
