@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -90,6 +91,10 @@ async def test_body_over_the_limit_is_413(web: WebProcess) -> None:
     await writer.drain()
     head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
     assert head.startswith(b"HTTP/1.1 413")
+    length = re.search(rb"(?i)content-length: *(\d+)", head)
+    assert length is not None, head
+    body = json.loads(await asyncio.wait_for(reader.readexactly(int(length.group(1))), 10))
+    assert body["code"] == 4 and body["description"], body
     writer.close()
 
 
