@@ -40,6 +40,7 @@ __all__ = [
     "TaskNotFound",
     "UnknownCustomId",
     "ValidationFailed",
+    "cut",
     "echo",
 ]
 
@@ -47,13 +48,18 @@ __all__ = [
 ECHO_LIMIT = 200
 
 
+def cut(text: str) -> str:
+    """`text` cut to `ECHO_LIMIT` characters, an ellipsis marking the cut: for messages of other
+    libraries that may quote the request (msgspec's `Invalid enum value '...'`)."""
+    return text if len(text) <= ECHO_LIMIT else text[:ECHO_LIMIT] + "…"
+
+
 def echo(value: object) -> str:
-    """`value` quoted for an error description: its repr, cut to `ECHO_LIMIT` characters first
-    (an ellipsis marks the cut), so no request makes a description longer than its own text."""
+    """`value` quoted for an error description: the repr of its first `ECHO_LIMIT` characters, an
+    ellipsis marking a cut, so no request makes a description longer than its own text."""
     text = value if isinstance(value, str) else str(value)
-    if len(text) <= ECHO_LIMIT:
-        return repr(text)
-    return repr(text[:ECHO_LIMIT]) + "…"
+    quoted = repr(text[:ECHO_LIMIT])
+    return quoted if len(text) <= ECHO_LIMIT else quoted + "…"
 
 
 class BrokerError(Exception):

@@ -11,7 +11,8 @@ table:
 - anything else is our fault -> 500, code 9 "internal error", logged once with its traceback
   (exception texts never carry secrets: settings and accounts redact themselves).
 
-What a description quotes of the request is cut to `broker.errors.ECHO_LIMIT` characters.
+What a description quotes of the request is cut to `broker.errors.ECHO_LIMIT` characters: ours by
+`broker.errors.echo`, litestar's and msgspec's messages (which may quote a value) by `cut`.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
-from broker.errors import ECHO_LIMIT, BrokerError, NotFound
+from broker.errors import BrokerError, NotFound, cut
 from broker.models import ReturnCode, SubmitResult
 from broker.store import InvalidTransition
 
@@ -47,12 +48,6 @@ def _reply(
     )
 
 
-def _cut(text: str) -> str:
-    # litestar's and msgspec's messages may quote the request (an enum value, a key): cut them as
-    # `broker.errors.echo` cuts ours
-    return text if len(text) <= ECHO_LIMIT else text[:ECHO_LIMIT] + "…"
-
-
 def _broker_error(request: Request[Any, Any, Any], exc: BrokerError) -> Response[Any]:
     status = 404 if isinstance(exc, NotFound) and request.method == "GET" else 200
     return _reply(status, exc.code, exc.message, exc.properties)
@@ -68,9 +63,9 @@ def _validation(request: Request[Any, Any, Any], exc: ValidationException) -> Re
     for item in exc.extra if isinstance(exc.extra, list) else []:
         if isinstance(item, dict):
             key, message = item.get("key"), item.get("message")
-            text = _cut(str(message))
-            details.append(f"{text} (at {_cut(str(key))})" if key else text)
-    text = "; ".join(d for d in details[:5] if d) or _cut(str(exc.detail))
+            text = cut(str(message))
+            details.append(f"{text} (at {cut(str(key))})" if key else text)
+    text = "; ".join(d for d in details[:5] if d) or cut(str(exc.detail))
     return _reply(400, ReturnCode.VALIDATION_ERROR, f"Invalid request body: {text}")
 
 
@@ -79,7 +74,7 @@ def _http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     if status >= 500:
         log.error("HTTP %s: %s", status, exc.detail)
         return _reply(status, ReturnCode.FAILURE, "internal error")
-    description = _cut(str(exc.detail))
+    description = cut(str(exc.detail))
     if status == 400:
         description = f"Invalid request body: {description}"
     return _reply(status, ReturnCode.VALIDATION_ERROR, description, headers=exc.headers)

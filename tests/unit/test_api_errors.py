@@ -11,7 +11,7 @@ from litestar.testing import TestClient, create_test_client
 
 from broker.api.body import ApiRequest
 from broker.api.errors import EXCEPTION_HANDLERS
-from broker.errors import ECHO_LIMIT, TaskNotFound, echo
+from broker.errors import ECHO_LIMIT, TaskNotFound, cut, echo
 
 _EMPTY = {"result": None, "properties": {}}
 
@@ -105,3 +105,4 @@ def test_echo_cuts_to_the_limit() -> None:
     assert echo(12) == "'12'"
     long = "x" * 100_000
     assert echo(long) == repr("x" * ECHO_LIMIT) + "…"
+    assert cut("abc") == "abc" and cut(long) == "x" * ECHO_LIMIT + "…"
