@@ -48,10 +48,10 @@ __all__ = [
 ECHO_LIMIT = 200
 
 
-def cut(text: str) -> str:
-    """`text` cut to `ECHO_LIMIT` characters, an ellipsis marking the cut: for messages of other
+def cut(text: str, limit: int = ECHO_LIMIT) -> str:
+    """`text` cut to `limit` characters, an ellipsis marking the cut: for messages of other
     libraries that may quote the request (msgspec's `Invalid enum value '...'`)."""
-    return text if len(text) <= ECHO_LIMIT else text[:ECHO_LIMIT] + "…"
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def echo(value: object) -> str:

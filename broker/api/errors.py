@@ -24,13 +24,15 @@ from typing import Any
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
-from broker.errors import BrokerError, NotFound, cut
+from broker.errors import ECHO_LIMIT, BrokerError, NotFound, cut
 from broker.models import ReturnCode, SubmitResult
 from broker.store import InvalidTransition
 
 __all__ = ["EXCEPTION_HANDLERS"]
 
 log = logging.getLogger(__name__)
+
+_DESCRIPTION_LIMIT = 2 * ECHO_LIMIT
 
 
 def _reply(
@@ -50,7 +52,9 @@ def _reply(
 
 def _broker_error(request: Request[Any, Any, Any], exc: BrokerError) -> Response[Any]:
     status = 404 if isinstance(exc, NotFound) and request.method == "GET" else 200
-    return _reply(status, exc.code, exc.message, exc.properties)
+    # Messages quote input through `echo`; the cut is a net for one that forgot (room for an echo
+    # and the message's own words), so no request is ever sent back whole.
+    return _reply(status, exc.code, cut(exc.message, _DESCRIPTION_LIMIT), exc.properties)
 
 
 def _transition(_: Request[Any, Any, Any], exc: InvalidTransition) -> Response[Any]:

@@ -11,7 +11,7 @@ from litestar.testing import TestClient, create_test_client
 
 from broker.api.body import ApiRequest
 from broker.api.errors import EXCEPTION_HANDLERS
-from broker.errors import ECHO_LIMIT, TaskNotFound, cut, echo
+from broker.errors import ECHO_LIMIT, TaskNotFound, ValidationFailed, cut, echo
 
 _EMPTY = {"result": None, "properties": {}}
 
@@ -23,6 +23,11 @@ class _Body(msgspec.Struct):
 @post("/body", status_code=200)
 async def _body(data: _Body) -> dict[str, bool]:
     return {"flag": data.flag}
+
+
+@post("/forgot", status_code=200)
+async def _forgot() -> None:
+    raise ValidationFailed(f"a message that quotes {'9' * 100_000} without echo")
 
 
 @get("/bug")
@@ -48,7 +53,7 @@ async def _task_post(task_id: str) -> None:
 
 def _client() -> TestClient[Litestar]:
     return create_test_client(
-        [_body, _bug, _recursion, _task, _task_post],
+        [_body, _forgot, _bug, _recursion, _task, _task_post],
         exception_handlers=EXCEPTION_HANDLERS,
         request_class=ApiRequest,
         logging_config=None,
@@ -106,3 +111,9 @@ def test_echo_cuts_to_the_limit() -> None:
     long = "x" * 100_000
     assert echo(long) == repr("x" * ECHO_LIMIT) + "…"
     assert cut("abc") == "abc" and cut(long) == "x" * ECHO_LIMIT + "…"
+
+
+def test_a_description_that_forgot_echo_is_still_cut() -> None:
+    with _client() as client:
+        description = client.post("/forgot").json()["description"]
+    assert len(description) == 2 * ECHO_LIMIT + 1 and description.endswith("…")
