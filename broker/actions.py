@@ -12,7 +12,7 @@ import re
 import msgspec
 
 from broker.discord import ButtonKind, CustomId, grid_button_id, parse_custom_id
-from broker.errors import ParentNotReady, UnknownCustomId, ValidationFailed
+from broker.errors import ParentNotReady, UnknownCustomId, ValidationFailed, echo
 from broker.models import BotType, Task, TaskAction, TaskProperties, TaskStatus
 
 __all__ = [
@@ -33,7 +33,7 @@ MODAL_ZOOM = "zoom"
 MODAL_MASK = "mask"
 
 _KEYCAP = re.compile(r"^\s*([1-9])\ufe0f?\u20e3\s*(.+?)\s*$", re.MULTILINE)
-_SIMPLE_CHANGE = re.compile(r"^\s*(\d{1,32})\s+(?:([UV])([1-4])|(R))\s*$", re.IGNORECASE)
+_SIMPLE_CHANGE = re.compile(r"^\s*(\d+)\s+(?:([UV])([1-4])|(R))\s*$", re.IGNORECASE)
 #: parents whose 🔄 cannot be rerun (midjourney-proxy answers "this task cannot be rerolled")
 _NO_REROLL = frozenset({TaskAction.REROLL, TaskAction.SWAP_FACE})
 #: parents the legacy /change accepts
@@ -71,7 +71,7 @@ def _base_prompt(parent: Task) -> str | None:
 
 def _int(text: str, low: int, high: int, custom_id: str) -> int:
     if not text.isdigit() or not low <= int(text) <= high:
-        raise UnknownCustomId(f"unknown customId {custom_id!r}")
+        raise UnknownCustomId(f"unknown customId {echo(custom_id)}")
     return int(text)
 
 
@@ -95,7 +95,7 @@ def plan_action(
         raise ParentNotReady(parent.id, parent.status, TaskStatus.SUCCESS)
     button = next((b for b in parent.buttons if b.custom_id == custom_id), None)
     if require_button and button is None:
-        raise UnknownCustomId(f"customId {custom_id!r} is not a button of task {parent.id}")
+        raise UnknownCustomId(f"customId {echo(custom_id)} is not a button of task {parent.id}")
     if enable_remix and not remix:
         raise ValidationFailed(f"remix is off for the account of task {parent.id}")
     remix_kind = MODAL_PROMPT if (remix or enable_remix) else None
@@ -162,7 +162,7 @@ def plan_action(
         # ❤️ only marks the image on Midjourney's side: midjourney-proxy presses it and answers 1 with the
         # parent's id; no task is created, so there is nothing to follow.
         return ActionPlan(action=parent.action, bookmark=True, description=f"/action {custom_id}")
-    raise UnknownCustomId(f"unknown customId {custom_id!r}")
+    raise UnknownCustomId(f"unknown customId {echo(custom_id)}")
 
 
 def build_child(

@@ -11,15 +11,16 @@ import logging
 import random
 import re
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import msgspec
 
 from broker import keys
 from broker.account_status import usable
+from broker.banned import BannedWords
 from broker.clock import Clock, now_ms
 from broker.config import Account, Settings
-from broker.errors import BannedPrompt, NoAccount, QueueFull
+from broker.errors import NoAccount, QueueFull
 from broker.models import BotType, ReturnCode, SpeedMode, Task, TaskStatus
 from broker.queues import AccountQueues, Admission
 from broker.store import TaskStore
@@ -28,7 +29,6 @@ __all__ = [
     "AccountFilter",
     "Admitted",
     "Admitter",
-    "BannedWords",
     "IdSource",
     "candidates",
     "create_and_admit",
@@ -56,30 +56,6 @@ class AccountFilter(msgspec.Struct, kw_only=True, rename="camel"):
     niji_remix: bool | None = None
     remix_auto_considered: bool | None = None
     remark: str | None = None
-
-
-class BannedWords:
-    """Whole-word, case-insensitive matcher, compiled once per settings."""
-
-    def __init__(self, words: Iterable[str]) -> None:
-        cleaned = sorted({w.strip() for w in words if w.strip()}, key=len, reverse=True)
-        self._pattern = (
-            re.compile("|".join(rf"(?<!\w){re.escape(w)}(?!\w)" for w in cleaned), re.IGNORECASE)
-            if cleaned
-            else None
-        )
-
-    def find(self, text: str | None) -> str | None:
-        """The first banned word in `text` (as the text spells it), or None."""
-        if self._pattern is None or not text:
-            return None
-        match = self._pattern.search(text)
-        return match.group(0) if match else None
-
-    def check(self, prompt_en: str | None) -> None:
-        word = self.find(prompt_en)
-        if word is not None:
-            raise BannedPrompt(prompt_en or "", word)
 
 
 def modes_in_prompt(prompt: str | None) -> list[SpeedMode]:

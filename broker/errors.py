@@ -2,16 +2,19 @@
 
 Each class carries the midjourney-proxy `code` of the reply it becomes (`broker.api.errors` maps
 them to HTTP 200 + `SubmitResult`), and a message that names its subject. Messages never contain
-a token, an api secret or a hook secret.
+a token, an api secret or a hook secret, and quote what the client sent through `echo` only, so a
+100 kB task id comes back as its first 200 characters.
 
 * BrokerError (9: internal or downstream failure)
     * ValidationFailed (4: the request is wrong; the description says what)
-        * ParentNotFound (4: the taskId of an action/modal/change is unknown)
+        * NotFound (4: the request names a task or account that does not exist; HTTP 404 on a GET
+          that names it in its path)
+            * TaskNotFound (4: one message on every route: fetch, image-seed, cancel, action...)
+            * AccountNotFound (4: /mj/account/{id}/fetch of an unknown account)
         * ParentNotReady (4: the parent task exists but is not in the needed status)
         * UnknownCustomId (4: the customId is not a known button, or not on the parent)
         * InvalidImage (4: bad base64/data-URL, unknown format, too large)
     * NoAccount (3: no usable account; relays disable their channel on it, so used for nothing else)
-    * TaskNotFound (3: /image-seed of an unknown task, as midjourney-proxy answers)
     * BannedPrompt (24: the English prompt contains a banned word; nothing stored)
     * QueueFull (23: every candidate account's queue is full; nothing stored)
     * BridgeUnavailable (9: no bridge answered a synchronous call in time, or it failed)
@@ -25,19 +28,40 @@ from typing import Any, ClassVar
 from broker.models import ReturnCode
 
 __all__ = [
+    "ECHO_LIMIT",
+    "AccountNotFound",
     "BannedPrompt",
     "BridgeUnavailable",
     "BrokerError",
     "InvalidImage",
     "NoAccount",
     "NoWorker",
-    "ParentNotFound",
+    "NotFound",
     "ParentNotReady",
     "QueueFull",
     "TaskNotFound",
     "UnknownCustomId",
     "ValidationFailed",
+    "cut",
+    "echo",
 ]
+
+#: how many characters of a client's input an error description quotes at most
+ECHO_LIMIT = 200
+
+
+def cut(text: str, limit: int = ECHO_LIMIT) -> str:
+    """`text` cut to `limit` characters, an ellipsis marking the cut: for messages of other
+    libraries that may quote the request (msgspec's `Invalid enum value '...'`)."""
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def echo(value: object) -> str:
+    """`value` quoted for an error description: the repr of its first `ECHO_LIMIT` characters, an
+    ellipsis marking a cut, so no request makes a description longer than its own text."""
+    text = value if isinstance(value, str) else str(value)
+    quoted = repr(text[:ECHO_LIMIT])
+    return quoted if len(text) <= ECHO_LIMIT else quoted + "…"
 
 
 class BrokerError(Exception):
@@ -55,15 +79,24 @@ class ValidationFailed(BrokerError):
     code = ReturnCode.VALIDATION_ERROR
 
 
-class ParentNotFound(ValidationFailed):
+class NotFound(ValidationFailed):
+    """The request names something that does not exist (a GET naming it in its path answers 404)."""
+
+
+class TaskNotFound(NotFound):
     def __init__(self, task_id: str) -> None:
-        super().__init__(f"task {task_id!r} not found")
+        super().__init__(f"task {echo(task_id)} not found")
         self.task_id = task_id
+
+
+class AccountNotFound(NotFound):
+    def __init__(self, account_id: str) -> None:
+        super().__init__(f"account {echo(account_id)} not found")
 
 
 class ParentNotReady(ValidationFailed):
     def __init__(self, task_id: str, status: str, wanted: str) -> None:
-        super().__init__(f"task {task_id!r} is {status}, it must be {wanted}")
+        super().__init__(f"task {echo(task_id)} is {status}, it must be {wanted}")
 
 
 class UnknownCustomId(ValidationFailed):
@@ -76,13 +109,6 @@ class InvalidImage(ValidationFailed):
 
 class NoAccount(BrokerError):
     code = ReturnCode.NOT_FOUND
-
-
-class TaskNotFound(BrokerError):
-    code = ReturnCode.NOT_FOUND
-
-    def __init__(self, task_id: str) -> None:
-        super().__init__(f"task {task_id!r} not found")
 
 
 class BannedPrompt(BrokerError):

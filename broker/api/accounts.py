@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Request, Response, get
+from litestar import Request, get
 
 from broker import keys
 from broker.api.context import ApiContext, context_of
 from broker.api.paths import route_paths
+from broker.api.schema import GET, GET_BY_ID, responses
 from broker.api.types import AccountView
 from broker.config import Account
+from broker.errors import AccountNotFound
 
 __all__ = ["ACCOUNT_HANDLERS"]
 
@@ -69,21 +71,24 @@ def _reason(reason: str | None, *, worker: bool) -> str | None:
     return f"{NO_WORKER}; {reason}" if reason else NO_WORKER
 
 
-@get(route_paths("/mj/account/list"), summary="All configured accounts")
+@get(route_paths("/mj/account/list"), summary="All configured accounts", responses=responses(GET))
 async def account_list(request: AnyRequest) -> list[AccountView]:
     ctx = context_of(request)
     return await _views(ctx, list(ctx.settings.accounts))
 
 
-@get(route_paths("/mj/account/{account_id:str}/fetch"), summary="One account by id or channel id")
-async def account_fetch(request: AnyRequest, account_id: str) -> Response[AccountView]:
+@get(
+    route_paths("/mj/account/{account_id:str}/fetch"),
+    summary="One account by id or channel id (HTTP 404 with code 4 when unknown)",
+    responses=responses(GET_BY_ID),
+)
+async def account_fetch(request: AnyRequest, account_id: str) -> AccountView:
     ctx = context_of(request)
     found = [a for a in ctx.settings.accounts if account_id in (a.id, a.channel_id)][:1]
     views = await _views(ctx, found)
     if not views:
-        # like the Java original: HTTP 200 and an empty body
-        return Response(b"", media_type="application/json")  # type: ignore[arg-type]
-    return Response(views[0])
+        raise AccountNotFound(account_id)
+    return views[0]
 
 
 ACCOUNT_HANDLERS = [account_list, account_fetch]

@@ -8,13 +8,16 @@ from collections.abc import Sequence
 from litestar import Litestar
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.spec import Components, SecurityScheme
+from litestar.openapi.plugins import RedocRenderPlugin, SwaggerRenderPlugin, YamlRenderPlugin
 
 from broker.api.accounts import ACCOUNT_HANDLERS
 from broker.api.auth import door_middleware
+from broker.api.body import ApiRequest
 from broker.api.context import ApiContext
 from broker.api.errors import EXCEPTION_HANDLERS
 from broker.api.followups import FOLLOWUP_HANDLERS
+from broker.api.schema import security
+from broker.api.schema_page import OperationsPage
 from broker.api.submit import SUBMIT_HANDLERS
 from broker.api.tasks import TASK_HANDLERS
 from broker.config import ConfigWatcher, Settings, config_path, load_settings
@@ -78,26 +81,30 @@ def create_app(settings: Settings | None = None) -> Litestar:
     async def shutdown() -> None:
         await ctx.close()
 
+    components, requirement = security(bool(settings.api_keys))
+
     return Litestar(
         route_handlers=[*SUBMIT_HANDLERS, *FOLLOWUP_HANDLERS, *TASK_HANDLERS, *ACCOUNT_HANDLERS],
         on_startup=[startup],
         on_shutdown=[shutdown],
         middleware=[door_middleware(settings.api_keys, settings.server.cors_origins)],
         exception_handlers=EXCEPTION_HANDLERS,
+        request_class=ApiRequest,
         request_max_body_size=settings.server.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="mjbroker",
             version="0.1.0",
             description="midjourney-proxy compatible task broker",
             path="/schema",
-            components=Components(
-                security_schemes={
-                    "apiSecret": SecurityScheme(
-                        type="apiKey", name="mj-api-secret", security_scheme_in="header"
-                    )
-                }
-            ),
-            security=[{"apiSecret": []}],
+            components=components,
+            security=requirement,
+            # the first page needs no CDN; /schema/openapi.json is served in any case
+            render_plugins=[
+                OperationsPage(),
+                SwaggerRenderPlugin(path="/swagger"),
+                RedocRenderPlugin(path="/redoc"),
+                YamlRenderPlugin(path=["/openapi.yaml", "/openapi.yml"]),
+            ],
         ),
         state=State({"ctx": ctx}),
         logging_config=None,

@@ -27,8 +27,12 @@ from broker.config import ApiKey
 
 __all__ = ["door_middleware"]
 
-_BODY_MISSING = b'{"code":401,"description":"Missing api secret: send the mj-api-secret header"}'
-_BODY_WRONG = b'{"code":401,"description":"Invalid api secret"}'
+# code 4 as every client error (README's code table), with HTTP 401
+_BODY_MISSING = (
+    b'{"code":4,"description":"Missing api secret: send the mj-api-secret header",'
+    b'"result":null,"properties":{}}'
+)
+_BODY_WRONG = b'{"code":4,"description":"Invalid api secret","result":null,"properties":{}}'
 _ALLOW_HEADERS = b"mj-api-secret, authorization, content-type"
 _ALLOW_METHODS = b"GET, POST, OPTIONS"
 

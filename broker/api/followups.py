@@ -29,13 +29,16 @@ from broker.api.door import (
 )
 from broker.api.images import decode_image
 from broker.api.paths import route_paths
+from broker.api.schema import POST, responses
 from broker.api.types import ActionRequest, ChangeRequest, ModalRequest, SimpleChangeRequest
-from broker.errors import ParentNotFound, ParentNotReady, QueueFull, ValidationFailed
+from broker.errors import ParentNotReady, QueueFull, TaskNotFound, ValidationFailed
 from broker.models import ReturnCode, SubmitResult, Task, TaskStatus
 
 __all__ = ["FOLLOWUP_HANDLERS"]
 
 AnyRequest = Request[Any, Any, Any]
+
+_ERRORS = responses(POST)
 
 _ZOOM = re.compile(r"(?<!\S)--zoom\s+([0-9]*\.?[0-9]+)(?!\S)")
 
@@ -83,11 +86,16 @@ async def _parent(ctx: ApiContext, task_id: str) -> Task:
         raise ValidationFailed("taskId must not be blank")
     parent = await ctx.store.get(task_id) if len(task_id) <= 64 else None
     if parent is None:
-        raise ParentNotFound(task_id)
+        raise TaskNotFound(task_id)
     return parent
 
 
-@post(route_paths("/mj/submit/action"), status_code=200, summary="Press a button of a finished task")
+@post(
+    route_paths("/mj/submit/action"),
+    status_code=200,
+    summary="Press a button of a finished task",
+    responses=_ERRORS,
+)
 async def action(request: AnyRequest, data: ActionRequest) -> SubmitResult:
     ctx = context_of(request)
     hook = check_common(ctx, data.state, data.notify_hook)
@@ -103,7 +111,7 @@ async def action(request: AnyRequest, data: ActionRequest) -> SubmitResult:
     )
 
 
-@post(route_paths("/mj/submit/change"), status_code=200, summary="Legacy U/V/R on a task")
+@post(route_paths("/mj/submit/change"), status_code=200, summary="Legacy U/V/R on a task", responses=_ERRORS)
 async def change(request: AnyRequest, data: ChangeRequest) -> SubmitResult:
     ctx = context_of(request)
     hook = check_common(ctx, data.state, data.notify_hook)
@@ -114,7 +122,12 @@ async def change(request: AnyRequest, data: ChangeRequest) -> SubmitResult:
     return await _press(request, ctx, parent, custom_id, state=data.state, hook=hook, require_button=False)
 
 
-@post(route_paths("/mj/submit/simple-change"), status_code=200, summary="Legacy '<taskId> U1'")
+@post(
+    route_paths("/mj/submit/simple-change"),
+    status_code=200,
+    summary="Legacy '<taskId> U1'",
+    responses=_ERRORS,
+)
 async def simple_change(request: AnyRequest, data: SimpleChangeRequest) -> SubmitResult:
     ctx = context_of(request)
     hook = check_common(ctx, data.state, data.notify_hook)
@@ -126,7 +139,12 @@ async def simple_change(request: AnyRequest, data: SimpleChangeRequest) -> Submi
     return await _press(request, ctx, parent, custom_id, state=data.state, hook=hook, require_button=False)
 
 
-@post(route_paths("/mj/submit/modal"), status_code=200, summary="Answer the modal of a code-21 task")
+@post(
+    route_paths("/mj/submit/modal"),
+    status_code=200,
+    summary="Answer the modal of a code-21 task",
+    responses=_ERRORS,
+)
 async def modal(request: AnyRequest, data: ModalRequest) -> SubmitResult:
     ctx = context_of(request)
     check_common(ctx, data.state, data.notify_hook)

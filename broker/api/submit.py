@@ -22,6 +22,7 @@ from broker.api.door import (
 )
 from broker.api.images import decode_image
 from broker.api.paths import route_paths, speed_mode
+from broker.api.schema import POST, responses
 from broker.api.types import (
     BlendRequest,
     DescribeRequest,
@@ -37,6 +38,8 @@ from broker.models import BotType, ReturnCode, SubmitResult, Task, TaskAction, T
 __all__ = ["SUBMIT_HANDLERS"]
 
 AnyRequest = Request[Any, Any, Any]
+
+_ERRORS = responses(POST)
 
 _LINK = re.compile(r"https?://\S+$")
 
@@ -81,7 +84,7 @@ async def _submit_new(
     return admitted_reply(admitted)
 
 
-@post(route_paths("/mj/submit/imagine"), status_code=200, summary="Imagine")
+@post(route_paths("/mj/submit/imagine"), status_code=200, summary="Imagine", responses=_ERRORS)
 async def imagine(request: AnyRequest, data: ImagineRequest) -> SubmitResult:
     ctx = context_of(request)
     hook = check_common(ctx, data.state, data.notify_hook)
@@ -104,7 +107,7 @@ async def imagine(request: AnyRequest, data: ImagineRequest) -> SubmitResult:
     )
 
 
-@post(route_paths("/mj/submit/describe"), status_code=200, summary="Describe an image")
+@post(route_paths("/mj/submit/describe"), status_code=200, summary="Describe an image", responses=_ERRORS)
 async def describe(request: AnyRequest, data: DescribeRequest) -> SubmitResult:
     ctx = context_of(request)
     hook = check_common(ctx, data.state, data.notify_hook)
@@ -135,7 +138,7 @@ async def describe(request: AnyRequest, data: DescribeRequest) -> SubmitResult:
     )
 
 
-@post(route_paths("/mj/submit/blend"), status_code=200, summary="Blend 2 to 5 images")
+@post(route_paths("/mj/submit/blend"), status_code=200, summary="Blend 2 to 5 images", responses=_ERRORS)
 async def blend(request: AnyRequest, data: BlendRequest) -> SubmitResult:
     ctx = context_of(request)
     hook = check_common(ctx, data.state, data.notify_hook)
@@ -157,7 +160,7 @@ async def blend(request: AnyRequest, data: BlendRequest) -> SubmitResult:
     )
 
 
-@post(route_paths("/mj/submit/shorten"), status_code=200, summary="Shorten a prompt")
+@post(route_paths("/mj/submit/shorten"), status_code=200, summary="Shorten a prompt", responses=_ERRORS)
 async def shorten(request: AnyRequest, data: ShortenRequest) -> SubmitResult:
     ctx = context_of(request)
     hook = check_common(ctx, data.state, data.notify_hook)
@@ -175,7 +178,7 @@ async def shorten(request: AnyRequest, data: ShortenRequest) -> SubmitResult:
     )
 
 
-@post(route_paths("/mj/insight-face/swap"), status_code=200, summary="Swap a face")
+@post(route_paths("/mj/insight-face/swap"), status_code=200, summary="Swap a face", responses=_ERRORS)
 async def swap_face(request: AnyRequest, data: SwapFaceRequest) -> SubmitResult:
     ctx = context_of(request)
     hook = check_common(ctx, data.state, data.notify_hook)
@@ -220,7 +223,12 @@ async def swap_face(request: AnyRequest, data: SwapFaceRequest) -> SubmitResult:
 # -- uploads --------------------------------------------------------------------------------------
 
 
-@post(route_paths("/mj/submit/upload-discord-images"), status_code=200, summary="Upload images to Discord")
+@post(
+    route_paths("/mj/submit/upload-discord-images"),
+    status_code=200,
+    summary="Upload images to Discord",
+    responses=_ERRORS,
+)
 async def upload_discord_images(request: AnyRequest, data: UploadRequest) -> SubmitResult:
     ctx = context_of(request)
     if not data.base64_array:

@@ -233,7 +233,8 @@ async def test_image_seed(client: httpx.AsyncClient, store: TaskStore, redis: ai
     assert seen[0].kind == "seed" and seen[0].task_id == parent.id
     again = (await client.get(f"/mj/task/{parent.id}/image-seed")).json()  # stored: no bridge call
     assert again["result"] == "636646138"
-    assert (await client.get("/mj/task/404/image-seed")).json()["code"] == 3
+    unknown = await client.get("/mj/task/404/image-seed")
+    assert (unknown.status_code, unknown.json()["code"]) == (404, 4)
     running = await make_parent(store, "1700000000000002", status=TaskStatus.SUBMITTED)
     assert (await client.get(f"/mj/task/{running.id}/image-seed")).json()["code"] == 4
     hashless = await make_parent(store, "1700000000000003", message_hash=None)

@@ -24,7 +24,7 @@ async def _imagine(client: httpx.AsyncClient, prompt: str = "a cat") -> str:
     return task_id
 
 
-async def test_fetch_serves_the_stored_json_and_an_empty_body_when_unknown(
+async def test_fetch_serves_the_stored_json_and_404_code_4_when_unknown(
     client: httpx.AsyncClient, redis: aioredis.Redis
 ) -> None:
     task_id = await _imagine(client)
@@ -34,7 +34,10 @@ async def test_fetch_serves_the_stored_json_and_an_empty_body_when_unknown(
     body = response.json()
     assert body["id"] == task_id and body["status"] == "NOT_START" and isinstance(body["submitTime"], int)
     unknown = await client.get("/mj/task/1234567890123456/fetch")
-    assert (unknown.status_code, unknown.content) == (200, b"")
+    assert unknown.status_code == 404
+    assert (
+        unknown.json()["code"] == 4 and unknown.json()["description"] == "task '1234567890123456' not found"
+    )
 
 
 async def test_list_by_condition_returns_a_bare_array(client: httpx.AsyncClient) -> None:
@@ -83,7 +86,7 @@ async def test_accounts_never_show_the_token(client: httpx.AsyncClient, redis: a
     for key in ("a1", "1200000000000000001"):
         assert (await client.get(f"/mj/account/{key}/fetch")).json()["id"] == "a1"
     missing = await client.get("/mj/account/zz/fetch")
-    assert (missing.status_code, missing.content) == (200, b"")
+    assert (missing.status_code, missing.json()["code"]) == (404, 4)
 
 
 @pytest.mark.parametrize(
@@ -103,7 +106,7 @@ async def test_api_secret_checks(web: WebProcess, headers: dict[str, str], statu
     assert response.status_code == status
     if status == 401:
         body = response.json()
-        assert body["code"] == 401 and body["description"]
+        assert body["code"] == 4 and body["description"]
 
 
 async def test_cors_preflight_passes_without_a_key(web: WebProcess) -> None:

@@ -1,11 +1,10 @@
-"""The pure half of admission: banned words, speed modes, candidate accounts and their order."""
+"""The pure half of admission: speed modes, candidate accounts and their order."""
 
 from __future__ import annotations
 
 from broker.account_status import AccountState, usable
 from broker.admission import (
     AccountFilter,
-    BannedWords,
     IdSource,
     candidates,
     modes_in_prompt,
@@ -18,15 +17,6 @@ from broker.models import BotType, SpeedMode
 
 def _acct(account_id: str, **kw: object) -> Account:
     return Account(id=account_id, guild_id="1", channel_id=f"c-{account_id}", token="t", **kw)  # type: ignore[arg-type]
-
-
-def test_banned_words_are_whole_words_and_case_insensitive() -> None:
-    banned = BannedWords(["gore", "bad word"])
-    assert banned.find("Lots of GORE here") == "GORE"
-    assert banned.find("gorement and gored") is None
-    assert banned.find("a Bad  word") is None
-    assert banned.find("a bad word!") == "bad word"
-    assert BannedWords([]).find("gore") is None
 
 
 def test_modes_come_from_prefix_then_filter_then_prompt() -> None:
