@@ -29,6 +29,7 @@ from aiohttp.abc import AbstractResolver
 from PIL import Image, UnidentifiedImageError
 from yarl import URL
 
+from broker.errors import cut
 from broker.url_guard import GuardedResolver, UrlGuard, UrlRefused
 
 __all__ = ["ALLOWED_FORMATS", "FetchRefused", "ImageFetcher", "image_type"]
@@ -52,7 +53,7 @@ def _origin(url: str) -> str:
     """Scheme, host and port: what a reason may show of a client's URL (paths carry secrets)."""
     try:
         parts = urlsplit(url)
-        return f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}"
+        return cut(f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}")
     except ValueError:
         return "(unparseable URL)"
 

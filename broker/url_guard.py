@@ -32,6 +32,8 @@ from urllib.parse import urlsplit
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
 
+from broker.errors import cut
+
 __all__ = ["GuardedResolver", "UrlGuard", "UrlRefused", "parse_allow", "prompt_urls", "refusal"]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -202,7 +204,7 @@ class UrlGuard:
             raise UrlRefused(f"{what} cannot be parsed") from exc
         scheme = parts.scheme.lower()
         if scheme not in ("http", "https"):
-            raise UrlRefused(f"{what}: scheme {parts.scheme or '(none)'!r} is not http or https")
+            raise UrlRefused(f"{what}: scheme {cut(repr(parts.scheme or '(none)'))} is not http or https")
         host = (parts.hostname or "").rstrip(".").lower()
         if not host:
             raise UrlRefused(f"{what} has no host")
@@ -210,13 +212,13 @@ class UrlGuard:
         if self.allow_all or self.allows_name(host, port):
             return
         if host in _METADATA_HOSTS:
-            raise UrlRefused(f"{what}: host {host} is a cloud metadata service")
+            raise UrlRefused(f"{what}: host {cut(host)} is a cloud metadata service")
         ip = _ip_literal(host)
         if ip is None:
             return  # a name: its addresses are checked when the client resolves it
         reason = self.address_refusal(ip, port)
         if reason:
-            raise UrlRefused(f"{what}: host {host} is {reason} (not in url_guard.allow)")
+            raise UrlRefused(f"{what}: host {cut(host)} is {reason} (not in url_guard.allow)")
 
     def resolver(self, inner: AbstractResolver | None = None) -> GuardedResolver:
         """A resolver for an aiohttp connector that applies this guard to every name it looks up."""
@@ -244,7 +246,8 @@ class GuardedResolver(AbstractResolver):
             reason = self.guard.address_refusal(result["host"], port)
             if reason:
                 name, address = host.rstrip("."), result["host"]
-                raise UrlRefused(f"host {name} resolves to {address} ({reason}, not in url_guard.allow)")
+                why = f"{reason}, not in url_guard.allow"
+                raise UrlRefused(f"host {cut(name)} resolves to {address} ({why})")
         return results
 
     async def close(self) -> None:
