@@ -29,7 +29,8 @@ from broker.lua import Fill, Script, execute
 
 __all__ = ["PipelineBatcher", "Unbatched"]
 
-_Pending = tuple[Fill, "asyncio.Future[list[Any]]"]
+#: a caller's fill, its future, and whether its writes must be durable before it gets its replies
+_Pending = tuple[Fill, "asyncio.Future[list[Any]]", bool]
 
 
 class _NotSent(Exception):
@@ -50,13 +51,17 @@ class PipelineBatcher:
         #: flushes in flight (the loop holds tasks only weakly)
         self._sending: set[asyncio.Task[None]] = set()
 
-    async def execute(self, fill: Fill) -> list[Any]:
-        """The replies to what `fill` queues, sent with whatever else is queued this iteration."""
+    async def execute(self, fill: Fill, *, durable: bool = False) -> list[Any]:
+        """The replies to what `fill` queues, sent with whatever else is queued this iteration.
+
+        With `durable`, the merged pipeline ends with a WAITAOF (`broker.lua.execute`): one wait
+        covers every durable caller of the batch.
+        """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[Any]] = loop.create_future()
         if not self._pending:
             loop.call_soon(self._flush)
-        self._pending.append((fill, future))
+        self._pending.append((fill, future, durable))
         return await future
 
     def _flush(self) -> None:
@@ -72,7 +77,7 @@ class PipelineBatcher:
             else:
                 await self._send_merged(batch)
         except asyncio.CancelledError:
-            for _, future in batch:
+            for _, future, _ in batch:
                 future.cancel()
             raise
 
@@ -80,7 +85,7 @@ class PipelineBatcher:
         spans: list[tuple[int, int]] = []
 
         def fill_all(pipe: Pipeline) -> None:
-            for fill, _ in batch:
+            for fill, _, _ in batch:
                 start = len(pipe)
                 try:
                     fill(pipe)
@@ -89,24 +94,25 @@ class PipelineBatcher:
                 spans.append((start, len(pipe)))
 
         try:
-            replies = await execute(self.redis, fill_all, self.scripts, raise_on_error=False)
+            durable = any(wants for _, _, wants in batch)
+            replies = await execute(self.redis, fill_all, self.scripts, raise_on_error=False, durable=durable)
         except (_NotSent, DataError):
             # Find the caller at fault: each is sent alone, as if it had never been merged.
             await asyncio.gather(*(self._send_alone(pending) for pending in batch))
             return
         except Exception as exc:  # the connection failed: every caller gets the error
-            for _, future in batch:
+            for _, future, _ in batch:
                 if not future.done():
                     future.set_exception(exc)
             return
-        for (start, end), (_, future) in zip(spans, batch, strict=True):
+        for (start, end), (_, future, _) in zip(spans, batch, strict=True):
             if not future.done():
                 _settle(future, replies[start:end])
 
     async def _send_alone(self, pending: _Pending) -> None:
-        fill, future = pending
+        fill, future, durable = pending
         try:
-            replies = await execute(self.redis, fill, self.scripts, raise_on_error=False)
+            replies = await execute(self.redis, fill, self.scripts, raise_on_error=False, durable=durable)
         except Exception as exc:
             if not future.done():
                 future.set_exception(exc)
@@ -135,5 +141,5 @@ class Unbatched:
         self.redis = redis
         self.scripts = scripts
 
-    async def execute(self, fill: Fill) -> list[Any]:
-        return await execute(self.redis, fill, self.scripts)
+    async def execute(self, fill: Fill, *, durable: bool = False) -> list[Any]:
+        return await execute(self.redis, fill, self.scripts, durable=durable)

@@ -59,25 +59,34 @@ async def execute(
     scripts: Sequence[Script],
     *,
     raise_on_error: bool = True,
+    durable: bool = False,
 ) -> list[Any]:
     """Send what `fill` queues in one round trip (no MULTI) and return the replies, in order.
 
     `scripts` are those `fill` may queue: each is loaded on the client's first use. A command that
     failed raises its error, or with ``raise_on_error=False`` stands in the replies as an exception.
+    With `durable`, the round trip ends with the client's ``WAITAOF`` (see `broker.redis_client`):
+    the replies come back once the writes are durable, else `NotDurable` is raised (whatever
+    `raise_on_error` says: the writes may have run, so no caller may treat them as done).
     """
     for script in scripts:
         if redis not in script.loaded:
             await redis.script_load(script.source)
             script.loaded.add(redis)
+    wait = getattr(redis, "queue_wait_durable", None) if durable else None
     async with redis.pipeline(transaction=False) as pipe:
         fill(pipe)
+        waiting = wait(pipe) if wait is not None else False
         try:
             replies: list[Any] = await pipe.execute(raise_on_error=False)
         finally:
             calls = {i: c for script in scripts for i, c in script._take(pipe).items()}
+    waited = replies.pop() if waiting else None
     missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError) and i in calls]
     if missing:
-        replies = await _resend(redis, scripts, replies, {i: calls[i] for i in missing})
+        replies, waited = await _resend(redis, scripts, replies, {i: calls[i] for i in missing}, waiting)
+    if waiting:
+        redis.check_durable(waited)
     if raise_on_error:
         for reply in replies:
             if isinstance(reply, Exception):
@@ -90,15 +99,20 @@ async def _resend(
     scripts: Sequence[Script],
     replies: list[Any],
     calls: dict[int, tuple[Any, ...]],
-) -> list[Any]:
-    """Load `scripts` again and send the script calls that met NOSCRIPT (they did not run)."""
+    durable: bool,
+) -> tuple[list[Any], Any]:
+    """Load `scripts` again and send the script calls that met NOSCRIPT (they did not run); with
+    `durable`, a new WAITAOF covers their writes too. Returns the merged replies and its reply."""
     for script in scripts:
         await redis.script_load(script.source)
     async with redis.pipeline(transaction=False) as pipe:
         for command in calls.values():
             pipe.evalsha(*command)
+        if durable:
+            redis.queue_wait_durable(pipe)
         again = await pipe.execute(raise_on_error=False)
+    waited = again.pop() if durable else None
     merged = list(replies)
     for position, reply in zip(calls, again, strict=True):
         merged[position] = reply
-    return merged
+    return merged, waited

@@ -95,7 +95,11 @@ class AccountQueues:
             keys.account_seq(account_id),
         ]
         args = [task_id, core_size, queue_size, self.clock()]
-        ((code, position, load),) = await self._batch.execute(lambda pipe: _ADMIT.queue(pipe, keys_, args))
+        # durable: the API answers 1/22 on this reply (the record was written before, so its
+        # fsync is covered too)
+        ((code, position, load),) = await self._batch.execute(
+            lambda pipe: _ADMIT.queue(pipe, keys_, args), durable=True
+        )
         return Admission(ReturnCode(int(code)), int(position), int(load))
 
     async def release(self, account_id: str, task_id: str, *, core_size: int) -> list[str]:

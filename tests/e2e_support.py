@@ -197,7 +197,8 @@ class Stack:
         base = f"http://127.0.0.1:{self.mjsim_port}"
         return {
             "server": {"host": "127.0.0.1", "port": self.web_port},
-            "redis": {"url": f"redis://127.0.0.1:{self.redis_port}/0", "data_dir": str(self.root / "redis")},
+            # the embedded server's settings: every process reads its password from data_dir
+            "redis": {"url": "", "embedded_port": self.redis_port, "data_dir": str(self.root / "redis")},
             "discord": {
                 "rest_url": f"{base}/api/v9",
                 "gateway_url": f"ws://127.0.0.1:{self.mjsim_port}/",

@@ -26,14 +26,14 @@ import uvloop
 from arq.connections import RedisSettings
 from arq.cron import cron
 from arq.worker import Worker
-from redis.exceptions import RedisError
+from redis.exceptions import AuthenticationError, RedisError
 
 from broker import keys
 from broker.clock import Clock, now_ms
 from broker.config import ConfigWatcher, Settings, config_path, load_settings
 from broker.ledger import Ledger
 from broker.queues import AccountQueues
-from broker.redis_client import connect
+from broker.redis_client import check_or_exit, connect
 from broker.shutdown import RECANCEL_SECONDS, cancel_and_wait
 from broker.store import TaskStore
 from workers.apply import Applier
@@ -281,12 +281,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     path = config_path(args.config)
     settings = load_settings(path)
     watcher = ConfigWatcher(path, settings)
+    check_or_exit(settings.redis_url, settings.redis)
     # arq builds its loop through the policy: uvloop makes every Redis round trip cheaper.
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     while True:
         try:
             create_worker(settings, claim_idle_seconds=args.claim_idle_seconds, watcher=watcher).run()
             return
+        except AuthenticationError:
+            raise SystemExit("Redis refused this process's password (redis.url, redis.data_dir)") from None
         except RedisError as exc:
             # arq's own loop gives up on a Redis that is down or still loading its data; a worker
             # must outlive that, so start over (nothing is lost: unacknowledged entries stay pending).
