@@ -199,8 +199,8 @@ async def preflight(client: BoundedRedis, settings: RedisSettings) -> None:
                 )
     except AuthenticationError:
         hint = (
-            f"it belongs to another checkout or data_dir (this process read its password from "
-            f"{settings.data_dir}/password)"
+            f"the server on port {settings.embedded_port} was started by another checkout (another "
+            f"redis.data_dir); this process read its password from {settings.data_dir}/password"
             if not settings.url
             else "check the password in redis.url"
         )

@@ -110,10 +110,9 @@ class EmbeddedRedis:
             out.write(f"requirepass {self.password}\n")
         return path
 
-    def start(self, timeout: float = 10.0) -> None:
-        """Start the server; return once it answers commands (its AOF replayed), else raise."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        args = [
+    def command(self) -> list[str]:
+        """The server's command line (no secret on it: the password is in its config file)."""
+        return [
             find_server_binary(),
             str(self._write_config().resolve()),
             "--port", str(self.port),
@@ -124,6 +123,11 @@ class EmbeddedRedis:
             "--save", "",
             "--loglevel", "warning",
         ]  # fmt: skip
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Start the server; return once it answers commands (its AOF replayed), else raise."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        args = self.command()
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
