@@ -12,10 +12,14 @@ Every process real (`bench.stack.BenchStack`, 10 accounts x core 3), on the curr
   server's next fsync (its cron runs 10 times a second): what an external Redis left on everysec
   costs with ``redis.durability: local``.
 
-For each, on a fresh stack: ``submit_p50/p99_ms`` of `SEQUENTIAL` submits sent one after the other
-(latency without queueing), ``submit_rps`` and ``submit_loaded_p50/p99_ms`` of `CONCURRENCY`
-concurrent submitters for `LOAD_SECONDS` (the accounts' queues are sized so none is refused), then
-the pipeline's ``tasks_per_s`` (as `bench.pipeline_bench`: `TASKS` imagines, first submit to last
+First, on an idle server (no stack): ``round_trip_*_ms``, the latency of a SET alone on
+``everysec`` (the yardstick) and of a SET + WAITAOF pipeline on ``always`` and on ``everysec``
+(`ALONE` each, one after the other): what one acknowledgement waits for, without the noise of a
+whole stack. Then, for each policy, on a fresh stack: ``submit_p50/p99_ms`` of `SEQUENTIAL`
+submits sent one after the other (latency without queueing), ``submit_rps`` and
+``submit_loaded_p50/p99_ms`` of `CONCURRENCY` concurrent submitters for `LOAD_SECONDS` (the
+accounts' queues are sized so none is refused), then the pipeline's ``tasks_per_s`` (as
+`bench.pipeline_bench`: 1,500 imagines, first submit to last
 SUCCESS hook). The policies alternate (`ROUNDS` each); the figures are the means of each and
 their ratios to ``everysec``. Left out: a disk slower than this machine's (fsync is what
 ``always`` pays per event-loop turn: measure on your own disk), and replicas (``replica``).
@@ -30,10 +34,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import redis
 import uvloop
 
 from bench.pipeline_bench import _throughput
 from bench.stack import BenchStack, Shape
+from broker.redis_server import EmbeddedRedis, free_port
 
 POLICIES = {
     "everysec": ("everysec", "none"),
@@ -45,6 +51,40 @@ SEQUENTIAL = 200
 CONCURRENCY = 32
 LOAD_SECONDS = 5.0
 BODY = {"prompt": "durability bench a small watercolor", "state": "bench"}
+
+
+ALONE = 100
+
+
+def _round_trips() -> dict[str, float]:
+    """Latency of one acknowledgement's round trip on an idle server, per policy."""
+    figures: dict[str, float] = {}
+    for name, appendfsync, wait in (
+        ("everysec_set", "everysec", False),
+        ("always_set_waitaof", "always", True),
+        ("everysec_set_waitaof", "everysec", True),
+    ):
+        server = EmbeddedRedis(
+            port=free_port(), data_dir=tempfile.mkdtemp(prefix="mjb-bench-aof-"), appendfsync=appendfsync
+        )
+        server.start()
+        client = redis.Redis.from_url(server.url)
+        try:
+            latencies = []
+            for n in range(ALONE):
+                started = time.perf_counter()
+                pipe = client.pipeline(transaction=False)
+                pipe.set("bench:key", n)
+                if wait:
+                    pipe.execute_command("WAITAOF", 1, 0, 0)
+                pipe.execute()
+                latencies.append((time.perf_counter() - started) * 1000)
+        finally:
+            client.close()
+            server.stop()
+        figures[f"round_trip_{name}_p50_ms"] = statistics.median(latencies)
+        figures[f"round_trip_{name}_p99_ms"] = _pct(latencies, 0.99)
+    return figures
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -109,11 +149,11 @@ async def _one(policy: str) -> dict[str, float]:
 
 
 async def _all() -> dict[str, Any]:
+    figures: dict[str, Any] = _round_trips()
     runs: dict[str, list[dict[str, float]]] = {policy: [] for policy in POLICIES}
     for _ in range(ROUNDS):
         for policy in POLICIES:
             runs[policy].append(await _one(policy))
-    figures: dict[str, Any] = {}
     means = {
         policy: {key: statistics.mean(run[key] for run in done) for key in done[0]}
         for policy, done in runs.items()
