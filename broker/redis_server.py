@@ -7,6 +7,7 @@ lives in `broker.redis_client`; the password in `broker.redis_password`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -122,7 +123,13 @@ class EmbeddedRedis:
             "--appendfsync", self.appendfsync,
             "--save", "",
             "--loglevel", "warning",
+            "--logfile", str(self.log_file.resolve()),
         ]  # fmt: skip
+
+    @property
+    def log_file(self) -> Path:
+        """The server's own log (why it would not start, among others)."""
+        return self.data_dir / "valkey.log"
 
     def start(self, timeout: float = 10.0) -> None:
         """Start the server; return once it answers commands (its AOF replayed), else raise."""
@@ -133,6 +140,8 @@ class EmbeddedRedis:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 err = self.process.stderr.read().decode() if self.process.stderr else ""
+                with contextlib.suppress(OSError):
+                    err += self.log_file.read_text(errors="replace")
                 raise RuntimeError(f"embedded Redis exited at start: {err.strip()[-300:]}")
             if _answers_ping(self.port, self.password):
                 return
