@@ -73,6 +73,7 @@ async def execute(
         if redis not in script.loaded:
             await redis.script_load(script.source)
             script.loaded.add(redis)
+    # Only our `BoundedRedis` knows the configured durability; a plain redis-py client never waits.
     wait = getattr(redis, "queue_wait_durable", None) if durable else None
     async with redis.pipeline(transaction=False) as pipe:
         fill(pipe)
