@@ -142,7 +142,8 @@ class EmbeddedRedis:
                 err = self.process.stderr.read().decode() if self.process.stderr else ""
                 with contextlib.suppress(OSError):
                     err += self.log_file.read_text(errors="replace")
-                raise RuntimeError(f"embedded Redis exited at start: {err.strip()[-300:]}")
+                code = self.process.returncode
+                raise RuntimeError(f"embedded Redis exited at start (code {code}): {err.strip()[-300:]}")
             if _answers_ping(self.port, self.password):
                 return
             time.sleep(0.05)
