@@ -211,6 +211,10 @@ class Shape(msgspec.Struct, frozen=True, kw_only=True):
     progress_steps: int = 1
     #: worker processes sharing the streams' consumer groups
     worker_processes: int = 1
+    #: the embedded Valkey's fsync policy, and `redis.durability` ("" leaves the key out, so that
+    #: trees older than the key accept the config): see `bench/durability_bench.py`
+    appendfsync: str = "always"
+    durability: str = ""
 
 
 class BenchStack:
@@ -227,7 +231,7 @@ class BenchStack:
         self.shape = shape
         logs = root / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        self.redis = EmbeddedRedis(port=free_port(), data_dir=root / "redis")
+        self.redis = EmbeddedRedis(port=free_port(), data_dir=root / "redis", appendfsync=shape.appendfsync)
         self.hooks = HookSink()
         self.web_url = f"http://127.0.0.1:{free_port()}"
         self.sim_url = f"http://127.0.0.1:{free_port()}"
@@ -270,8 +274,11 @@ class BenchStack:
             for i, a in enumerate(self.sim_accounts)
         ]  # fmt: skip
         ws = sim.replace("http://", "ws://") + "/"
+        redis: dict[str, Any] = {"url": self.redis.url, "data_dir": str(self.root / "redis")}
+        if self.shape.durability:
+            redis["durability"] = self.shape.durability
         return {
-            "redis": {"url": self.redis.url, "data_dir": str(self.root / "redis")},
+            "redis": redis,
             "discord": {"rest_url": f"{sim}/api/v9", "gateway_url": ws, "cdn_url": sim, "inpaint_url": sim},
             # allow_private_addresses (deprecated; url_guard.allow replaces it) lets hooks reach the
             # loopback sink and is the one spelling an older baseline tree accepts as well

@@ -319,7 +319,8 @@ class Admitter:
     async def _create(self, task: Task) -> Task:
         while True:
             try:
-                return await self.store.create(task)
+                # durable: code 21 hands the client this task's id to answer the modal with
+                return await self.store.create(task, durable=True)
             except ValueError:
                 task = _renamed(task, self.new_id())
 

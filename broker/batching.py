@@ -32,8 +32,9 @@ from broker.lua import Fill, Script, execute
 
 __all__ = ["PipelineBatcher", "Unbatched"]
 
-#: a caller's fill, its future, and whether its pipeline may be resent
-_Pending = tuple[Fill, "asyncio.Future[list[Any]]", bool]
+#: a caller's fill, its future, whether its pipeline may be resent, and whether its writes must be
+#: durable before it gets its replies
+_Pending = tuple[Fill, "asyncio.Future[list[Any]]", bool, bool]
 
 
 class _NotSent(Exception):
@@ -54,17 +55,18 @@ class PipelineBatcher:
         #: flushes in flight (the loop holds tasks only weakly)
         self._sending: set[asyncio.Task[None]] = set()
 
-    async def execute(self, fill: Fill, *, resend: bool = False) -> list[Any]:
+    async def execute(self, fill: Fill, *, resend: bool = False, durable: bool = False) -> list[Any]:
         """The replies to what `fill` queues, sent with whatever else is queued this iteration.
 
         ``resend=True`` only for an idempotent pipeline: it is sent once more when the connection
-        fails (`broker.lua.execute`), and `fill` may then be called twice.
+        fails (`broker.lua.execute`), and `fill` may then be called twice. With `durable`, the
+        merged pipeline ends with a WAITAOF: one wait covers every durable caller of the batch.
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[Any]] = loop.create_future()
         if not self._pending:
             loop.call_soon(self._flush)
-        self._pending.append((fill, future, resend))
+        self._pending.append((fill, future, resend, durable))
         return await future
 
     def _flush(self) -> None:
@@ -80,18 +82,19 @@ class PipelineBatcher:
             else:
                 await self._send_merged(batch)
         except asyncio.CancelledError:
-            for _, future, _ in batch:
+            for _, future, *_ in batch:
                 future.cancel()
             raise
 
     async def _send_merged(self, batch: list[_Pending], *, again: bool = True) -> None:
         """Send `batch` as one pipeline; with `again`, resend what may be resent if the connection fails."""
         spans: list[tuple[int, int]] = []
-        resend_all = again and all(resend for _, _, resend in batch)
+        resend_all = again and all(p[2] for p in batch)
+        durable = any(p[3] for p in batch)
 
         def fill_all(pipe: Pipeline) -> None:
             spans.clear()  # a resend fills again
-            for fill, _, _ in batch:
+            for fill, *_ in batch:
                 start = len(pipe)
                 try:
                     fill(pipe)
@@ -101,7 +104,7 @@ class PipelineBatcher:
 
         try:
             replies = await execute(
-                self.redis, fill_all, self.scripts, raise_on_error=False, resend=resend_all
+                self.redis, fill_all, self.scripts, raise_on_error=False, resend=resend_all, durable=durable
             )
         except (_NotSent, DataError):
             # Find the caller at fault: each is sent alone, as if it had never been merged.
@@ -111,20 +114,22 @@ class PipelineBatcher:
             lost = isinstance(exc, RedisConnectionError) and not isinstance(exc, AuthenticationError)
             # (with resend_all, `execute` has sent it once more already)
             retry = [p for p in batch if p[2]] if again and lost and not resend_all else []
-            for _, future, resend in batch:
+            for _, future, resend, _ in batch:
                 if not future.done() and not (resend and retry):
                     future.set_exception(exc)
             if retry:  # the idempotent callers' pipelines, once more (see broker.lua)
                 await self._send_merged(retry, again=False)
             return
-        for (start, end), (_, future, _) in zip(spans, batch, strict=True):
+        for (start, end), (_, future, *_) in zip(spans, batch, strict=True):
             if not future.done():
                 _settle(future, replies[start:end])
 
     async def _send_alone(self, pending: _Pending) -> None:
-        fill, future, resend = pending
+        fill, future, resend, durable = pending
         try:
-            replies = await execute(self.redis, fill, self.scripts, raise_on_error=False, resend=resend)
+            replies = await execute(
+                self.redis, fill, self.scripts, raise_on_error=False, resend=resend, durable=durable
+            )
         except Exception as exc:
             if not future.done():
                 future.set_exception(exc)
@@ -153,5 +158,5 @@ class Unbatched:
         self.redis = redis
         self.scripts = scripts
 
-    async def execute(self, fill: Fill, *, resend: bool = False) -> list[Any]:
-        return await execute(self.redis, fill, self.scripts, resend=resend)
+    async def execute(self, fill: Fill, *, resend: bool = False, durable: bool = False) -> list[Any]:
+        return await execute(self.redis, fill, self.scripts, resend=resend, durable=durable)

@@ -12,13 +12,14 @@ import re
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import msgspec
 import yaml
 
 from broker.models import BotType, SpeedMode
+from broker.redis_password import embedded_password, existing_password
 from broker.url_guard import UrlGuard, parse_allow
 
 log = logging.getLogger(__name__)
@@ -103,10 +104,13 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
 class RedisSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Where Redis is and how each process talks to it (see `broker.redis_client`)."""
 
-    #: empty = start/use the embedded Valkey on `embedded_port`
+    #: empty = start/use the embedded Valkey on `embedded_port` (password in `data_dir`/password)
     url: str = ""
     embedded_port: int = 6390
     data_dir: str = "var/redis"
+    #: where an acknowledged write must be before the reply (`WAITAOF`): "local" = in the server's
+    #: fsynced AOF, "replica" = on a replica's too, "none" = in the server's memory only
+    durability: Literal["none", "local", "replica"] = "local"
     #: a command or pipeline whose reply takes longer fails (blocking commands block for less)
     command_timeout_seconds: float = 10.0
     connect_timeout_seconds: float = 5.0
@@ -254,13 +258,22 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 
     @property
     def redis_url(self) -> str:
-        return self.redis.url or f"redis://127.0.0.1:{self.redis.embedded_port}/0"
+        """`redis.url`, else the embedded server's URL with this checkout's password (it holds a
+        secret: never log it)."""
+        if self.redis.url:
+            return self.redis.url
+        password = embedded_password(self.redis.data_dir)
+        return f"redis://:{password}@127.0.0.1:{self.redis.embedded_port}/0"
 
     def secrets(self) -> list[str]:
         """Every secret value, so tests and log filters can check none leaks."""
         values = [a.token for a in self.accounts] + [k.secret for k in self.api_keys] + [self.hooks.secret]
         proxies = (self.hooks.env_proxy.http, self.hooks.env_proxy.https)
         values += [urlsplit(p).password or "" for p in proxies]  # http://user:password@proxy:3128
+        if self.redis.url:
+            values.append(urlsplit(self.redis.url).password or "")
+        else:
+            values.append(existing_password(self.redis.data_dir) or "")
         return [v for v in values if v]
 
 

@@ -78,6 +78,7 @@ async def execute(
     *,
     raise_on_error: bool = True,
     resend: bool = False,
+    durable: bool = False,
 ) -> list[Any]:
     """Send what `fill` queues in one round trip (no MULTI) and return the replies, in order.
 
@@ -85,20 +86,23 @@ async def execute(
     failed raises its error, or with ``raise_on_error=False`` stands in the replies as an exception.
     With ``resend=True`` (only for idempotent pipelines: see the module) a connection that fails
     once is followed by one more send, `fill` queueing the same commands again.
+    With `durable`, the round trip ends with the client's ``WAITAOF`` (see `broker.redis_client`):
+    the replies come back once the writes are durable, else `NotDurable` is raised (whatever
+    `raise_on_error` says: the writes may have run, so no caller may treat them as done).
     """
     for script in scripts:
         if redis not in script.loaded:
             await redis.script_load(script.source)
             script.loaded.add(redis)
     try:
-        replies = await _send(redis, fill, scripts)
+        replies = await _send(redis, fill, scripts, durable)
     except AuthenticationError:
         raise
     except RedisConnectionError as exc:
         if not resend:
             raise
         log.info("Redis connection failed (%s); sending an idempotent pipeline once more", exc)
-        replies = await _send(redis, fill, scripts)
+        replies = await _send(redis, fill, scripts, durable)
     if raise_on_error:
         for reply in replies:
             if isinstance(reply, Exception):
@@ -106,17 +110,23 @@ async def execute(
     return replies
 
 
-async def _send(redis: aioredis.Redis, fill: Fill, scripts: Sequence[Script]) -> list[Any]:
+async def _send(redis: aioredis.Redis, fill: Fill, scripts: Sequence[Script], durable: bool) -> list[Any]:
     """One round trip of what `fill` queues; the calls refused with NOSCRIPT are sent again."""
+    # Only our `BoundedRedis` knows the configured durability; a plain redis-py client never waits.
+    wait = getattr(redis, "queue_wait_durable", None) if durable else None
     async with redis.pipeline(transaction=False) as pipe:
         fill(pipe)
+        waiting = wait(pipe) if wait is not None else False
         try:
             replies: list[Any] = await pipe.execute(raise_on_error=False)
         finally:
             calls = {i: c for script in scripts for i, c in script._take(pipe).items()}
+    waited = replies.pop() if waiting else None
     missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError) and i in calls]
     if missing:
-        replies = await _reload(redis, scripts, replies, {i: calls[i] for i in missing})
+        replies, waited = await _reload(redis, scripts, replies, {i: calls[i] for i in missing}, waiting)
+    if waiting:
+        redis.check_durable(waited)
     return replies
 
 
@@ -125,15 +135,20 @@ async def _reload(
     scripts: Sequence[Script],
     replies: list[Any],
     calls: dict[int, tuple[Any, ...]],
-) -> list[Any]:
-    """Load `scripts` again and send the script calls that met NOSCRIPT (they did not run)."""
+    durable: bool,
+) -> tuple[list[Any], Any]:
+    """Load `scripts` again and send the script calls that met NOSCRIPT (they did not run); with
+    `durable`, a new WAITAOF covers their writes too. Returns the merged replies and its reply."""
     for script in scripts:
         await redis.script_load(script.source)
     async with redis.pipeline(transaction=False) as pipe:
         for command in calls.values():
             pipe.evalsha(*command)
+        if durable:
+            redis.queue_wait_durable(pipe)
         again = await pipe.execute(raise_on_error=False)
+    waited = again.pop() if durable else None
     merged = list(replies)
     for position, reply in zip(calls, again, strict=True):
         merged[position] = reply
-    return merged
+    return merged, waited

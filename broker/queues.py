@@ -128,8 +128,10 @@ class AccountQueues:
         keys_.append(keys.admission_receipt(account_id, task_id))
         args = [task_id, core_size, queue_size, self.clock(), self._call_id(), RECEIPT_MS]
         # Resent once when the connection fails (see the module): the receipt answers the resend.
+        # durable: the API answers 1/22 on this reply (the record was written before, so its
+        # fsync is covered too)
         ((code, position, load),) = await self._batch.execute(
-            lambda pipe: _ADMIT.queue(pipe, keys_, args), resend=True
+            lambda pipe: _ADMIT.queue(pipe, keys_, args), resend=True, durable=True
         )
         return Admission(ReturnCode(int(code)), int(position), int(load))
 

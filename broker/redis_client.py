@@ -23,6 +23,15 @@ What is set and why:
   that know a command is safe to repeat (reads, consumer loops) retry on their own rhythm.
 - **Bounded pool.** At most `max_connections` connections per process; past that a command fails
   with redis-py's "Too many connections" rather than opening more.
+- **Durable acknowledgements.** A pipeline sent with ``durable=True`` (`broker.lua.execute`) ends
+  with ``WAITAOF numlocal numreplicas timeout``, in the same round trip: its reply arrives once the
+  server has fsynced to its AOF (``redis.durability: local``) or a replica has acknowledged
+  (``replica``) every write this connection made, and a server that cannot promise it fails the
+  call with `NotDurable`. The writes a reply acknowledges to a client (admission, the bridge's
+  claim before an interaction is sent) go this way. ``WAITAOF`` waits for the connection's own
+  writes, and the AOF is fsynced as a prefix, so it also covers whatever that connection read
+  before writing. A server with ``appendfsync always`` (the embedded one) has fsynced before it
+  replies: the wait is free; with ``everysec`` it waits for the next fsync (up to 1/hz s).
 - **Commands packed by hiredis.** redis-py reads replies with hiredis when it is installed, and its
   sync client packs commands with hiredis too, but its asyncio connections pack in Python, at
   several times the CPU per command (a tenth of the web's CPU per submit). The connection class the
@@ -33,6 +42,7 @@ What is set and why:
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import hiredis
@@ -40,19 +50,67 @@ import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import AuthenticationError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from broker.config import RedisSettings
 
-__all__ = ["BoundedPipeline", "BoundedRedis", "connect"]
+__all__ = [
+    "BoundedPipeline",
+    "BoundedRedis",
+    "NotDurable",
+    "RedisRefused",
+    "check_or_exit",
+    "connect",
+    "preflight",
+]
+
+log = logging.getLogger(__name__)
 
 _DEFAULTS = RedisSettings()
+
+
+class NotDurable(RedisError):  # type: ignore[misc]
+    """The server did not confirm that a pipeline's writes are durable (`WAITAOF`): they may have
+    been applied, but may not survive a crash of the server's host."""
+
+
+class RedisRefused(Exception):
+    """Redis cannot be used by this process as configured (wrong password, no AOF); the message
+    says what to do, and the process should stop rather than retry."""
+
+
+#: (numlocal, numreplicas) of `WAITAOF` for each `redis.durability`
+_WAITAOF = {"none": None, "local": (1, 0), "replica": (0, 1)}
 
 
 class BoundedRedis(aioredis.Redis):  # type: ignore[misc]  # redis is untyped here (see pyproject)
     """redis-py's client, each command bounded by `command_timeout` seconds (see the module)."""
 
     command_timeout: float = _DEFAULTS.command_timeout_seconds
+    #: (numlocal, numreplicas) a durable pipeline waits for, or None (see the module)
+    durability: tuple[int, int] | None = _WAITAOF[_DEFAULTS.durability]
+
+    def queue_wait_durable(self, pipe: Pipeline) -> bool:
+        """End `pipe` with the WAITAOF of this client's durability; False when it has none."""
+        if self.durability is None:
+            return False
+        numlocal, numreplicas = self.durability
+        # The server gives up a little before the client would drop the connection.
+        pipe.execute_command("WAITAOF", numlocal, numreplicas, max(int(self.command_timeout * 900), 1))
+        return True
+
+    def check_durable(self, reply: Any) -> None:
+        """Raise `NotDurable` unless `reply` (WAITAOF's) meets this client's durability."""
+        assert self.durability is not None
+        if isinstance(reply, Exception):
+            raise NotDurable(f"WAITAOF failed: {reply}") from reply
+        numlocal, numreplicas = self.durability
+        if int(reply[0]) < numlocal or int(reply[1]) < numreplicas:
+            raise NotDurable(
+                f"writes not confirmed durable within {self.command_timeout:g}s "
+                f"(fsynced locally: {int(reply[0])}, replicas: {int(reply[1])})"
+            )
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
         try:
@@ -113,4 +171,59 @@ def connect(url: str, settings: RedisSettings = _DEFAULTS) -> BoundedRedis:
     pool.connection_class = type(base.__name__, (_HiredisPacking, base), {})
     client: BoundedRedis = BoundedRedis.from_pool(pool)
     client.command_timeout = settings.command_timeout_seconds
+    client.durability = _WAITAOF[settings.durability]
     return client
+
+
+async def preflight(client: BoundedRedis, settings: RedisSettings) -> None:
+    """Check once at start that Redis takes this process: raise `RedisRefused` when it will not.
+
+    A server that refuses the password (another checkout's embedded Valkey on the same port) or
+    cannot keep `redis.durability` (``local`` on a server without ``appendonly``) would fail every
+    command; better one clear line at start. A server that does not answer yet is left to the
+    process's usual handling of an unavailable Redis.
+    """
+    where = "the embedded Valkey" if not settings.url else "redis.url"
+    try:
+        await client.ping()
+        if client.durability is not None:
+            async with client.pipeline(transaction=False) as pipe:
+                client.queue_wait_durable(pipe)
+                (reply,) = await pipe.execute(raise_on_error=False)
+            if isinstance(reply, ResponseError) and "appendonly" in str(reply):
+                raise RedisRefused(
+                    f"redis.durability is {settings.durability!r} but {where} has appendonly off: turn "
+                    "AOF on (appendonly yes, appendfsync always) or set redis.durability: none"
+                )
+            if isinstance(reply, ResponseError) and "unknown command" in str(reply).lower():
+                raise RedisRefused(
+                    f"redis.durability is {settings.durability!r} but {where} has no WAITAOF "
+                    "(Redis/Valkey 7.2+ has it): upgrade it or set redis.durability: none"
+                )
+    except AuthenticationError:
+        hint = (
+            f"the server on port {settings.embedded_port} was started by another checkout (another "
+            f"redis.data_dir); this process read its password from {settings.data_dir}/password"
+            if not settings.url
+            else "check the password in redis.url"
+        )
+        raise RedisRefused(f"{where} refused this process's password: {hint}") from None
+    except (RedisError, OSError) as exc:
+        log.warning("Redis not reachable at start (%s); going on", type(exc).__name__)
+
+
+def check_or_exit(url: str, settings: RedisSettings) -> None:
+    """`preflight` for a process's ``main``, before its own loop starts: a refusal ends the process
+    with one line on stderr (exit status 1) rather than a retry loop or a traceback."""
+
+    async def check() -> None:
+        client = connect(url, settings)
+        try:
+            await preflight(client, settings)
+        finally:
+            await client.aclose()
+
+    try:
+        asyncio.run(check())
+    except RedisRefused as exc:
+        raise SystemExit(f"Redis refused: {exc}") from None

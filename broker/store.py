@@ -44,6 +44,7 @@ __all__ = [
     "TaskStore",
     "Update",
     "failing",
+    "next_revision",
 ]
 
 S = TaskStatus
@@ -92,6 +93,23 @@ redis.call('HSET', KEYS[1], 'v', ARGV[2], 'd', ARGV[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return 1
 """)
+
+
+def next_revision(previous: int, now_ms: int) -> int:
+    """The revision of the write after `previous`: higher than it, and at least the writer's clock.
+
+    Revisions are the hooks' versions (receivers drop a body whose version is not higher than the
+    last), so they must stay strictly increasing even when Redis goes back in time: a host crash
+    that loses the AOF's unsynced tail, a failover to a replica that had not received the last
+    writes, a restore from a backup. A counter kept in Redis would then repeat numbers already
+    sent, with other content. Taking the wall clock as a floor makes the epoch the time itself
+    (a hybrid logical clock): every revision lost in a rollback was at most the clock at the
+    crash (plus one per write in the same millisecond), and every revision written after the
+    restart is at least the clock then, so none is ever repeated as long as the writers' clocks
+    agree to within the time a restart takes (NTP keeps them within milliseconds; a restart takes
+    seconds). Epoch milliseconds stay below 2**53, exact as JSON numbers in every language.
+    """
+    return max(previous + 1, now_ms)
 
 
 def _proposal(current: Task, mutate: Callable[[Task], Task | None]) -> Task | None:
@@ -198,12 +216,15 @@ class TaskStore:
     async def get_many(self, task_ids: Sequence[str]) -> list[Task]:
         return [decode_task(raw) for raw in await self.get_many_raw(task_ids)]
 
-    async def create(self, task: Task) -> Task:
-        """Store a new task (revision 1) and announce it on the changes stream."""
-        task = msgspec.structs.replace(task, revision=1)
+    async def create(self, task: Task, *, durable: bool = False) -> Task:
+        """Store a new task and announce it on the changes stream (see `next_revision`).
+
+        :param durable: reply only once the write is durable (see `broker.redis_client`).
+        """
+        task = msgspec.structs.replace(task, revision=next_revision(0, self.clock()))
         # One round trip: on an id clash the announcement is spurious but harmless (consumers
         # re-read the record they are told about).
-        ok = await self._write(task, expected="-1")
+        ok = await self._write(task, expected="-1", durable=durable)
         if not ok:
             raise ValueError(f"task {task.id} already exists")
         return task
@@ -218,6 +239,7 @@ class TaskStore:
         *,
         current: Task | None = None,
         index: Sequence[tuple[str, str]] = (),
+        durable: bool = False,
     ) -> Update:
         """Apply `mutate` to the current record with compare-and-set, retrying on conflict.
 
@@ -229,6 +251,8 @@ class TaskStore:
             the revision still matches, and "nothing to change" is only concluded on a fresh read.
         :param index: (kind, value) pairs to `index` for this task, written with the record (or
             alone when nothing changes).
+        :param durable: return only once the write is durable (see `broker.redis_client`): for a
+            write that something irrevocable follows (the bridge's claim before it sends).
         """
         pending = list(index)
         fresh = current is None
@@ -251,9 +275,14 @@ class TaskStore:
                         raise
                     current = None
                     continue
-                proposed = msgspec.structs.replace(proposed, revision=current.revision + 1)
+                revision = next_revision(current.revision, self.clock())
+                proposed = msgspec.structs.replace(proposed, revision=revision)
                 written = await self._write(
-                    proposed, expected=str(current.revision), index=pending, quiet=is_quiet(current, proposed)
+                    proposed,
+                    expected=str(current.revision),
+                    index=pending,
+                    quiet=is_quiet(current, proposed),
+                    durable=durable,
                 )
                 pending = []  # the pipeline wrote them, whether or not the CAS won
                 if written:
@@ -280,7 +309,13 @@ class TaskStore:
         return (await self.update(task_id, failing(reason, now=self.clock()))).changed
 
     async def _write(
-        self, task: Task, *, expected: str, index: Sequence[tuple[str, str]] = (), quiet: bool = False
+        self,
+        task: Task,
+        *,
+        expected: str,
+        index: Sequence[tuple[str, str]] = (),
+        quiet: bool = False,
+        durable: bool = False,
     ) -> bool:
         """Compare-and-set the record and announce it unless `quiet`, in one round trip; False if the
         CAS lost.
@@ -300,7 +335,7 @@ class TaskStore:
 
         # Idempotent, so resent when the connection fails (see the module): the CAS answers 1 again,
         # the index entries are set again, and the announcement may go out twice.
-        replies = await self._batch.execute(fill, resend=True)
+        replies = await self._batch.execute(fill, resend=True, durable=durable)
         return bool(replies[0])
 
     # -- indexes from Discord ids to tasks (matching events) ------------------------------------

@@ -309,7 +309,8 @@ async def claim(
             **changes,
         )
 
-    update = await store.update(current.id, mutate, current=current, index=[("nonce", nonce)])
+    # durable: once sent, a job is paid for; a host crash must not forget the SUBMITTED that says so
+    update = await store.update(current.id, mutate, current=current, index=[("nonce", nonce)], durable=True)
     task = update.task
     if not update.changed or task is None or task.properties.nonce != nonce:
         return None

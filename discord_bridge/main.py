@@ -28,7 +28,7 @@ from broker.config import DEFAULT_USER_AGENT, Account, ConfigWatcher, Settings, 
 from broker.events import GatewayEvent
 from broker.image_fetch import ImageFetcher
 from broker.queues import AccountQueues
-from broker.redis_client import connect
+from broker.redis_client import RedisRefused, connect, preflight
 from broker.shutdown import cancel_and_wait
 from broker.store import TaskStore
 from discord_bridge.discord_overrides import install_fixed_super_properties, point_client_at
@@ -223,6 +223,11 @@ async def amain(path: str | None = None) -> None:
     file = config_path(path)
     settings = load_settings(file)
     redis = connect(settings.redis_url, settings.redis)
+    try:
+        await preflight(redis, settings.redis)
+    except RedisRefused as exc:
+        await redis.aclose()
+        raise SystemExit(f"Redis refused: {exc}") from None
     bridge = Bridge(settings, redis, config_path=file)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -113,6 +113,8 @@ class Stack:
     :param core_size, queue_size, timeout_minutes: per account.
     :param job_seconds, speed, progress_steps: mjsim timing.
     :param account_overrides: extra config keys per account index (e.g. {0: {"remix": True}}).
+    :param durable: acknowledgements wait for the AOF's fsync (the product's default); False is the
+        older policy (appendfsync everysec, no WAITAOF), for the crash test's comparison.
     """
 
     def __init__(
@@ -130,6 +132,7 @@ class Stack:
         account_overrides: dict[int, dict[str, Any]] | None = None,
         web_workers: int = 1,
         worker_processes: int = 1,
+        durable: bool = True,
     ) -> None:
         self.root = root
         self.logs = root / "logs"
@@ -153,7 +156,11 @@ class Stack:
             }
             for i in range(accounts)
         ]
-        self.redis = EmbeddedRedis(port=self.redis_port, data_dir=root / "redis")
+        self.durable = durable
+        #: may be replaced before `start` (the crash test traces the server's AOF writes)
+        self.redis = EmbeddedRedis(
+            port=self.redis_port, data_dir=root / "redis", appendfsync="always" if durable else "everysec"
+        )
         self.receiver = HookReceiver()
         self.config_path = root / "config.yaml"
         env = {**os.environ, "MJBROKER_CONFIG": str(self.config_path), "PYTHONUNBUFFERED": "1"}
@@ -197,7 +204,13 @@ class Stack:
         base = f"http://127.0.0.1:{self.mjsim_port}"
         return {
             "server": {"host": "127.0.0.1", "port": self.web_port},
-            "redis": {"url": f"redis://127.0.0.1:{self.redis_port}/0", "data_dir": str(self.root / "redis")},
+            # the embedded server's settings: every process reads its password from data_dir
+            "redis": {
+                "url": "",
+                "embedded_port": self.redis_port,
+                "data_dir": str(self.root / "redis"),
+                "durability": "local" if self.durable else "none",
+            },
             "discord": {
                 "rest_url": f"{base}/api/v9",
                 "gateway_url": f"ws://127.0.0.1:{self.mjsim_port}/",

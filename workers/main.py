@@ -27,14 +27,14 @@ import uvloop
 from arq.connections import RedisSettings
 from arq.cron import cron
 from arq.worker import Worker
-from redis.exceptions import RedisError
+from redis.exceptions import AuthenticationError, RedisError
 
 from broker import heartbeat, keys
 from broker.clock import Clock, now_ms
 from broker.config import ConfigWatcher, Settings, config_path, load_settings
 from broker.ledger import Ledger
 from broker.queues import AccountQueues
-from broker.redis_client import connect
+from broker.redis_client import check_or_exit, connect
 from broker.shutdown import RECANCEL_SECONDS, cancel_and_wait
 from broker.store import TaskStore
 from workers.apply import Applier
@@ -301,6 +301,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     path = config_path(args.config)
     settings = load_settings(path)
     watcher = ConfigWatcher(path, settings)
+    check_or_exit(settings.redis_url, settings.redis)
     # arq builds its loop through the policy: uvloop makes every Redis round trip cheaper.
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     # One consumer name for the life of the process: a worker restarted after a Redis outage reads
@@ -312,6 +313,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                 settings, name=name, claim_idle_seconds=args.claim_idle_seconds, watcher=watcher
             ).run()
             return
+        except AuthenticationError:
+            raise SystemExit("Redis refused this process's password (redis.url, redis.data_dir)") from None
         except RedisError as exc:
             # arq's own loop gives up on a Redis that is down or still loading its data; a worker
             # must outlive that, so start over (nothing is lost: unacknowledged entries stay pending).

@@ -13,6 +13,7 @@ from granian import Granian
 from granian.constants import Interfaces
 
 from broker.config import ConfigError, load_settings
+from broker.redis_client import check_or_exit
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -29,6 +30,7 @@ def main(argv: list[str] | None = None) -> None:
         settings = load_settings()
     except ConfigError as exc:
         raise SystemExit(f"config error: {exc}") from None
+    check_or_exit(settings.redis_url, settings.redis)
     Granian(
         "broker.api.app:create_app",
         factory=True,

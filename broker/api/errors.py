@@ -31,6 +31,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from broker.errors import ECHO_LIMIT, BrokerError, NotFound, cut
 from broker.models import ReturnCode, SubmitResult
+from broker.redis_client import NotDurable
 from broker.store import InvalidTransition
 
 __all__ = ["EXCEPTION_HANDLERS", "RETRY_AFTER_SECONDS"]
@@ -117,5 +118,6 @@ EXCEPTION_HANDLERS: MutableMapping[
     HTTPException: _http,
     RedisConnectionError: _redis_down,
     RedisTimeoutError: _redis_down,
+    NotDurable: _redis_down,
     Exception: _internal,
 }

@@ -25,9 +25,10 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """The chaos test's seed and counts on every run, passed or not (`record_property("chaos", ...)`)."""
+    """The chaos tests' seed and counts on every run, passed or not (`record_property("chaos", ...)`,
+    and "host_crash")."""
     for report in [*terminalreporter.getreports("passed"), *terminalreporter.getreports("failed")]:
         for name, value in report.user_properties:
-            if name == "chaos":
-                terminalreporter.write_sep("-", f"chaos: {report.nodeid}")
+            if name in ("chaos", "host_crash"):
+                terminalreporter.write_sep("-", f"{name}: {report.nodeid}")
                 terminalreporter.write_line(str(value))

@@ -2,7 +2,7 @@
 
 Every process, Redis included, is SIGKILLed at a random moment and started again after a random
 pause; Redis comes back from its AOF (the embedded Valkey runs with appendonly yes, appendfsync
-everysec). Part of the tasks are submitted while the crashes happen. The plan (order, moments,
+always). Part of the tasks are submitted while the crashes happen. The plan (order, moments,
 pauses) comes from one seed, printed first; ``MJBROKER_CHAOS_SEED=<seed>`` replays the same plan
 (the processes' own timing still varies from run to run).
 
@@ -10,13 +10,11 @@ What must hold (DESIGN.md §7): every accepted task ends (SUCCESS, FAILURE with 
 CANCEL) within its timeout, none is lost, and mjsim never received the same interaction twice
 (`duplicate_keys` of ``/_sim/counters`` stays empty, each nonce once).
 
-The durability gap: with everysec a SIGKILLed Redis may lose the writes of its last second or two
-(those Valkey held back while an fsync was running), acknowledged or not. Just before the kill the
-test writes a marker and notes every task's revision; after the restart it reads them back. What
-Redis lost is printed (the "reliability" issue closes the gap with fsync-before-acknowledge). Until
-then a run whose Redis lost acknowledged writes still asserts everything the gap cannot explain:
-every task ends within its timeout, and a task may be missing or sent twice only if its own record
-went back across the crash.
+Just before a kill of Redis the test writes a marker and notes every task's revision; after the
+restart it reads them back and prints what Redis lost (nothing, with appendfsync always: a SIGKILL
+of the server alone leaves the page cache to the kernel). A task may be missing or sent twice only
+if its own record went back across the crash. The host crash, which also loses what the kernel had
+not written to disk, is `test_e2e_host_crash.py`.
 """
 
 from __future__ import annotations

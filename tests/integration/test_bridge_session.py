@@ -114,8 +114,13 @@ async def test_racing_consumers_send_a_task_once(
         own = runner.consumer
         return all(t.id in own._claimed or t.id in own._settled for t in tasks)
 
+    def sent() -> int:
+        return sum(r.sent for r in rivals) + runner.consumer.sent
+
     await wait_until(decided, what="the bridge's own consumer's decision on every task")
-    senders = sum(r.sent for r in rivals) + runner.consumer.sent
+    # A consumer counts a send once its interaction has gone out, a moment after its claim.
+    await wait_until(lambda: sent() >= len(tasks), what="the claimed tasks' interactions sent")
+    senders = sent()
     assert senders == len(tasks), (senders, results)
     counters = await _counters(sim)
     for task in tasks:

@@ -125,7 +125,7 @@ class _ReplyDropper:
 async def test_a_command_whose_reply_is_lost_is_not_sent_again(redis_server: EmbeddedRedis) -> None:
     proxy = _ReplyDropper(redis_server.port)
     await proxy.start()
-    client = connect(f"redis://127.0.0.1:{proxy.port}/0")
+    client = connect(f"redis://:{redis_server.password}@127.0.0.1:{proxy.port}/0")
     direct = connect(redis_server.url)
     try:
         await direct.delete("t:incr")

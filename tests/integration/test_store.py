@@ -9,6 +9,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from broker import keys
+from broker.clock import now_ms
 from broker.models import Task, TaskAction, TaskProperties, TaskStatus
 from broker.queues import AccountQueues
 from broker.store import InvalidTransition, TaskStore
@@ -18,12 +19,28 @@ def _task(task_id: str) -> Task:
     return Task(id=task_id, action=TaskAction.IMAGINE, prompt="a cat", submit_time=1, instance_id="a1")
 
 
-async def test_create_sets_revision_one_and_announces_change(store: TaskStore, redis: aioredis.Redis) -> None:
+async def test_create_sets_a_revision_of_at_least_the_clock_and_announces_change(
+    store: TaskStore, redis: aioredis.Redis
+) -> None:
+    before = now_ms()
     task = await store.create(_task("1"))
-    assert task.revision == 1
+    assert task.revision >= before
     assert (await store.get("1")) == task
     entries = await redis.xrange(keys.CHANGES_STREAM)
-    assert [e[1] for e in entries] == [{b"id": b"1", b"rev": b"1"}]
+    assert [e[1] for e in entries] == [{b"id": b"1", b"rev": str(task.revision).encode()}]
+
+
+async def test_revisions_stay_higher_than_any_sent_after_redis_lost_writes(store: TaskStore) -> None:
+    # A host crash that loses the AOF's unsynced tail puts a record back to an older revision; the
+    # revisions (hook versions) written after it must not repeat the ones lost, which receivers saw.
+    created = await store.create(_task("1"))
+    raw_before = await store.get_raw("1")
+    moved = await store.transition("1", TaskStatus.SUBMITTED, progress="0%")
+    assert moved.task is not None
+    sent = moved.task.revision
+    await store.redis.hset(keys.task_record("1"), mapping={"v": created.revision, "d": raw_before})
+    again = await store.transition("1", TaskStatus.SUBMITTED, progress="0%", prompt="other")
+    assert again.task is not None and again.task.revision > sent
 
 
 async def test_a_write_that_only_changes_properties_is_not_announced(
@@ -38,13 +55,18 @@ async def test_a_write_that_only_changes_properties_is_not_announced(
     await store.update("1", bind)
     await store.transition("1", TaskStatus.IN_PROGRESS, progress="10%")
     entries = [e[1] for e in await redis.xrange(keys.CHANGES_STREAM)]
-    assert [e[b"rev"] for e in entries] == [b"1", b"2", b"4"]
+    revisions = [int(e[b"rev"]) for e in entries]
+    assert len(revisions) == 3 and revisions == sorted(set(revisions))
+    task = await store.get("1")
+    assert task is not None and revisions[-1] == task.revision
 
 
 async def test_transition_follows_state_machine_and_terminal_is_final(store: TaskStore) -> None:
     await store.create(_task("1"))
+    created = await store.get("1")
     up = await store.transition("1", TaskStatus.SUBMITTED, progress="0%")
-    assert up.changed and up.task is not None and up.task.revision == 2
+    assert created is not None
+    assert up.changed and up.task is not None and up.task.revision > created.revision
     await store.transition("1", TaskStatus.IN_PROGRESS, progress="40%")
     await store.transition("1", TaskStatus.SUCCESS, progress="100%")
     with pytest.raises(InvalidTransition):
@@ -97,7 +119,7 @@ async def test_progress_never_goes_back(store: TaskStore) -> None:
 
 
 async def test_concurrent_updates_lose_nothing(store: TaskStore) -> None:
-    await store.create(_task("1"))
+    created = await store.create(_task("1"))
 
     async def add_state(n: int) -> None:
         await store.update("1", lambda t: Task(**{**_fields(t), "state": (t.state or "") + f"{n},"}))
@@ -106,7 +128,7 @@ async def test_concurrent_updates_lose_nothing(store: TaskStore) -> None:
     task = await store.get("1")
     assert task is not None
     assert sorted(int(x) for x in (task.state or "").split(",") if x) == list(range(30))
-    assert task.revision == 31
+    assert task.revision >= created.revision + 30
 
 
 def _fields(task: Task) -> dict[str, object]:
@@ -140,4 +162,4 @@ async def test_writes_survive_a_server_that_forgot_its_scripts(
     task = await store.create(_task("1"))
     await redis.script_flush()
     moved = await store.transition(task.id, TaskStatus.SUBMITTED)
-    assert moved.changed and moved.task is not None and moved.task.revision == 2
+    assert moved.changed and moved.task is not None and moved.task.revision > task.revision
