@@ -69,8 +69,10 @@ def evalsha_of(sha: str) -> Match:
 class LossyProxy:
     """Forwards loopback TCP to a Redis server; loses one chosen reply on demand."""
 
-    def __init__(self, upstream_host: str, upstream_port: int) -> None:
+    def __init__(self, upstream_host: str, upstream_port: int, *, password: str = "") -> None:
         self.upstream = (upstream_host, upstream_port)
+        #: the upstream's password, passed through by clients that connect with `url`
+        self.password = password
         self.port = 0
         self._server: asyncio.Server | None = None
         self._match: Match | None = None
@@ -83,7 +85,8 @@ class LossyProxy:
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)

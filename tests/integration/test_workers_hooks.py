@@ -225,7 +225,7 @@ async def test_hook_names_are_checked_on_the_address_connected_to(
     )
     assert receiver.for_path("ok")[0].task["id"] == allowed.id
     assert recorded.properties.notify_hook_error == state["gave_up_reason"]
-    assert recorded.revision == refused.revision + 1
+    assert recorded.revision > refused.revision
     assert (await store.get(allowed.id)).properties.notify_hook_error is None  # type: ignore[union-attr]
 
 
