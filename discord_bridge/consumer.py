@@ -37,8 +37,9 @@ from broker.queues import AccountQueues
 from broker.shutdown import cancel_and_wait
 from broker.store import TaskStore
 from discord_bridge.health import AccountHealth
-from discord_bridge.interactions import Interactions, Plan
+from discord_bridge.interactions import Interactions
 from discord_bridge.payloads import new_nonce
+from discord_bridge.plan import Plan
 from discord_bridge.rest import DiscordError, RateLimited, Rejected
 from discord_bridge.session import Session
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any
 
 import msgspec
 
@@ -27,7 +26,6 @@ from broker.discord import (
     INTERACTION_FAILURE,
     INTERACTION_IFRAME_MODAL_CREATE,
     MESSAGE_CREATE,
-    MIDJOURNEY_ID,
     MODAL_EVENTS,
     application_id_for,
 )
@@ -37,47 +35,15 @@ from broker.models import Task, TaskAction
 from broker.store import TaskStore
 from broker.url_guard import prompt_urls
 from discord_bridge import payloads
-from discord_bridge.rest import DiscordError, Rejected, RestClient, Uploaded
+from discord_bridge.plan import FlowFailed, LinkRefused, Payload, Plan
+from discord_bridge.rest import Rejected, RestClient, Uploaded
 from discord_bridge.session import Session
 
-__all__ = ["FlowFailed", "Interactions", "LinkRefused", "Plan", "modal_expected"]
+__all__ = ["Interactions", "modal_expected"]
 
 log = logging.getLogger(__name__)
 
-Payload = dict[str, Any]
-
 _CAPTCHA_TITLES = ("action required", "action needed", "captcha")
-
-
-class FlowFailed(DiscordError):
-    """A multi-step flow stopped after its first interaction (no modal, a captcha...)."""
-
-
-class LinkRefused(Rejected):
-    """A link of the client's was refused by the URL guard or is not an image: nothing was sent."""
-
-    def __init__(self, reason: str) -> None:
-        DiscordError.__init__(self, reason)
-        self.status = 400
-        self.code = None
-
-
-class Plan(msgspec.Struct, kw_only=True):
-    """Everything `send` needs, gathered before the claim."""
-
-    kind: str  #: "command" | "click" | "swap"
-    command: str | None = None
-    application_id: str = MIDJOURNEY_ID
-    options: list[Payload] = msgspec.field(default_factory=list)
-    attachments: list[Payload] = msgspec.field(default_factory=list)
-    #: imagine: the reference images' CDN URLs (stored on the task at the claim)
-    image_urls: list[str] | None = None
-    #: imagine: the prompt as sent (URLs + prompt)
-    final_prompt: str | None = None
-    mask: bytes | None = None
-    face_source: Uploaded | None = None
-    face_target: Uploaded | None = None
-    face_idname: str = ""
 
 
 _modal = msgspec.json.Decoder(ModalCreate)

@@ -24,7 +24,8 @@ import uvloop
 from redis.exceptions import RedisError
 
 from broker.account_status import AccountState
-from broker.config import DEFAULT_USER_AGENT, Account, ConfigWatcher, Settings, config_path, load_settings
+from broker.config import DEFAULT_USER_AGENT, Account, Settings, config_path, load_settings
+from broker.config_watcher import ConfigWatcher
 from broker.events import GatewayEvent
 from broker.image_fetch import ImageFetcher
 from broker.queues import AccountQueues

@@ -31,7 +31,8 @@ from redis.exceptions import AuthenticationError, RedisError
 
 from broker import heartbeat, keys
 from broker.clock import Clock, now_ms
-from broker.config import ConfigWatcher, Settings, config_path, load_settings
+from broker.config import Settings, config_path, load_settings
+from broker.config_watcher import ConfigWatcher
 from broker.ledger import Ledger
 from broker.queues import AccountQueues
 from broker.redis_client import check_or_exit, connect

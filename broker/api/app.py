@@ -20,7 +20,8 @@ from broker.api.schema import security
 from broker.api.schema_page import OperationsPage
 from broker.api.submit import SUBMIT_HANDLERS
 from broker.api.tasks import TASK_HANDLERS
-from broker.config import ConfigWatcher, Settings, config_path, load_settings
+from broker.config import Settings, config_path, load_settings
+from broker.config_watcher import ConfigWatcher
 from broker.redis_client import connect
 
 __all__ = ["RedactSecrets", "create_app"]

@@ -10,7 +10,8 @@ from litestar import Request
 
 from broker.admission import LOAD_TTL_SECONDS, STATUS_TTL_SECONDS, Admitter
 from broker.clock import now_ms
-from broker.config import ConfigWatcher, Settings
+from broker.config import Settings
+from broker.config_watcher import ConfigWatcher
 from broker.heartbeat import WorkerWatch
 from broker.queues import AccountQueues
 from broker.store import TaskStore

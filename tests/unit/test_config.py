@@ -65,7 +65,7 @@ def test_unreadable_file_and_bad_yaml(tmp_path: Path) -> None:
 
 
 def test_watcher_follows_the_file_and_keeps_the_last_good_settings(tmp_path: Path) -> None:
-    from broker.config import ConfigWatcher
+    from broker.config_watcher import ConfigWatcher
 
     path = tmp_path / "config.yaml"
     path.write_text("banned_words: [one]\n")
