@@ -6,6 +6,7 @@ a bad file fails with one line naming the key path and the reason (`ConfigError`
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -352,12 +353,18 @@ def parse_settings(document: Any, environ: Mapping[str, str] | None = None) -> S
         raise ConfigError(f"{key}: {reason}") from None
     _validate(settings)
     if settings.hooks.allow_private_addresses:
-        log.warning(
-            "hooks.allow_private_addresses is deprecated: it lets hooks reach any address; "
-            "list the receivers in url_guard.allow instead"
-        )
+        _warn_deprecated_private_addresses()
     proxies = ProxyEnvironment.from_environ(env) if settings.hooks.use_env_proxy else ProxyEnvironment()
     return msgspec.structs.replace(settings, hooks=msgspec.structs.replace(settings.hooks, env_proxy=proxies))
+
+
+@functools.cache
+def _warn_deprecated_private_addresses() -> None:
+    # once per process: the file is parsed again on every reload
+    log.warning(
+        "hooks.allow_private_addresses is deprecated: it lets hooks reach any address; "
+        "list the receivers in url_guard.allow instead"
+    )
 
 
 def config_path(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Path:

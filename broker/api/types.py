@@ -130,7 +130,8 @@ class AccountView(msgspec.Struct, kw_only=True, rename="camel"):
     queue_size: int
     timeout_minutes: float
     properties: dict[str, Any]
-    #: live health from the bridge ("RUNNING", "DISABLED", "PAUSED", ...), None before a bridge held it
+    #: live health from the bridge (`broker.account_status.AccountState`: CONNECTING, ONLINE,
+    #: RATE_LIMITED, PAUSED, DISABLED), None before a bridge held it
     status: str | None
     status_reason: str | None
     running: int

@@ -116,3 +116,15 @@ def test_no_proxy_names_hosts_domains_and_addresses(scheme: str, host: str, prox
     assert env.proxy_for(scheme, host) == proxy
     assert ProxyEnvironment(http="http://p:1", no_proxy="*").proxy_for("http", "anything") is None
     assert ProxyEnvironment(http="http://p:1").proxy_for("https", "x") is None  # no HTTPS_PROXY
+
+
+def test_the_deprecated_private_addresses_flag_is_warned_about_once_per_process(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from broker import config
+
+    config._warn_deprecated_private_addresses.cache_clear()
+    with caplog.at_level("WARNING", logger="broker.config"):
+        for _ in range(3):  # start, then two reloads
+            parse_settings({"hooks": {"allow_private_addresses": True}}, {})
+    assert sum("deprecated" in r.getMessage() for r in caplog.records) == 1
