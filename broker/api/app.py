@@ -16,6 +16,7 @@ from broker.api.body import ApiRequest
 from broker.api.context import ApiContext
 from broker.api.errors import EXCEPTION_HANDLERS
 from broker.api.followups import FOLLOWUP_HANDLERS
+from broker.api.health import HEALTH_HANDLERS
 from broker.api.schema import security
 from broker.api.schema_page import OperationsPage
 from broker.api.submit import SUBMIT_HANDLERS
@@ -85,7 +86,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
     components, requirement = security(bool(settings.api_keys))
 
     return Litestar(
-        route_handlers=[*SUBMIT_HANDLERS, *FOLLOWUP_HANDLERS, *TASK_HANDLERS, *ACCOUNT_HANDLERS],
+        route_handlers=[
+            *SUBMIT_HANDLERS,
+            *FOLLOWUP_HANDLERS,
+            *TASK_HANDLERS,
+            *ACCOUNT_HANDLERS,
+            *HEALTH_HANDLERS,
+        ],
         on_startup=[startup],
         on_shutdown=[shutdown],
         middleware=[door_middleware(settings.api_keys, settings.server.cors_origins)],

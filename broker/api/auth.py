@@ -3,7 +3,7 @@
 Keys come as `mj-api-secret`, `Authorization: Bearer <key>` or a bare `Authorization: <key>`. Every
 configured key is compared in constant time (no early exit), so timing tells nothing about which key
 or how much of it matched. No keys configured = open. CORS preflights (browser front ends send the
-custom `mj-api-secret` header) and the OpenAPI schema pass without a key. CORS lives here rather than
+custom `mj-api-secret` header), the OpenAPI schema and the health probes pass without a key. CORS lives here rather than
 in litestar's middleware so a request parses its headers once (the fetch hot path).
 """
 
@@ -28,6 +28,9 @@ from broker.config import ApiKey
 __all__ = ["door_middleware"]
 
 # code 4 as every client error (README's code table), with HTTP 401
+#: answered without an api key: the schema, and the probes of load balancers (`broker.api.health`)
+_OPEN_PATHS = ("/schema", "/health", "/ready")
+
 _BODY_MISSING = (
     b'{"code":4,"description":"Missing api secret: send the mj-api-secret header",'
     b'"result":null,"properties":{}}'
@@ -91,7 +94,7 @@ def door_middleware(api_keys: Sequence[ApiKey], cors_origins: Sequence[str]) -> 
                 return
             if allow is not None:
                 send = _with_origin(send, allow)
-            if keys and not scope["path"].startswith("/schema"):
+            if keys and not scope["path"].startswith(_OPEN_PATHS):
                 given = _given(secret, auth)
                 key_name = _match(keys, given) if given else None
                 if key_name is None:
