@@ -3,8 +3,9 @@
 Keys come as `mj-api-secret`, `Authorization: Bearer <key>` or a bare `Authorization: <key>`. Every
 configured key is compared in constant time (no early exit), so timing tells nothing about which key
 or how much of it matched. No keys configured = open. CORS preflights (browser front ends send the
-custom `mj-api-secret` header), the OpenAPI schema and the health probes pass without a key. CORS lives here rather than
-in litestar's middleware so a request parses its headers once (the fetch hot path).
+custom `mj-api-secret` header), the OpenAPI schema and the health probes pass without a key. CORS
+lives here rather than in litestar's middleware so a request parses its headers once (the fetch hot
+path).
 """
 
 from __future__ import annotations
