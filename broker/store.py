@@ -303,10 +303,21 @@ class TaskStore:
 
         return await self.update(task_id, mutate)
 
-    async def fail(self, task_id: str, reason: str) -> bool:
-        """End a task as FAILURE with `reason` unless it has ended already; True when it moved."""
+    async def fail(self, task_id: str, reason: str, *, judged: Task | None = None) -> bool:
+        """End a task as FAILURE with `reason` unless it has ended already; True when it moved.
+
+        :param judged: the record the decision to fail was made on: the task is failed only while
+            it is still that revision (a task sent or moved on since is left for a fresh look).
+        """
         # Every unfinished status may move to FAILURE, so this never raises InvalidTransition.
-        return (await self.update(task_id, failing(reason, now=self.clock()))).changed
+        fail = failing(reason, now=self.clock())
+        if judged is None:
+            return (await self.update(task_id, fail)).changed
+
+        def fail_unchanged(task: Task) -> Task | None:
+            return fail(task) if task.revision == judged.revision else None
+
+        return (await self.update(task_id, fail_unchanged, current=judged)).changed
 
     async def _write(
         self,

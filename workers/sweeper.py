@@ -31,7 +31,7 @@ from broker.clock import Clock
 from broker.config import Account, Settings
 from broker.models import Task, TaskStatus
 from broker.queues import AccountQueues
-from broker.store import TaskStore, failing
+from broker.store import TaskStore
 
 __all__ = ["SweepReport", "Sweeper", "overdue_reason"]
 
@@ -105,24 +105,12 @@ class Sweeper:
                 )
                 if reason is None:
                     continue
-                if not await self._fail_unchanged(task, reason):
-                    continue  # it moved since it was read (sent, progress...): judged again next sweep
+                # only the revision judged: one sent or moved on since it was read waits for the next sweep
+                if not await self.store.fail(task_id, reason, judged=task):
+                    continue
                 report.timed_out.append(task_id)
             await self.queues.release(account.id, task_id, core_size=account.core_size)
             report.released.append(task_id)
-
-    async def _fail_unchanged(self, judged: Task, reason: str) -> bool:
-        """Fail `judged` only if its record is still the revision that was judged overdue.
-
-        The bridge may unpark or claim the task between the sweeper's read and its write; failing
-        it then, on a stale judgement, would report FAILURE for a job Discord is running.
-        """
-        fail = failing(reason, now=self.clock())
-
-        def mutate(task: Task) -> Task | None:
-            return fail(task) if task.revision == judged.revision else None
-
-        return (await self.store.update(judged.id, mutate, current=judged)).changed
 
     async def _sweep_waiting(self, account: Account, report: SweepReport) -> None:
         """Fail queued tasks past the queue timeout, oldest first.
@@ -146,7 +134,7 @@ class Sweeper:
                     reason = (
                         f"Task waited in the queue for more than {_minutes(account.queue_timeout_minutes)}"
                     )
-                    if not await self._fail_unchanged(task, reason):
+                    if not await self.store.fail(task_id, reason, judged=task):
                         return  # it moved since it was read (got a slot, was sent): next sweep
                     report.timed_out.append(task_id)
                 await self.queues.release(account.id, task_id, core_size=account.core_size)
@@ -180,7 +168,7 @@ class Sweeper:
             else:
                 limit = max(account.timeout_minutes, account.queue_timeout_minutes)
                 reason = f"Task was not started within {_minutes(limit)}"
-            if age >= limit * 60_000 and await self._fail_unchanged(task, reason):
+            if age >= limit * 60_000 and await self.store.fail(task_id, reason, judged=task):
                 report.timed_out.append(task_id)
         if gone:
             await self.store.redis.zrem(keys.LIVE_TASKS, *gone)
