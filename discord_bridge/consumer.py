@@ -146,9 +146,7 @@ class Consumer:
             await self.store.fail(task_id, "the broker lost track of this job after sending it; not resent")
             self._settled.add(task_id)
             return False
-        if not await self.session.wait_ready(30.0):
-            return False
-        plan = await self._prepare(task)
+        plan = await self._plan_when_ready(task)
         if plan is None:
             return False
         claimed = await self._claim(task, plan)
@@ -167,7 +165,10 @@ class Consumer:
             await self._fail(task_id, _rate_limit_reason(left / 1000))
         return False
 
-    async def _prepare(self, task: Task) -> Plan | None:
+    async def _plan_when_ready(self, task: Task) -> Plan | None:
+        """The task's plan once the session is ready; None when it is not, or the task failed."""
+        if not await self.session.wait_ready(30.0):
+            return None
         try:
             return await self.interactions.prepare(task)
         except Rejected as exc:
@@ -181,9 +182,7 @@ class Consumer:
         """Send a task parked by a 429 (after a bridge restart: the plan is made again)."""
         if self.health.state not in (AccountState.ONLINE, AccountState.RATE_LIMITED):
             return False
-        if not await self.session.wait_ready(30.0):
-            return False
-        plan = await self._prepare(task)
+        plan = await self._plan_when_ready(task)
         if plan is None:
             return False
         self._remember(task.id)
