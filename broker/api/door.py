@@ -9,7 +9,7 @@ from broker.api.context import ApiContext
 from broker.api.images import decode_image
 from broker.errors import NoWorker, ValidationFailed
 from broker.models import ReturnCode, SubmitResult
-from broker.url_guard import UrlRefused, prompt_urls
+from broker.url_guard import UrlGuard, UrlRefused, prompt_urls
 
 __all__ = [
     "MAX_IMAGES",
@@ -39,10 +39,7 @@ def check_common(ctx: ApiContext, state: str | None, hook: str | None) -> str | 
         lowered = hook[:8].lower()
         if not (lowered.startswith("http://") or lowered.startswith("https://")) or len(hook) < 10:
             raise ValidationFailed("notifyHook must be an http or https URL")
-        try:
-            ctx.settings.hook_guard().check_url(hook, what="notifyHook")
-        except UrlRefused as exc:
-            raise ValidationFailed(str(exc)) from None
+        _guarded(ctx.settings.hook_guard(), hook, "notifyHook")
         return hook
     return ctx.settings.hooks.default_url or None
 
@@ -66,8 +63,13 @@ def check_prompt(ctx: ApiContext, prompt: str | None, *, required: bool = True) 
 def check_link(ctx: ApiContext, url: str, what: str) -> None:
     """Refuse (code 4) a link we or Midjourney will fetch when the URL guard refuses it without DNS;
     a name is checked where it is fetched (the bridge fails the task then)."""
+    _guarded(ctx.settings.link_guard(), url, what)
+
+
+def _guarded(guard: UrlGuard, url: str, what: str) -> None:
+    """`guard`'s refusal of `url` as far as it can tell without DNS, as a code-4 answer."""
     try:
-        ctx.settings.link_guard().check_url(url, what=what)
+        guard.check_url(url, what=what)
     except UrlRefused as exc:
         raise ValidationFailed(str(exc)) from None
 
