@@ -8,38 +8,15 @@ accepts. The allow-list holds exactly the simulator and the hook receiver (`e2e_
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from e2e_support import Stack, data_url, tiny_png
+from trap import Trap
 
 PNG = data_url(tiny_png(71))
-
-
-class Trap:
-    """A TCP listener that counts connections and closes them at once."""
-
-    def __init__(self, host: str) -> None:
-        self.host = host
-        self.port = 0
-        self.connections = 0
-        self._server: asyncio.Server | None = None
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._accept, self.host, 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def _accept(self, _reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        writer.close()
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ cap, the image check. The servers listen on loopback, so each test's guard allow
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import io
 import socket
@@ -13,6 +12,7 @@ import pytest
 from aiohttp import web
 from aiohttp.abc import ResolveResult
 from PIL import Image
+from trap import Trap
 from workers_support import FixedDns
 
 from broker.image_fetch import FetchRefused, ImageFetcher
@@ -84,28 +84,6 @@ class Site:
             await self._runner.cleanup()
 
 
-class Trap:
-    """A listener on an internal address the guard does not allow: it must see no connection."""
-
-    def __init__(self) -> None:
-        self.connections = 0
-        self.port = 0
-        self._server: asyncio.Server | None = None
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.2", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def _accept(self, _reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        writer.close()
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-
-
 class Dns(FixedDns):
     """FixedDns whose unknown names fail as getaddrinfo does."""
 
@@ -127,7 +105,7 @@ async def site() -> AsyncIterator[Site]:
 
 @pytest.fixture
 async def trap() -> AsyncIterator[Trap]:
-    server = Trap()
+    server = Trap("127.0.0.2")
     await server.start()
     yield server
     await server.stop()
