@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from arq import create_pool
@@ -12,6 +13,26 @@ from arq.worker import func
 from broker.redis_server import EmbeddedRedis
 from broker.shutdown import cancel_and_wait
 from workers.main import ArqWorker
+
+
+async def _worker_with_one_job(
+    redis_server: EmbeddedRedis, job: Callable[[dict[str, Any]], Awaitable[None]], **options: Any
+) -> ArqWorker:
+    """Our arq worker with `job` enqueued once (named "job"); `options` go to the worker."""
+    redis_settings = RedisSettings.from_dsn(redis_server.url)
+    pool = await create_pool(redis_settings)
+    try:
+        await pool.enqueue_job("job")
+    finally:
+        await pool.aclose()
+    return ArqWorker(
+        functions=[func(job, name="job")],
+        redis_settings=redis_settings,
+        handle_signals=False,
+        poll_delay=0.01,
+        keep_result=0,
+        **options,
+    )
 
 
 async def test_close_while_a_job_is_being_recorded_still_runs_on_shutdown(
@@ -28,20 +49,7 @@ async def test_close_while_a_job_is_being_recorded_still_runs_on_shutdown(
     async def on_shutdown(ctx: dict[str, Any]) -> None:
         shut_down.append(True)
 
-    redis_settings = RedisSettings.from_dsn(redis_server.url)
-    pool = await create_pool(redis_settings)
-    try:
-        await pool.enqueue_job("job")
-    finally:
-        await pool.aclose()
-    worker = ArqWorker(
-        functions=[func(job, name="job")],
-        redis_settings=redis_settings,
-        handle_signals=False,
-        on_shutdown=on_shutdown,
-        poll_delay=0.01,
-        keep_result=0,
-    )
+    worker = await _worker_with_one_job(redis_server, job, on_shutdown=on_shutdown)
     main = asyncio.create_task(worker.async_run())
     try:
         async with asyncio.timeout(10):
@@ -74,19 +82,7 @@ async def test_close_ends_a_job_whose_cancellation_was_lost(redis_server: Embedd
         await asyncio.wait_for(operation, 60)
         await asyncio.sleep(3600)
 
-    redis_settings = RedisSettings.from_dsn(redis_server.url)
-    pool = await create_pool(redis_settings)
-    try:
-        await pool.enqueue_job("job")
-    finally:
-        await pool.aclose()
-    worker = ArqWorker(
-        functions=[func(job, name="job")],
-        redis_settings=redis_settings,
-        handle_signals=False,
-        poll_delay=0.01,
-        keep_result=0,
-    )
+    worker = await _worker_with_one_job(redis_server, job)
     main = asyncio.create_task(worker.async_run())
     try:
         async with asyncio.timeout(10):
