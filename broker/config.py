@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 import yaml
@@ -21,11 +22,13 @@ import yaml
 from broker.models import BotType, SpeedMode
 from broker.redis_password import embedded_password, existing_password
 from broker.url_guard import UrlGuard, parse_allow
+from broker.work_hours import parse_work_hours
 
 log = logging.getLogger(__name__)
 
 __all__ = [
     "Account",
+    "AccountChoice",
     "ApiKey",
     "BridgeSettings",
     "ConfigError",
@@ -73,7 +76,12 @@ class Account(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     mj_dm_channel_id: str = ""
     niji_dm_channel_id: str = ""
     remark: str = ""
+    #: how often the `weight` choice rule picks this account, relative to the others
     weight: int = 1
+    #: tasks admitted per day (in `timezone`) at most; reached = no new tasks until midnight. 0 = no limit
+    daily_limit: int = 0
+    #: when the account takes new tasks, e.g. "09:00-23:00" (`broker.work_hours`); empty = always
+    work_hours: str = ""
 
     def __repr__(self) -> str:
         # The token must never reach a log line through a repr.
@@ -85,6 +93,8 @@ class Account(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
 class ApiKey(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     name: str
     secret: str
+    #: admin keys may also use the admin API (/mj/admin/...) and the status page (/admin)
+    role: Literal["client", "admin"] = "client"
 
     def __repr__(self) -> str:
         return f"ApiKey(name={self.name!r})"
@@ -241,6 +251,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     api_keys: tuple[ApiKey, ...] = ()
     banned_words: tuple[str, ...] = ()
     accounts: tuple[Account, ...] = ()
+    #: how a new task's account is chosen among those that may take it (written `accounts.choice`
+    #: in the file when `accounts` is a mapping: see `_lift_accounts`)
+    account_choice: AccountChoice = "least_busy"
+    #: the operator's timezone (IANA name): the day of `daily_limit`, the clock of `work_hours`
+    timezone: str = "UTC"
 
     def account(self, account_id: str) -> Account | None:
         for account in self.accounts:
@@ -276,6 +291,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             values.append(existing_password(self.redis.data_dir) or "")
         return [v for v in values if v]
 
+
+#: least_busy: fewest running + waiting first; weight: at random in proportion to `weight`;
+#: random: uniformly at random; round_robin: each in turn
+AccountChoice = Literal["least_busy", "weight", "random", "round_robin"]
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -320,6 +339,18 @@ def _validate(settings: Settings) -> None:
             raise ConfigError(f"{where}.timeout_minutes: must be positive")
         if account.enabled and not account.token:
             raise ConfigError(f"{where}.token: an enabled account needs a token")
+        if account.weight < 0:
+            raise ConfigError(f"{where}.weight: must not be negative")
+        if account.daily_limit < 0:
+            raise ConfigError(f"{where}.daily_limit: must not be negative (0 = no limit)")
+        try:
+            parse_work_hours(account.work_hours)
+        except ValueError as exc:
+            raise ConfigError(f"{where}.work_hours: {exc}") from None
+    try:
+        ZoneInfo(settings.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"timezone: unknown timezone {settings.timezone!r}") from None
     names = [k.name for k in settings.api_keys]
     if len(set(names)) != len(names):
         raise ConfigError("api_keys: names must be unique")
@@ -335,6 +366,21 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("url_guard.max_redirects: must not be negative")
 
 
+def _lift_accounts(document: dict[str, Any]) -> dict[str, Any]:
+    """`accounts` is the list of accounts, or a mapping of `choice` and that `list`."""
+    accounts = document.get("accounts")
+    if not isinstance(accounts, dict):
+        return document
+    unknown = set(accounts) - {"choice", "list"}
+    if unknown:
+        raise ConfigError(f"accounts.{sorted(unknown)[0]}: unknown key (accounts takes choice and list)")
+    lifted = {k: v for k, v in document.items() if k != "accounts"}
+    lifted["accounts"] = accounts.get("list") or []
+    if "choice" in accounts:
+        lifted["account_choice"] = accounts["choice"]
+    return lifted
+
+
 def parse_settings(document: Any, environ: Mapping[str, str] | None = None) -> Settings:
     """Build `Settings` from an already-loaded YAML document."""
     env = os.environ if environ is None else environ
@@ -342,7 +388,7 @@ def parse_settings(document: Any, environ: Mapping[str, str] | None = None) -> S
         document = {}
     if not isinstance(document, dict):
         raise ConfigError("config: the top level must be a mapping")
-    expanded = _expand(document, env, "")
+    expanded = _lift_accounts(_expand(document, env, ""))
     try:
         settings = msgspec.convert(expanded, Settings, strict=False)
     except msgspec.ValidationError as exc:
@@ -350,6 +396,7 @@ def parse_settings(document: Any, environ: Mapping[str, str] | None = None) -> S
         text = str(exc)
         reason, _, where = text.partition(" - at `$")
         key = where.rstrip("`").lstrip(".") or "config"
+        key = key.replace("account_choice", "accounts.choice")
         raise ConfigError(f"{key}: {reason}") from None
     _validate(settings)
     if settings.hooks.allow_private_addresses:

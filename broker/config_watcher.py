@@ -17,8 +17,8 @@ class ConfigWatcher:
     """The settings in force, re-read when the config file changes (looked at every `every` s).
 
     A file that no longer loads is logged and ignored: the previous settings stay in force. What a
-    process built once at start (its Redis connection, api keys in the web's middleware, hook
-    client options) still needs a restart; accounts, banned words and timeouts follow the file.
+    process built once at start (its Redis connection, hook client options) still needs a restart;
+    accounts, api keys, banned words and timeouts follow the file.
     """
 
     def __init__(self, path: str | Path, settings: Settings, *, every: float = 2.0) -> None:

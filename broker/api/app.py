@@ -11,6 +11,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import RedocRenderPlugin, SwaggerRenderPlugin, YamlRenderPlugin
 
 from broker.api.accounts import ACCOUNT_HANDLERS
+from broker.api.admin_session import ADMIN_SESSION_HANDLERS
 from broker.api.auth import door_middleware
 from broker.api.body import ApiRequest
 from broker.api.context import ApiContext
@@ -92,10 +93,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
             *TASK_HANDLERS,
             *ACCOUNT_HANDLERS,
             *HEALTH_HANDLERS,
+            *ADMIN_SESSION_HANDLERS,
         ],
         on_startup=[startup],
         on_shutdown=[shutdown],
-        middleware=[door_middleware(settings.api_keys, settings.server.cors_origins)],
+        middleware=[door_middleware(lambda: ctx.settings)],
         exception_handlers=EXCEPTION_HANDLERS,
         request_class=ApiRequest,
         request_max_body_size=settings.server.max_body_bytes,

@@ -1,6 +1,9 @@
-"""The door of every request: CORS and the api key check, in one ASGI pass over the headers.
+"""The door of every request: CORS, the api key check and the admin rule, in one ASGI pass over the headers.
 
-Keys come as `mj-api-secret`, `Authorization: Bearer <key>` or a bare `Authorization: <key>`. Every
+Keys come as `mj-api-secret`, `Authorization: Bearer <key>` or a bare `Authorization: <key>`; a
+browser signed in at `/admin/login` sends the `mjb_session` cookie instead (GET and HEAD only, see
+`broker.api.sessions`). The admin routes (`/mj/admin/...` and the status page under `/admin`) need
+a key with `role: admin`; a client key gets 403 there. Every
 configured key is compared in constant time (no early exit), so timing tells nothing about which key
 or how much of it matched. No keys configured = open. CORS preflights (browser front ends send the
 custom `mj-api-secret` header), the OpenAPI schema and the health probes pass without a key. CORS
@@ -11,7 +14,7 @@ path).
 from __future__ import annotations
 
 import hmac
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from litestar.enums import ScopeType
 from litestar.types import (
@@ -24,19 +27,26 @@ from litestar.types import (
     Send,
 )
 
-from broker.config import ApiKey
+from broker.api.sessions import COOKIE_NAME, session_key
+from broker.config import ApiKey, Settings
 
-__all__ = ["door_middleware"]
+__all__ = ["ADMIN_PATHS", "door_middleware"]
 
 # code 4 as every client error (README's code table), with HTTP 401
 #: answered without an api key: the schema, and the probes of load balancers (`broker.api.health`)
-_OPEN_PATHS = ("/schema", "/health", "/ready")
+_OPEN_PATHS = ("/schema", "/health", "/ready", "/admin/login")
+#: need a key whose role is admin (with no keys configured, everything is open: a dev setup)
+ADMIN_PATHS = ("/mj/admin/", "/admin")
 
 _BODY_MISSING = (
     b'{"code":4,"description":"Missing api secret: send the mj-api-secret header",'
     b'"result":null,"properties":{}}'
 )
 _BODY_WRONG = b'{"code":4,"description":"Invalid api secret","result":null,"properties":{}}'
+_BODY_NOT_ADMIN = (
+    b'{"code":4,"description":"This route needs an api key with role admin","result":null,"properties":{}}'
+)
+_COOKIE_PREFIX = COOKIE_NAME.encode() + b"="
 _ALLOW_HEADERS = b"mj-api-secret, authorization, content-type"
 _ALLOW_METHODS = b"GET, POST, OPTIONS"
 
@@ -50,11 +60,37 @@ def _match(keys: Sequence[tuple[bytes, str]], given: str) -> str | None:
     return found
 
 
-def door_middleware(api_keys: Sequence[ApiKey], cors_origins: Sequence[str]) -> type:
-    """An ASGI middleware class (litestar builds it with `app=`): CORS, then the key check."""
-    keys = [(k.secret.encode(), k.name) for k in api_keys]
-    any_origin = "*" in cors_origins
-    origins = {o.encode() for o in cors_origins}
+class _Keys:
+    """The lookup tables of one `api_keys` tuple (rebuilt when a config reload changes it)."""
+
+    def __init__(self, api_keys: Sequence[ApiKey]) -> None:
+        self.source = api_keys
+        self.secrets = [(k.secret.encode(), k.name) for k in api_keys]
+        self.admins = {k.name for k in api_keys if k.role == "admin"}
+        self.by_name = {k.name: k.secret for k in api_keys}
+
+
+def door_middleware(settings: Callable[[], Settings]) -> type:
+    """An ASGI middleware class (litestar builds it with `app=`): CORS, then the key check.
+
+    :param settings: the settings in force, asked on every request so that api keys and CORS
+        origins added, revoked or rotated in config.yaml apply without a restart.
+    """
+    tables = _Keys(settings().api_keys)
+    origins_source: Sequence[str] = ()
+    any_origin = False
+    origins: set[bytes] = set()
+
+    def current_keys() -> _Keys:
+        nonlocal tables, origins_source, any_origin, origins
+        now = settings()
+        if now.api_keys is not tables.source:
+            tables = _Keys(now.api_keys)
+        if now.server.cors_origins is not origins_source:
+            origins_source = now.server.cors_origins
+            any_origin = "*" in origins_source
+            origins = {o.encode() for o in origins_source}
+        return tables
 
     def allowed(origin: bytes) -> bytes | None:
         if any_origin:
@@ -69,9 +105,11 @@ def door_middleware(api_keys: Sequence[ApiKey], cors_origins: Sequence[str]) -> 
             if scope["type"] != ScopeType.HTTP:
                 await self.app(scope, receive, send)
                 return
+            keys = current_keys()
             secret: bytes | None = None
             auth: bytes | None = None
             origin: bytes | None = None
+            cookie: bytes | None = None
             preflight = False
             for name, value in scope["headers"]:
                 if name == b"mj-api-secret":
@@ -82,6 +120,8 @@ def door_middleware(api_keys: Sequence[ApiKey], cors_origins: Sequence[str]) -> 
                     origin = value
                 elif name == b"access-control-request-method":
                     preflight = True
+                elif name == b"cookie":
+                    cookie = value
             allow = allowed(origin) if origin is not None else None
             if preflight and scope["method"] == "OPTIONS":
                 headers = [(b"access-control-max-age", b"600"), (b"vary", b"Origin")]
@@ -95,12 +135,18 @@ def door_middleware(api_keys: Sequence[ApiKey], cors_origins: Sequence[str]) -> 
                 return
             if allow is not None:
                 send = _with_origin(send, allow)
-            if keys and not scope["path"].startswith(_OPEN_PATHS):
+            path = scope["path"]
+            if keys.secrets and not path.startswith(_OPEN_PATHS):
                 given = _given(secret, auth)
-                key_name = _match(keys, given) if given else None
+                key_name = _match(keys.secrets, given) if given else None
+                if key_name is None and not given and cookie and scope["method"] in ("GET", "HEAD"):
+                    key_name = _from_cookie(cookie, keys.by_name)
                 if key_name is None:
                     body = _BODY_MISSING if not given else _BODY_WRONG
                     await _answer(send, 401, [(b"content-type", b"application/json")], body)
+                    return
+                if key_name not in keys.admins and path.startswith(ADMIN_PATHS):
+                    await _answer(send, 403, [(b"content-type", b"application/json")], _BODY_NOT_ADMIN)
                     return
                 scope["mjb_key"] = key_name  # type: ignore[typeddict-unknown-key]
             await self.app(scope, receive, send)
@@ -117,6 +163,14 @@ def _given(secret: bytes | None, auth: bytes | None) -> str | None:
     if text[:7].lower() == "bearer ":
         text = text[7:].strip()
     return text
+
+
+def _from_cookie(header: bytes, secrets_by_name: dict[str, str]) -> str | None:
+    for part in header.split(b";"):
+        part = part.strip()
+        if part.startswith(_COOKIE_PREFIX):
+            return session_key(part[len(_COOKIE_PREFIX) :].decode("latin-1"), secrets_by_name)
+    return None
 
 
 def _with_origin(send: Send, allow: bytes) -> Send:

@@ -128,3 +128,41 @@ def test_the_deprecated_private_addresses_flag_is_warned_about_once_per_process(
         for _ in range(3):  # start, then two reloads
             parse_settings({"hooks": {"allow_private_addresses": True}}, {})
     assert sum("deprecated" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_accounts_may_be_a_mapping_of_choice_and_list() -> None:
+    account = {
+        "id": "a",
+        "guild_id": 1,
+        "channel_id": 2,
+        "token": "t",
+        "daily_limit": 5,
+        "work_hours": "9:00-17:00",
+    }
+    settings = parse_settings(
+        {"accounts": {"choice": "weight", "list": [account]}, "timezone": "Asia/Shanghai"}
+    )
+    assert settings.account_choice == "weight" and settings.accounts[0].daily_limit == 5
+    assert parse_settings({"accounts": [account]}).account_choice == "least_busy"
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        ({"accounts": {"choice": "best", "list": []}}, "accounts.choice"),
+        ({"accounts": {"rule": "weight"}}, "accounts.rule: unknown key"),
+        ({"timezone": "Mars/Olympus"}, "timezone: unknown timezone"),
+        (
+            {"accounts": [{"id": "a", "guild_id": 1, "channel_id": 2, "token": "t", "work_hours": "9-5"}]},
+            "work_hours",
+        ),
+        (
+            {"accounts": [{"id": "a", "guild_id": 1, "channel_id": 2, "token": "t", "daily_limit": -1}]},
+            "daily_limit",
+        ),
+        ({"api_keys": [{"name": "k", "secret": "s", "role": "root"}]}, "role"),
+    ],
+)
+def test_choice_rules_and_limits_are_checked(document: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_settings(document)
