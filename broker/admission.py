@@ -285,7 +285,7 @@ class Admitter:
         modes: Sequence[SpeedMode] = (),
     ) -> Admitted:
         """Admit a new task on the best account that has room (1/22); `QueueFull` when none has."""
-        self.banned.check(task.prompt_en)
+        self.banned.check(task.prompt_en, task.prompt)
         accounts = await self.choose(bot_type=task.bot_type, account_filter=account_filter, modes=modes)
         task = await self._put_blobs(task, blobs)
         last: Account | None = None

@@ -135,7 +135,10 @@ class BannedWords:
             return None
         return source[where[match.start()] : where[match.end() - 1] + 1]
 
-    def check(self, prompt_en: str | None) -> None:
+    def check(self, prompt_en: str | None, original: str | None = None) -> None:
+        """Refuse (code 24) a banned word in the English prompt or in the prompt as written."""
         word = self.find(prompt_en)
+        if word is None and original and original != prompt_en:
+            word = self.find(original)
         if word is not None:
             raise BannedPrompt(prompt_en or "", word)

@@ -39,6 +39,7 @@ __all__ = [
     "ServerSettings",
     "Settings",
     "TaskSettings",
+    "TranslationSettings",
     "UrlGuardSettings",
     "config_path",
     "load_settings",
@@ -240,6 +241,27 @@ class BridgeSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     rate_limit_max_wait_seconds: float = 600.0
 
 
+class TranslationSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Prompts in Chinese (`broker.translation`): any OpenAI-compatible chat API, or none."""
+
+    provider: Literal["none", "openai"] = "none"
+    #: e.g. https://api.openai.com/v1, a new-api relay's /v1, http://127.0.0.1:11434/v1 (Ollama)
+    base_url: str = ""
+    api_key: str = ""
+    model: str = "gpt-4o-mini"
+    #: bound of one translation, retries included; past it the text goes as written
+    timeout_seconds: float = 10.0
+    #: further attempts after a 5xx, a 429 or a connection failure
+    retries: int = 1
+    #: translate describe and shorten results into properties.finalZhPrompt for every request
+    #: (without it, only for requests with `language: "zh"`)
+    results_to_zh: bool = False
+    #: a prompt whose translation fails is refused (code 4) instead of sent as written
+    required: bool = False
+    #: how long a translation is kept in Redis and reused
+    cache_days: float = 7.0
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     server: ServerSettings = ServerSettings()
     redis: RedisSettings = RedisSettings()
@@ -248,6 +270,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     tasks: TaskSettings = TaskSettings()
     bridge: BridgeSettings = BridgeSettings()
     url_guard: UrlGuardSettings = UrlGuardSettings()
+    translation: TranslationSettings = TranslationSettings()
     api_keys: tuple[ApiKey, ...] = ()
     banned_words: tuple[str, ...] = ()
     accounts: tuple[Account, ...] = ()
@@ -283,6 +306,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     def secrets(self) -> list[str]:
         """Every secret value, so tests and log filters can check none leaks."""
         values = [a.token for a in self.accounts] + [k.secret for k in self.api_keys] + [self.hooks.secret]
+        values.append(self.translation.api_key)
         proxies = (self.hooks.env_proxy.http, self.hooks.env_proxy.https)
         values += [urlsplit(p).password or "" for p in proxies]  # http://user:password@proxy:3128
         if self.redis.url:
@@ -362,6 +386,11 @@ def _validate(settings: Settings) -> None:
             parse_allow(entry)
         except ValueError as exc:
             raise ConfigError(f"url_guard.allow[{i}]: {exc}") from None
+    translation = settings.translation
+    if translation.provider != "none" and not translation.base_url:
+        raise ConfigError("translation.base_url: needed with provider openai")
+    if translation.timeout_seconds <= 0:
+        raise ConfigError("translation.timeout_seconds: must be positive")
     if settings.url_guard.max_redirects < 0:
         raise ConfigError("url_guard.max_redirects: must not be negative")
 

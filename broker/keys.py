@@ -12,6 +12,8 @@ __all__ = [
     "CHANGES_STREAM",
     "EVENTS_GROUP",
     "EVENTS_STREAM",
+    "FINISHING_GROUP",
+    "FINISHING_STREAM",
     "HOOKS_DUE",
     "LIVE_TASKS",
     "UNMATCHED_EVENTS",
@@ -30,6 +32,7 @@ __all__ = [
     "lookup",
     "task_blob",
     "task_record",
+    "translation",
 ]
 
 PREFIX = "mjb"
@@ -121,6 +124,10 @@ def bridge_rpc_reply(request_id: str) -> str:
     return f"{PREFIX}:rpc:{{{request_id}}}:reply"
 
 
+#: stream of task ids whose result is in but which a worker must finish before SUCCESS (`workers.finishing`)
+FINISHING_STREAM = f"{PREFIX}:finishing"
+FINISHING_GROUP = "workers-finishing"
+
 #: sorted set of hook deliveries to make: task id scored by the epoch ms it is due (`workers.outbox`)
 HOOKS_DUE = f"{PREFIX}:{{hooks}}:due"
 
@@ -129,3 +136,8 @@ def hook_state(task_id: str) -> str:
     """Hash with one task's hook delivery state (`workers.outbox`); it shares the due set's tag,
     since every outbox script touches both."""
     return f"{PREFIX}:{{hooks}}:task:{task_id}"
+
+
+def translation(digest: str) -> str:
+    """A cached translation (`broker.translation`); `digest` hashes the model, direction and text."""
+    return f"{PREFIX}:tr:{digest}"

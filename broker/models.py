@@ -130,6 +130,13 @@ class TaskProperties(msgspec.Struct, kw_only=True, rename="camel", omit_defaults
     index: int | None = None
     blend_dimensions: str | None = None
     prompt_en: str | None = None
+    #: why the prompt (or, for describe and shorten, the result) could not be translated; the
+    #: text then went as written (`broker.translation`)
+    translation_error: str | None = None
+    #: "zh": a describe or shorten result is translated into finalZhPrompt before SUCCESS
+    result_language: str | None = None
+    #: the task's result is in, and a worker finishes it before SUCCESS (`workers.finishing`)
+    finishing: str | None = None
     banned_word: str | None = None
     #: why the task's notify hook was given up for good (refused by the URL guard, or retried
     #: until hooks.give_up_minutes); cleared when a later delivery succeeds

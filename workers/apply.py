@@ -28,6 +28,7 @@ from collections.abc import Callable
 import msgspec
 import redis.asyncio as aioredis
 
+from broker import keys
 from broker.account_status import AccountFact, report_fact
 from broker.clock import Clock
 from broker.discord import MESSAGE_DELETE
@@ -73,11 +74,20 @@ class Applier:
     :param clock: epoch milliseconds (finishTime, startTime).
     """
 
-    def __init__(self, store: TaskStore, matcher: Matcher, *, clock: Clock) -> None:
+    def __init__(
+        self,
+        store: TaskStore,
+        matcher: Matcher,
+        *,
+        clock: Clock,
+        finishing_of: Callable[[Task], str | None] = lambda _: None,
+    ) -> None:
         self.store = store
         self.redis: aioredis.Redis = store.redis
         self.matcher = matcher
         self.clock = clock
+        #: the step a describe or shorten result needs before SUCCESS (`workers.finishing`), if any
+        self.finishing_of = finishing_of
         self.handlers: dict[str, Handler] = {
             name.removeprefix("handle_"): getattr(self, name)
             for name in dir(self)
@@ -121,7 +131,11 @@ class Applier:
             except InvalidTransition as exc:
                 # A late event for a task that moved on (e.g. NOT_START/MODAL, or finished elsewhere).
                 log.debug("late %s event for task %s: %s", change.kind, found.task.id, exc)
-        self.matcher.remember(update.task if update else found.task, bind)
+        latest = update.task if update else found.task
+        self.matcher.remember(latest, bind)
+        if latest is not None and latest.properties.finishing and latest.status in _RUNNING:
+            # again on a replayed event too: the entry may have died between the write and this
+            await self.redis.xadd(keys.FINISHING_STREAM, {"id": latest.id}, maxlen=100_000, approximate=True)
         return Outcome(
             change.kind,
             task_id=found.task.id,
@@ -188,11 +202,11 @@ class Applier:
 
     def handle_describe(self, change: Change, event: GatewayEvent) -> Mutate | None:
         text = change.embed_description or "\n".join(change.prompts)
-        return self._succeed(change, event, final_prompt=text)
+        return self._succeed(change, event, final_prompt=text, finish=True)
 
     def handle_shorten(self, change: Change, event: GatewayEvent) -> Mutate | None:
         text = change.embed_description or "\n".join(change.prompts)
-        return self._succeed(change, event, final_prompt=text, keep_image=True)
+        return self._succeed(change, event, final_prompt=text, keep_image=True, finish=True)
 
     def handle_error(self, change: Change, event: GatewayEvent) -> Mutate | None:
         return failing(_fail_reason(change, event.account), now=self.clock())
@@ -252,7 +266,9 @@ class Applier:
         *,
         final_prompt: str | None,
         keep_image: bool = False,
+        finish: bool = False,
     ) -> Mutate:
+        """The task's result is in: SUCCESS, or (with `finish`) a step of `workers.finishing` first."""
         now = self.clock()
 
         def mutate(t: Task) -> Task | None:
@@ -270,15 +286,16 @@ class Applier:
                 discord_instance_id=props.discord_instance_id or change.channel_id or event.account,
             )
             image = t.image_url if keep_image else (change.image_url or t.image_url)
+            step = self.finishing_of(t) if finish else None
             return replace(
                 t,
-                status=S.SUCCESS,
+                status=S.IN_PROGRESS if step else S.SUCCESS,
                 progress="100%",
                 image_url=image,
                 buttons=change.buttons or t.buttons,
-                properties=props,
+                properties=replace(props, finishing=step) if step else props,
                 start_time=t.start_time or now,
-                finish_time=now,
+                finish_time=None if step else now,
             )
 
         return mutate

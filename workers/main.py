@@ -38,10 +38,12 @@ from broker.queues import AccountQueues
 from broker.redis_client import check_or_exit, connect
 from broker.shutdown import RECANCEL_SECONDS, cancel_and_wait
 from broker.store import TaskStore
+from broker.translation import Translator
 from workers.apply import Applier
 from workers.changes import ChangeHandler
 from workers.consumer import EventHandler, StreamConsumer
 from workers.delivery import HookDeliverer
+from workers.finishing import Finisher, finishing_step
 from workers.matching import Matcher
 from workers.outbox import HookOutbox
 from workers.sweeper import Sweeper, SweepReport
@@ -96,7 +98,13 @@ class WorkerRuntime:
             clock=clock,
         )
         self.matcher = Matcher(self.store, queues=self.queues, window_ms=self._window_ms, clock=clock)
-        self.applier = Applier(self.store, self.matcher, clock=clock)
+        self.translator = Translator(settings.translation, self.redis)
+        self.applier = Applier(
+            self.store,
+            self.matcher,
+            clock=clock,
+            finishing_of=lambda task: finishing_step(self._settings(), task),
+        )
         self.sweeper = Sweeper(self.store, queues=self.queues, settings=self._settings, clock=clock)
         self.events = StreamConsumer(
             self.redis,
@@ -106,6 +114,14 @@ class WorkerRuntime:
             handle=EventHandler(self.applier),
             claim_idle_ms=self.claim_idle_ms,
         )
+        self.finishing = StreamConsumer(
+            self.redis,
+            stream=keys.FINISHING_STREAM,
+            group=keys.FINISHING_GROUP,
+            name=self.name,
+            handle=Finisher(self.store, self.translator, clock=clock),
+            claim_idle_ms=self.claim_idle_ms,
+        )
         self.changes: StreamConsumer | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -113,6 +129,7 @@ class WorkerRuntime:
         """The settings in force: accounts and timeouts follow config.yaml edits (with a watcher)."""
         if self.watcher is not None:
             self.settings = self.watcher.current()
+            self.translator.settings = self.settings.translation
         return self.settings
 
     def _window_ms(self, account_id: str) -> int:
@@ -139,9 +156,11 @@ class WorkerRuntime:
         # Groups exist before any loop reads, so nothing published meanwhile is skipped.
         await self.events.ensure_group()
         await self.changes.ensure_group()
+        await self.finishing.ensure_group()
         self._tasks = [
             asyncio.create_task(self._supervise("events", self.events.run)),
             asyncio.create_task(self._supervise("changes", self.changes.run)),
+            asyncio.create_task(self._supervise("finishing", self.finishing.run)),
             asyncio.create_task(self._supervise("hooks", self.deliverer.run)),
             asyncio.create_task(self._supervise("heartbeat", self._heartbeat)),
         ]
@@ -162,6 +181,7 @@ class WorkerRuntime:
         with contextlib.suppress(RedisError, OSError):
             await heartbeat.leave(self.redis, self.name)
         await self.deliverer.close()
+        await self.translator.close()
         if self.ledger is not None:
             await asyncio.to_thread(self.ledger.close)
             self.ledger = None

@@ -15,6 +15,7 @@ from broker.config_watcher import ConfigWatcher
 from broker.heartbeat import WorkerWatch
 from broker.queues import AccountQueues
 from broker.store import TaskStore
+from broker.translation import Translator
 
 __all__ = ["ApiContext", "context_of"]
 
@@ -31,6 +32,7 @@ class ApiContext:
         self._queues: AccountQueues | None = None
         self._admitter: Admitter | None = None
         self._workers: WorkerWatch | None = None
+        self._translator: Translator | None = None
 
     def open(self, redis: aioredis.Redis) -> None:
         self._redis = redis
@@ -45,8 +47,12 @@ class ApiContext:
             load_ttl=float(os.environ.get("MJBROKER_LOAD_TTL_SECONDS", LOAD_TTL_SECONDS)),
         )
         self._workers = WorkerWatch(redis)
+        self._translator = Translator(self.settings.translation, redis)
 
     async def close(self) -> None:
+        if self._translator is not None:
+            await self._translator.close()
+            self._translator = None
         if self._redis is not None:
             await self._redis.aclose()
         self._redis = self._store = self._queues = self._admitter = self._workers = None
@@ -82,6 +88,15 @@ class ApiContext:
         """Whether a worker process is alive (cached: a submit rarely pays a round trip for it)."""
         assert self._workers is not None, "the app has not started"
         return self._workers
+
+    @property
+    def translator(self) -> Translator:
+        """Prompts in Chinese; follows `translation` of config.yaml edits."""
+        assert self._translator is not None, "the app has not started"
+        settings = self.settings.translation
+        if self._translator.settings is not settings:
+            self._translator.settings = settings
+        return self._translator
 
     @property
     def admitter(self) -> Admitter:

@@ -9,6 +9,7 @@ from broker.api.context import ApiContext
 from broker.api.images import decode_image
 from broker.errors import NoWorker, ValidationFailed
 from broker.models import ReturnCode, SubmitResult
+from broker.translation import Translated
 from broker.url_guard import UrlGuard, UrlRefused, prompt_urls
 
 __all__ = [
@@ -58,6 +59,18 @@ def check_prompt(ctx: ApiContext, prompt: str | None, *, required: bool = True) 
     if len(text) > limit:
         raise ValidationFailed(f"prompt is longer than {limit} characters")
     return text
+
+
+async def english(ctx: ApiContext, prompt: str) -> Translated:
+    """The prompt Midjourney gets: its Chinese prose in English (`broker.translation`).
+
+    A failed translation sends the prompt as written (the task's properties say why), or refuses the
+    request when `translation.required` is set.
+    """
+    translated = await ctx.translator.to_english(prompt)
+    if translated.error and ctx.settings.translation.required:
+        raise ValidationFailed(f"{translated.error}; the prompt was not submitted (translation.required)")
+    return translated
 
 
 def check_link(ctx: ApiContext, url: str, what: str) -> None:

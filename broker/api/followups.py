@@ -25,6 +25,7 @@ from broker.api.door import (
     check_common,
     check_prompt,
     check_prompt_links,
+    english,
     require_worker,
 )
 from broker.api.images import decode_image
@@ -33,6 +34,7 @@ from broker.api.schema import POST, responses
 from broker.api.types import ActionRequest, ChangeRequest, ModalRequest, SimpleChangeRequest
 from broker.errors import ParentNotReady, QueueFull, TaskNotFound, ValidationFailed
 from broker.models import ReturnCode, SubmitResult, Task, TaskStatus
+from broker.translation import Translated
 
 __all__ = ["FOLLOWUP_HANDLERS"]
 
@@ -161,7 +163,8 @@ async def modal(request: AnyRequest, data: ModalRequest) -> SubmitResult:
             raise ValidationFailed(
                 "custom zoom needs --zoom between 1 and 2 in the prompt, e.g. 'a cat --zoom 1.5'"
             )
-    ctx.admitter.banned.check(prompt)
+    translated = await english(ctx, prompt) if prompt else Translated(prompt)
+    ctx.admitter.banned.check(translated.text, prompt)
     check_prompt_links(ctx, prompt)
     blobs: dict[str, bytes] = {}
     if kind == MODAL_MASK:
@@ -181,7 +184,12 @@ async def modal(request: AnyRequest, data: ModalRequest) -> SubmitResult:
         # compare-and-set: of two concurrent /modal calls only one moves the task out of MODAL
         if current.status != TaskStatus.MODAL:
             return None
-        return msgspec.structs.replace(current, status=TaskStatus.NOT_START, prompt=prompt, prompt_en=prompt)
+        props = msgspec.structs.replace(
+            current.properties, prompt_en=translated.text, translation_error=translated.error
+        )
+        return msgspec.structs.replace(
+            current, status=TaskStatus.NOT_START, prompt=prompt, prompt_en=translated.text, properties=props
+        )
 
     update = await ctx.store.update(task.id, answer)
     if not update.changed or update.task is None:

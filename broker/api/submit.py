@@ -18,6 +18,7 @@ from broker.api.door import (
     check_prompt,
     check_prompt_links,
     decode_images,
+    english,
     require_worker,
 )
 from broker.api.images import decode_image
@@ -58,23 +59,29 @@ async def _submit_new(
     blobs: dict[str, bytes] | None = None,
     image_urls: list[str] | None = None,
     blend_dimensions: str | None = None,
+    language: str | None = None,
 ) -> SubmitResult:
     await require_worker(ctx)
+    translated = await english(ctx, prompt) if prompt else None
+    prompt_en = translated.text if translated else prompt
     task_id = ctx.admitter.new_id()
     task = Task(
         id=task_id,
         action=action,
         prompt=prompt,
-        prompt_en=prompt,
+        prompt_en=prompt_en,
         description=description.replace("{id}", task_id),
         state=state,
         submit_time=ctx.clock(),
         properties=TaskProperties(
             notify_hook=hook,
+            prompt_en=prompt_en,
+            translation_error=translated.error if translated else None,
             attachments=list(blobs) if blobs else None,
             image_urls=image_urls or None,
             bot_type=bot_type.value,
             blend_dimensions=blend_dimensions,
+            result_language=_result_language(ctx, action, language),
         ),
         bot_type=bot_type,
         api_key_name=api_key_name(request),
@@ -82,6 +89,13 @@ async def _submit_new(
     modes = wanted_modes(speed_mode(request.scope["path"]), account_filter, prompt)
     admitted = await ctx.admitter.submit(task, blobs=blobs, account_filter=account_filter, modes=modes)
     return admitted_reply(admitted)
+
+
+def _result_language(ctx: ApiContext, action: TaskAction, asked: str | None) -> str | None:
+    """ "zh" when a describe or shorten result is to be translated (asked, or `results_to_zh`)."""
+    if action not in (TaskAction.DESCRIBE, TaskAction.SHORTEN) or asked == "en":
+        return None
+    return "zh" if asked in ("zh", "zh_cn") or ctx.settings.translation.results_to_zh else None
 
 
 @post(route_paths("/mj/submit/imagine"), status_code=200, summary="Imagine", responses=_ERRORS)
@@ -135,6 +149,7 @@ async def describe(request: AnyRequest, data: DescribeRequest) -> SubmitResult:
         account_filter=data.account_filter,
         blobs=blobs,
         image_urls=urls,
+        language=data.language,
     )
 
 
@@ -175,6 +190,7 @@ async def shorten(request: AnyRequest, data: ShortenRequest) -> SubmitResult:
         state=data.state,
         hook=hook,
         account_filter=data.account_filter,
+        language=data.language,
     )
 
 

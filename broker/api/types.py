@@ -69,6 +69,8 @@ class ModalRequest(_Base, kw_only=True):
 class DescribeRequest(_Base, kw_only=True):
     base64: str | None = None
     link: str | None = None
+    #: "zh": the result is also given in Chinese, as properties.finalZhPrompt
+    language: Literal["zh", "zh_cn", "en"] | None = None
     bot_type: BotType | None = None
     account_filter: AccountFilter | None = None
 
@@ -83,6 +85,8 @@ class BlendRequest(_Base, kw_only=True):
 
 class ShortenRequest(_Base, kw_only=True):
     prompt: str
+    #: "zh": the result is also given in Chinese, as properties.finalZhPrompt
+    language: Literal["zh", "zh_cn", "en"] | None = None
     bot_type: BotType | None = None
     account_filter: AccountFilter | None = None
 
