@@ -32,7 +32,7 @@ from redis.exceptions import RedisError
 
 from broker.account_status import AccountState
 from broker.clock import Clock, now_ms
-from broker.models import Task, TaskStatus
+from broker.models import SpeedMode, Task, TaskStatus
 from broker.queues import AccountQueues
 from broker.shutdown import cancel_and_wait
 from broker.store import TaskStore
@@ -49,6 +49,16 @@ log = logging.getLogger(__name__)
 
 #: how many claimed task ids a consumer remembers (guards against a Redis that lost recent writes)
 _SENT_MEMORY = 10_000
+#: the modes a relax-only account (fast hours used up) no longer runs
+_FAST_MODES = frozenset({SpeedMode.FAST, SpeedMode.TURBO})
+
+
+def _relax_only_reason(account_id: str, task: Task) -> str:
+    mode = task.request_mode.value if task.request_mode else "FAST"
+    return (
+        f"account {account_id} used up its fast hours and now runs RELAX tasks only; this {mode} task "
+        "was not sent (submit it again in relax mode, /mj-relax/..., or it goes to another account)"
+    )
 
 
 class Consumer:
@@ -139,6 +149,10 @@ class Consumer:
             self._settled.add(task_id)
             return False
         if not await self._may_send(task_id):
+            return False
+        if self.health.relax_only and task.request_mode in _FAST_MODES:
+            # admitted before the fast hours ran out: sending it would only get "Credits exhausted"
+            await self._fail(task_id, _relax_only_reason(self.account_id, task))
             return False
         if task_id in self._claimed:
             # Redis lost our SUBMITTED write (restart without fsync): never pay twice.

@@ -57,6 +57,7 @@ class Interactions:
             account=account,
             bot=bot,
             session_id=str(payload.get("session_id") or ""),
+            account_mode=account.mode,
             nonce=nonce,
             interaction_id=self.state.ids.snowflake(),
             channel=channel,

@@ -59,6 +59,8 @@ async def _submit_new(
     image_urls: list[str] | None = None,
     blend_dimensions: str | None = None,
 ) -> SubmitResult:
+    # bad mode flags are bad input: refused before anything is stored or sent
+    modes = wanted_modes(speed_mode(request.scope["path"]), account_filter, prompt)
     await require_worker(ctx)
     task_id = ctx.admitter.new_id()
     task = Task(
@@ -79,7 +81,6 @@ async def _submit_new(
         bot_type=bot_type,
         api_key_name=api_key_name(request),
     )
-    modes = wanted_modes(speed_mode(request.scope["path"]), account_filter, prompt)
     admitted = await ctx.admitter.submit(task, blobs=blobs, account_filter=account_filter, modes=modes)
     return admitted_reply(admitted)
 
