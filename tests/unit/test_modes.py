@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from broker.account_status import AccountFact, AccountState
 from broker.config import Account
 from broker.errors import ValidationFailed
 from broker.models import ReturnCode, SpeedMode
@@ -14,6 +15,7 @@ from broker.modes import (
     with_mode_flag,
     without_mode_flags,
 )
+from discord_bridge.health import verdict_for
 
 F, R, T = SpeedMode.FAST, SpeedMode.RELAX, SpeedMode.TURBO
 
@@ -95,3 +97,20 @@ def test_flag_is_appended_only_when_missing() -> None:
 def test_flags_can_be_taken_out() -> None:
     assert without_mode_flags("a cat --fast --v 6") == "a cat --v 6"
     assert without_mode_flags("a cat") == "a cat"
+
+
+def _credits_fact() -> AccountFact:
+    return AccountFact(kind="notice", title="Credits exhausted", description="no fast hours", at_ms=0)
+
+
+def test_used_up_fast_hours_make_an_auto_relax_account_relax_only() -> None:
+    verdict = verdict_for(_credits_fact(), account_id="a1", auto_relax=True)
+    assert verdict is not None and verdict.relax_only
+    assert verdict.state == AccountState.ONLINE and not verdict.fail_tasks
+    assert "relax only" in verdict.reason
+
+
+def test_used_up_fast_hours_pause_an_account_without_auto_relax() -> None:
+    verdict = verdict_for(_credits_fact(), account_id="a1", auto_relax=False)
+    assert verdict is not None and not verdict.relax_only
+    assert verdict.state == AccountState.PAUSED and verdict.fail_tasks
