@@ -132,8 +132,19 @@ async def test_button_on_relax_task_switches_the_account_first(modes_stack: Stac
     # the V1 ran relaxed although the account was in fast mode, and the U1 ran fast
     assert after.get("relax", 0) == before.get("relax", 0) + 1, (before, after)
     assert after.get("fast", 0) == before.get("fast", 0) + 1, (before, after)
-    switches = [k for k in (await modes_stack.counters())["interactions"]["by_key"] if ":relax:" in k]
-    assert switches, "no /relax command reached mjsim"
+    # and back to fast for a last FAST press (whichever of the two above went last)
+    fast_u2 = await finish(
+        modes_stack,
+        "/mj/submit/action",
+        {"taskId": fast_grid["id"], "customId": find_button(fast_grid, "MJ::JOB::upsample::2::")},
+    )
+    assert fast_u2["mode"] == "FAST"
+    assert (await sim_account(modes_stack, 0))["settings"]["mode"] == "fast"
+    interactions = (await modes_stack.counters())["interactions"]
+    assert [k for k in interactions["by_key"] if ":relax:" in k], "no /relax command reached mjsim"
+    assert len([k for k in interactions["by_key"] if k.startswith("cmd:midjourney:fast:")]) >= 2
+    # switching back and forth runs no job: no interaction counts as sent twice
+    assert not interactions["duplicate_keys"], interactions["duplicate_keys"]
 
 
 async def test_remix_account_completes_v1_without_a_modal_call(modes_stack: Stack) -> None:
