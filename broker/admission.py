@@ -53,6 +53,7 @@ class AccountFilter(msgspec.Struct, kw_only=True, rename="camel"):
     modes: list[SpeedMode] | None = None
     remix: bool | None = None
     niji_remix: bool | None = None
+    #: trueai's filter on `remix_auto_submit` (accounts that answer the remix dialog themselves)
     remix_auto_considered: bool | None = None
     remark: str | None = None
 
@@ -83,6 +84,8 @@ def candidates(
         if flt.remix is not None and flt.remix != account.remix:
             continue
         if flt.niji_remix is not None and flt.niji_remix != account.niji_remix:
+            continue
+        if flt.remix_auto_considered is not None and flt.remix_auto_considered != account.remix_auto_submit:
             continue
         if modes and not any(m in account.modes for m in modes):
             continue

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from broker.actions import MODAL_PROMPT, build_child, plan_action
-from broker.models import Button, SpeedMode, Task, TaskAction, TaskProperties, TaskStatus
+from broker.admission import AccountFilter, candidates
+from broker.config import Account
+from broker.models import BotType, Button, SpeedMode, Task, TaskAction, TaskProperties, TaskStatus
 
 H = "4c3a5e2f-1111-2222-3333-444455556666"
 V2 = f"MJ::JOB::variation::2::{H}"
@@ -70,3 +72,18 @@ def test_dialogs_that_need_the_clients_input_still_park() -> None:
 
 def test_a_child_inherits_the_parents_requested_mode() -> None:
     assert _child(_parent(), V2, auto_submit=True).request_mode == SpeedMode.RELAX
+
+
+def test_remix_auto_considered_filters_on_remix_auto_submit() -> None:
+    accounts = [
+        Account(id="auto", guild_id="1", channel_id="c1", token="t", remix=True),
+        Account(id="manual", guild_id="1", channel_id="c2", token="t", remix=True, remix_auto_submit=False),
+    ]
+
+    def ids(flag: bool) -> list[str]:
+        flt = AccountFilter(remix_auto_considered=flag)
+        found = candidates(accounts, bot_type=BotType.MID_JOURNEY, account_filter=flt, modes=[])
+        return [a.id for a in found]
+
+    assert ids(True) == ["auto"]
+    assert ids(False) == ["manual"]
