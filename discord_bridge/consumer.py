@@ -299,7 +299,8 @@ async def claim(
     that landed is never mistaken for one lost to another writer, which would leave the task unsent.
 
     :param image_urls: the reference images' CDN URLs (imagine with images), kept on the task.
-    :param sent_prompt: the prompt as sent (URLs + prompt), when images were put in front of it.
+    :param sent_prompt: the prompt as sent (URLs + prompt + speed-mode flag); kept as `promptEn`
+        when it differs.
     """
 
     def mutate(task: Task) -> Task | None:
@@ -311,7 +312,8 @@ async def claim(
             task.properties, nonce=nonce, image_urls=image_urls or task.properties.image_urls
         )
         changes: dict[str, object] = {}
-        if sent_prompt and image_urls:
+        if sent_prompt and (image_urls or sent_prompt != task.prompt_en):
+            # image URLs in front, or the speed-mode flag behind: what the bot will echo
             changes["prompt_en"] = sent_prompt
         return msgspec.structs.replace(
             task,

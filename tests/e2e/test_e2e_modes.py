@@ -78,6 +78,7 @@ async def test_relax_prefix_runs_relaxed(modes_stack: Stack) -> None:
     task = await finish(modes_stack, "/mj-relax/mj/submit/imagine", {"prompt": "a lazy cat", **pin("a0")})
     assert (task["mode"], task["requestMode"]) == ("RELAX", "RELAX")
     assert task["properties"]["finalPrompt"].endswith("--relax")
+    assert (task["prompt"], task["promptEn"]) == ("a lazy cat", "a lazy cat --relax")
     after = await ran(modes_stack, 0)
     assert after.get("relax", 0) == before.get("relax", 0) + 1, (before, after)
     assert after.get("fast", 0) == before.get("fast", 0)
