@@ -8,7 +8,10 @@ work for it. Facts come from two places: the bridge itself (connecting, a reject
 session that stopped) and the workers, which parse the bots' messages and report what a bot said as
 an `AccountFact`. `verdict_for` is the one rule that says what a fact means for the account: it
 pauses or disables the account and fails its tasks with a reason the user can act on; a "Queue full"
-pauses it briefly and leaves its queued tasks waiting.
+pauses it briefly and leaves its queued tasks waiting. "Credits exhausted" (no fast hours left) on
+an `auto_relax` account makes it "relax only" instead: still ONLINE, `relax_only` in its status
+hash, admission sends it RELAX tasks only, the consumer fails the FAST/TURBO tasks it still holds,
+and the runner switches it to /relax.
 """
 
 from __future__ import annotations
