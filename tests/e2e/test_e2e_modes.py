@@ -199,6 +199,13 @@ async def test_out_of_fast_hours_keeps_serving_relax(modes_stack: Stack) -> None
     asked_nothing = await finish(modes_stack, "/mj/submit/imagine", {"prompt": "an easy fox", **pin("a2")})
     assert asked_nothing["requestMode"] == "RELAX" and asked_nothing["mode"] == "RELAX"
 
+    # a FAST press on a2 has no other account to go to
+    pressed = await modes_stack.post(
+        "/mj-fast/mj/submit/action",
+        {"taskId": relaxed["id"], "customId": find_button(relaxed, "MJ::JOB::upsample::1::")},
+    )
+    assert pressed["code"] == 3 and "fast hours" in pressed["description"], pressed
+
     # unpinned FAST goes to another account
     moved = await finish(modes_stack, "/mj-fast/mj/submit/imagine", {"prompt": "an eager hare"})
     assert moved["instanceId"] != "a2" and moved["mode"] == "FAST", moved
