@@ -53,6 +53,9 @@ class ActionPlan(msgspec.Struct, frozen=True, kw_only=True):
     #: the ❤️ button: pressed for the user, no task created
     bookmark: bool = False
     description: str = ""
+    #: the modal is the account's remix dialog (V/R/pan/vary on a remix account): the broker may
+    #: answer it itself with the parent's prompt (`Account.remix_auto_submit`)
+    remix_modal: bool = False
 
 
 def numbered_prompts(text: str | None) -> dict[int, str]:
@@ -108,7 +111,8 @@ def plan_action(
             index=index,
             modal_kind=modal,
             prompt=text if isinstance(text, str) else None,
-            description=str(kw.pop("description", f"/action {custom_id}")),
+            description=str(kw.get("description", f"/action {custom_id}")),
+            remix_modal=modal is not None and bool(kw.pop("remix", False)),
         )
 
     if button is not None and button.label.strip().lower() == "show details":
@@ -120,16 +124,16 @@ def plan_action(
         return plan(TaskAction.UPSCALE, n, description=f"/up {parent.id} U{n}")
     if kind is ButtonKind.VARIATION:
         n = _int(arg, 1, 4, custom_id)
-        return plan(TaskAction.VARIATION, n, remix_kind, description=f"/up {parent.id} V{n}")
+        return plan(TaskAction.VARIATION, n, remix_kind, description=f"/up {parent.id} V{n}", remix=True)
     if kind in (ButtonKind.VARY_STRONG, ButtonKind.VARY_SUBTLE):
-        return plan(TaskAction.VARIATION, 1, remix_kind)
+        return plan(TaskAction.VARIATION, 1, remix_kind, remix=True)
     if kind is ButtonKind.REROLL:
         if parent.action in _NO_REROLL:
             raise ValidationFailed(f"task {parent.id} ({parent.action}) cannot be rerolled")
         action = TaskAction.IMAGINE if parent.action == TaskAction.UPSCALE else parent.action
-        return plan(action, None, remix_kind, description=f"/up {parent.id} R")
+        return plan(action, None, remix_kind, description=f"/up {parent.id} R", remix=True)
     if kind is ButtonKind.PAN:
-        return plan(TaskAction.PAN, 1, remix_kind)
+        return plan(TaskAction.PAN, 1, remix_kind, remix=True)
     if kind is ButtonKind.UPSCALE_HD:
         return plan(TaskAction.UPSCALE, 1)
     if kind is ButtonKind.ZOOM_OUT:
@@ -175,13 +179,19 @@ def build_child(
     state: str | None,
     notify_hook: str | None,
     api_key_name: str | None = None,
+    auto_submit: bool = False,
 ) -> Task:
-    """The new task for `plan`: status MODAL when it waits for /modal, else NOT_START."""
+    """The new task for `plan`: status MODAL when it waits for /modal, else NOT_START.
+
+    :param auto_submit: a remix dialog is answered by the bridge with the plan's prompt (the
+        parent's) instead of waiting for /mj/submit/modal.
+    """
     props = parent.properties
+    parked = plan.modal_kind is not None and not (auto_submit and plan.remix_modal)
     return Task(
         id=task_id,
         action=plan.action,
-        status=TaskStatus.MODAL if plan.modal_kind else TaskStatus.NOT_START,
+        status=TaskStatus.MODAL if parked else TaskStatus.NOT_START,
         prompt=plan.prompt,
         prompt_en=plan.prompt,
         description=plan.description,
@@ -201,7 +211,7 @@ def build_child(
         bot_type=parent.bot_type,
         custom_id=custom_id,
         parent_id=parent.id,
-        mode=parent.mode,
+        request_mode=parent.request_mode,
         instance_id=parent.instance_id,
         api_key_name=api_key_name,
     )

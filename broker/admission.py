@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import random
-import re
 import time
 from collections.abc import Mapping, Sequence
 
@@ -22,6 +21,7 @@ from broker.clock import Clock, now_ms
 from broker.config import Account, Settings
 from broker.errors import NoAccount, QueueFull
 from broker.models import BotType, ReturnCode, SpeedMode, Task, TaskStatus
+from broker.modes import mode_for, modes_in_prompt, requested_modes
 from broker.queues import AccountQueues, Admission
 from broker.store import TaskStore
 
@@ -42,7 +42,6 @@ log = logging.getLogger(__name__)
 STATUS_TTL_SECONDS = 1.0
 #: how long a process trusts the account loads it read, keeping them current with its own admissions
 LOAD_TTL_SECONDS = 0.1
-_MODE_FLAG = re.compile(r"(?<!\S)--(fast|relax|turbo)(?!\S)", re.IGNORECASE)
 
 
 class AccountFilter(msgspec.Struct, kw_only=True, rename="camel"):
@@ -54,24 +53,15 @@ class AccountFilter(msgspec.Struct, kw_only=True, rename="camel"):
     modes: list[SpeedMode] | None = None
     remix: bool | None = None
     niji_remix: bool | None = None
+    #: trueai's filter on `remix_auto_submit` (accounts that answer the remix dialog themselves)
     remix_auto_considered: bool | None = None
     remark: str | None = None
 
 
-def modes_in_prompt(prompt: str | None) -> list[SpeedMode]:
-    """`--fast`, `--relax`, `--turbo` flags of a prompt, in order."""
-    if not prompt or "--" not in prompt:
-        return []
-    return [SpeedMode(m.group(1).upper()) for m in _MODE_FLAG.finditer(prompt)]
-
-
 def wanted_modes(prefix: SpeedMode | None, flt: AccountFilter | None, prompt: str | None) -> list[SpeedMode]:
-    """Requested speed modes, first = preferred: the URL prefix, then accountFilter.modes, then the prompt."""
-    out: list[SpeedMode] = []
-    for mode in [prefix, *((flt.modes or []) if flt else []), *modes_in_prompt(prompt)]:
-        if mode is not None and mode not in out:
-            out.append(mode)
-    return out
+    """Requested speed modes, first = preferred (`broker.modes.requested_modes`: the prompt's flag,
+    the URL prefix, then accountFilter.modes); empty = each account's default. Code 4 on conflicts."""
+    return requested_modes(prefix, flt.modes if flt else None, prompt)
 
 
 def candidates(
@@ -94,6 +84,8 @@ def candidates(
         if flt.remix is not None and flt.remix != account.remix:
             continue
         if flt.niji_remix is not None and flt.niji_remix != account.niji_remix:
+            continue
+        if flt.remix_auto_considered is not None and flt.remix_auto_considered != account.remix_auto_submit:
             continue
         if modes and not any(m in account.modes for m in modes):
             continue
@@ -164,10 +156,6 @@ async def create_and_admit(
     return task, admission
 
 
-def _mode_for(account: Account, modes: Sequence[SpeedMode]) -> SpeedMode | None:
-    return next((m for m in modes if m in account.modes), None)
-
-
 class Admitter:
     """Chooses the account and admits atomically.
 
@@ -196,6 +184,8 @@ class Admitter:
         self.status_ttl = status_ttl
         self.load_ttl = load_ttl
         self._status_cache: dict[str, tuple[float, bytes | None]] = {}
+        #: account id -> the bridge's "relax only" flag, read with the state (fast hours used up)
+        self._relax_only: dict[str, bool] = {}
         #: account id -> (trusted until, running + waiting)
         self._load_cache: dict[str, tuple[float, int]] = {}
 
@@ -218,11 +208,17 @@ class Admitter:
             return [hit[1] for hit in hits if hit is not None]
         async with self.store.redis.pipeline(transaction=False) as pipe:
             for account in accounts:
-                pipe.hget(keys.account_status(account.id), "state")
-            found: list[bytes | None] = await pipe.execute()
-        for account, state in zip(accounts, found, strict=True):
+                pipe.hmget(keys.account_status(account.id), ["state", "relax_only"])
+            rows: list[list[bytes | None]] = await pipe.execute()
+        found = [row[0] for row in rows]
+        for account, (state, relax) in zip(accounts, rows, strict=True):
             cache[account.id] = (now + self.status_ttl, state)
+            self._relax_only[account.id] = relax == b"1"
         return found
+
+    def relax_only(self, account: Account) -> bool:
+        """Whether the account's fast hours are used up (as of the last status read)."""
+        return self._relax_only.get(account.id, False)
 
     async def choose(
         self,
@@ -237,8 +233,16 @@ class Admitter:
         )
         if found:
             found = [a for a, s in zip(found, await self._statuses(found), strict=True) if usable(s)]
+        relaxing = [a.id for a in found if self.relax_only(a)]
+        found = [a for a in found if mode_for(a, modes, relax_only=self.relax_only(a)) is not None]
         if not found:
-            raise NoAccount(f"no usable account for {bot_type}" + (f" in mode {modes[0]}" if modes else ""))
+            why = f"no usable account for {bot_type}" + (f" in mode {modes[0]}" if modes else "")
+            if relaxing:
+                why += (
+                    f": account(s) {', '.join(relaxing)} used up their fast hours and run RELAX tasks only"
+                    " (ask for relax: /mj-relax/... or --relax)"
+                )
+            raise NoAccount(why)
         if len(found) > 1:
             found = order_by_load(found, await self._loads(found), modes)
         return found
@@ -276,6 +280,21 @@ class Admitter:
             raise NoAccount(f"account {account.id!r} is {state.decode() if state else 'down'}")
         return account
 
+    def followup_mode(self, parent: Task, account: Account, prefix: SpeedMode | None) -> SpeedMode:
+        """The mode of a button pressed on `parent`: the path prefix, else the parent's own mode.
+
+        Call after `account_of` (which reads the account's status); `NoAccount` when the account
+        cannot run that mode (not in its modes, or its fast hours are used up)."""
+        wanted = [prefix] if prefix else [parent.request_mode] if parent.request_mode else []
+        relax = self.relax_only(account)
+        mode = mode_for(account, wanted, relax_only=relax)
+        if mode is None:
+            why = f"account {account.id!r} of task {parent.id} cannot run {wanted[0] if wanted else 'it'}"
+            if relax:
+                why += ": its fast hours are used up and it runs RELAX tasks only (use /mj-relax/...)"
+            raise NoAccount(why)
+        return mode
+
     async def submit(
         self,
         task: Task,
@@ -291,7 +310,7 @@ class Admitter:
         last: Account | None = None
         for account in accounts:
             last = account
-            placed = _place(task, account, _mode_for(account, modes) or task.mode)
+            placed = _place(task, account, mode_for(account, modes, relax_only=self.relax_only(account)))
             stored, admission = await self._create_and_admit(placed, account, blobs)
             self._count(account, admission)
             if admission.code != ReturnCode.QUEUE_REJECTED:
@@ -358,7 +377,7 @@ class Admitter:
 
 def _place(task: Task, account: Account, mode: SpeedMode | None) -> Task:
     props = msgspec.structs.replace(task.properties, discord_instance_id=account.channel_id)
-    return msgspec.structs.replace(task, instance_id=account.id, properties=props, mode=mode)
+    return msgspec.structs.replace(task, instance_id=account.id, properties=props, request_mode=mode)
 
 
 def _renamed(task: Task, new_id: str) -> Task:

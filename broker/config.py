@@ -83,6 +83,14 @@ class Account(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     daily_limit: int = 0
     #: when the account takes new tasks, e.g. "09:00-23:00" (`broker.work_hours`); empty = always
     work_hours: str = ""
+    #: the mode a task runs in when neither its prompt, path nor accountFilter names one
+    default_mode: SpeedMode = SpeedMode.FAST
+    #: when the bot says the fast hours are used up: switch to relax and keep serving RELAX tasks
+    #: (False: the account pauses until an operator acts)
+    auto_relax: bool = True
+    #: on a remix account, a V/R/pan without `enableRemix: true` answers the remix modal itself
+    #: with the parent's prompt (code 1) instead of waiting for /mj/submit/modal (code 21)
+    remix_auto_submit: bool = True
 
     def __repr__(self) -> str:
         # The token must never reach a log line through a repr.

@@ -170,8 +170,11 @@ class Task(msgspec.Struct, kw_only=True, rename="camel"):
     custom_id: str | None = None
     seed: str | None = None
     parent_id: str | None = None
-    #: speed mode requested through /mj-fast etc. or accountFilter.modes
+    #: the speed mode the bot reports the job ran in ("(fast)", "(relaxed)", "(turbo)")
     mode: SpeedMode | None = None
+    #: the speed mode the broker asked for (prompt flag, /mj-fast etc., accountFilter.modes or the
+    #: account's default_mode; see `broker.modes`)
+    request_mode: SpeedMode | None = None
     #: the account (config id) that runs this task
     instance_id: str | None = None
     #: name of the api key that submitted it (for usage figures); never the secret

@@ -32,7 +32,7 @@ from redis.exceptions import RedisError
 
 from broker.account_status import AccountState
 from broker.clock import Clock, now_ms
-from broker.models import Task, TaskStatus
+from broker.models import SpeedMode, Task, TaskStatus
 from broker.queues import AccountQueues
 from broker.shutdown import cancel_and_wait
 from broker.store import TaskStore
@@ -49,6 +49,16 @@ log = logging.getLogger(__name__)
 
 #: how many claimed task ids a consumer remembers (guards against a Redis that lost recent writes)
 _SENT_MEMORY = 10_000
+#: the modes a relax-only account (fast hours used up) no longer runs
+_FAST_MODES = frozenset({SpeedMode.FAST, SpeedMode.TURBO})
+
+
+def _relax_only_reason(account_id: str, task: Task) -> str:
+    mode = task.request_mode.value if task.request_mode else "FAST"
+    return (
+        f"account {account_id} used up its fast hours and now runs RELAX tasks only; this {mode} task "
+        "was not sent (submit it again in relax mode, /mj-relax/..., or it goes to another account)"
+    )
 
 
 class Consumer:
@@ -139,6 +149,10 @@ class Consumer:
             self._settled.add(task_id)
             return False
         if not await self._may_send(task_id):
+            return False
+        if self.health.relax_only and task.request_mode in _FAST_MODES:
+            # admitted before the fast hours ran out: sending it would only get "Credits exhausted"
+            await self._fail(task_id, _relax_only_reason(self.account_id, task))
             return False
         if task_id in self._claimed:
             # Redis lost our SUBMITTED write (restart without fsync): never pay twice.
@@ -285,7 +299,8 @@ async def claim(
     that landed is never mistaken for one lost to another writer, which would leave the task unsent.
 
     :param image_urls: the reference images' CDN URLs (imagine with images), kept on the task.
-    :param sent_prompt: the prompt as sent (URLs + prompt), when images were put in front of it.
+    :param sent_prompt: the prompt as sent (URLs + prompt + speed-mode flag); kept as `promptEn`
+        when it differs.
     """
 
     def mutate(task: Task) -> Task | None:
@@ -297,7 +312,8 @@ async def claim(
             task.properties, nonce=nonce, image_urls=image_urls or task.properties.image_urls
         )
         changes: dict[str, object] = {}
-        if sent_prompt and image_urls:
+        if sent_prompt and (image_urls or sent_prompt != task.prompt_en):
+            # image URLs in front, or the speed-mode flag behind: what the bot will echo
             changes["prompt_en"] = sent_prompt
         return msgspec.structs.replace(
             task,

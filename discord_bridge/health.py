@@ -8,12 +8,16 @@ work for it. Facts come from two places: the bridge itself (connecting, a reject
 session that stopped) and the workers, which parse the bots' messages and report what a bot said as
 an `AccountFact`. `verdict_for` is the one rule that says what a fact means for the account: it
 pauses or disables the account and fails its tasks with a reason the user can act on; a "Queue full"
-pauses it briefly and leaves its queued tasks waiting.
+pauses it briefly and leaves its queued tasks waiting. "Credits exhausted" (no fast hours left) on
+an `auto_relax` account makes it "relax only" instead: still ONLINE, `relax_only` in its status
+hash, admission sends it RELAX tasks only, the consumer fails the FAST/TURBO tasks it still holds,
+and the runner switches it to /relax.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import msgspec
 import redis.asyncio as aioredis
@@ -24,9 +28,15 @@ from broker.clock import Clock, now_ms
 from broker.queues import AccountQueues
 from broker.store import TaskStore
 
-__all__ = ["AccountHealth", "Verdict", "verdict_for"]
+__all__ = ["RELAX_ONLY_REASON", "AccountHealth", "Verdict", "verdict_for"]
 
 log = logging.getLogger(__name__)
+
+#: the status reason of an account that used up its fast hours and serves RELAX tasks only
+RELAX_ONLY_REASON = (
+    "relax only: the fast hours are used up ('Credits exhausted'); the account switched itself to "
+    "relax and runs RELAX tasks only until its bridge restarts"
+)
 
 
 class Verdict(msgspec.Struct, frozen=True, kw_only=True):
@@ -38,10 +48,16 @@ class Verdict(msgspec.Struct, frozen=True, kw_only=True):
     fail_tasks: bool = True
     #: milliseconds after which a pause lifts by itself (0 = stays until an operator acts)
     pause_ms: int = 0
+    #: the account's fast hours are used up and it relaxes by itself: it stays ONLINE for RELAX tasks
+    relax_only: bool = False
 
 
-def verdict_for(fact: AccountFact, *, account_id: str = "") -> Verdict | None:
-    """What `fact` means for the account, or None when it is about one task only (pure)."""
+def verdict_for(fact: AccountFact, *, account_id: str = "", auto_relax: bool = False) -> Verdict | None:
+    """What `fact` means for the account, or None when it is about one task only (pure).
+
+    :param auto_relax: the account's `auto_relax`: used-up fast hours make it relax only (the task
+        that hit them fails through the worker; the account's other tasks are left alone).
+    """
     who = f'account "{account_id}"' if account_id else "the account"
     title = fact.title.strip()
     lowered = title.lower()
@@ -74,6 +90,13 @@ def verdict_for(fact: AccountFact, *, account_id: str = "") -> Verdict | None:
                 "https://www.midjourney.com/account, then re-enable the account"
             ),
         )
+    if lowered.startswith("credits exhausted") and auto_relax:
+        return Verdict(
+            state=AccountState.ONLINE,
+            reason=RELAX_ONLY_REASON,
+            fail_tasks=False,
+            relax_only=True,
+        )
     if lowered.startswith("credits exhausted"):
         return Verdict(
             state=AccountState.PAUSED,
@@ -98,6 +121,8 @@ class AccountHealth:
     :param account_id: the account.
     :param bridge_id: this bridge process, recorded in the status.
     :param clock: epoch milliseconds.
+    :param auto_relax: the account's `auto_relax` (see `verdict_for`).
+    :param on_relax_only: called once when the account becomes relax only (switches it to /relax).
     """
 
     def __init__(
@@ -109,8 +134,14 @@ class AccountHealth:
         *,
         bridge_id: str,
         clock: Clock = now_ms,
+        auto_relax: bool = False,
+        on_relax_only: Callable[[], None] | None = None,
     ) -> None:
         self.redis = redis
+        self.auto_relax = auto_relax
+        self.on_relax_only = on_relax_only
+        #: fast hours used up: only RELAX tasks are sent (kept until this bridge lets the account go)
+        self.relax_only = False
         self.store = store
         self.queues = queues
         self.account_id = account_id
@@ -176,21 +207,31 @@ class AccountHealth:
             keys.account_status(self.account_id),
             mapping={
                 "state": self.state.value,
-                "reason": self.reason,
+                # a pause or a disable says more than "relax only"
+                "reason": self.reason or (RELAX_ONLY_REASON if self.relax_only else ""),
                 "bridge": self.bridge_id,
                 "updated_ms": self.clock(),
                 "until_ms": self.paused_until or 0,
+                "relax_only": int(self.relax_only),
             },
         )
 
     async def consider(self, fact: AccountFact) -> int:
         """Apply what a worker reported; returns how many tasks were failed."""
-        verdict = verdict_for(fact, account_id=self.account_id)
+        verdict = verdict_for(fact, account_id=self.account_id, auto_relax=self.auto_relax)
         return 0 if verdict is None else await self.apply(verdict)
 
     async def apply(self, verdict: Verdict) -> int:
         """Pause or disable the account per `verdict`; returns how many tasks were failed."""
         log.warning("account %s -> %s: %s", self.account_id, verdict.state, verdict.reason)
+        if verdict.relax_only:
+            if self.relax_only:
+                return 0
+            self.relax_only = True
+            if self.on_relax_only is not None:
+                self.on_relax_only()
+            await self.write()
+            return 0
         await self.set(verdict.state, verdict.reason, pause_ms=verdict.pause_ms)
         if not verdict.fail_tasks:
             return 0

@@ -6,6 +6,8 @@ The consumer claims the task between the two steps, so everything that may be re
 Per task:
 - IMAGINE/DESCRIBE/BLEND/SHORTEN without a customId: one slash command (images uploaded first;
   imagine puts their CDN URLs in front of the prompt, describe/blend pass them as attachment options);
+  imagine and shorten carry the task's speed mode as a prompt flag, describe and blend (no prompt)
+  and button clicks switch the account's mode first (`discord_bridge.speed`);
 - a customId: a button click on the parent message; when the task waited for `/mj/submit/modal`
   (`properties.modal_kind`), the bot's modal is answered with a type 5 submit under a NEW nonce
   (indexed to the same task), and Vary (Region)'s iframe modal by posting the mask to the editor host;
@@ -32,12 +34,14 @@ from broker.discord import (
 from broker.discord_types import InteractionEvent, Message, ModalCreate
 from broker.image_fetch import FetchRefused, ImageFetcher
 from broker.models import Task, TaskAction
+from broker.modes import with_mode_flag, without_mode_flags
 from broker.store import TaskStore
 from broker.url_guard import prompt_urls
 from discord_bridge import payloads
 from discord_bridge.plan import FlowFailed, LinkRefused, Payload, Plan
 from discord_bridge.rest import Rejected, RestClient, Uploaded
 from discord_bridge.session import Session
+from discord_bridge.speed import ModeSwitcher
 
 __all__ = ["Interactions", "modal_expected"]
 
@@ -81,6 +85,7 @@ class Interactions:
     :param store: task store (blobs, nonce index).
     :param fetcher: downloads the images clients link to, through the URL guard.
     :param modal_timeout: seconds to wait for the bot's modal (or a command's reply) after a click.
+    :param switcher: the account's speed-mode switch (buttons and describe run in the account's mode).
     """
 
     def __init__(
@@ -91,6 +96,7 @@ class Interactions:
         *,
         fetcher: ImageFetcher,
         modal_timeout: float = 20.0,
+        switcher: ModeSwitcher | None = None,
     ) -> None:
         self.session = session
         self.rest = rest
@@ -98,6 +104,7 @@ class Interactions:
         self.fetcher = fetcher
         self.account = session.account
         self.modal_timeout = modal_timeout
+        self.switcher = switcher or ModeSwitcher(session, rest, reply_timeout=modal_timeout)
 
     # -- prepare (before the claim: may run twice, costs no job) ------------------------------
 
@@ -121,7 +128,7 @@ class Interactions:
         app = application_id_for(task.bot_type)
         custom_id = task.custom_id or task.properties.custom_id
         if custom_id:
-            plan = Plan(kind="click", application_id=app)
+            plan = Plan(kind="click", application_id=app, switch_mode=task.request_mode)
             if modal_expected(task) == "mask":
                 plan.mask = await self.store.get_blob(task.id, "mask.png")
                 if plan.mask is None:
@@ -136,7 +143,7 @@ class Interactions:
                     raise LinkRefused(f"image prompt {exc.reason}") from None
             files = await self._blobs(task)
             urls = await self.rest.upload_to_cdn(files) if files else []
-            final = " ".join([*urls, prompt]).strip()
+            final = with_mode_flag(" ".join([*urls, prompt]).strip(), task.request_mode)
             return Plan(
                 kind="command",
                 command="imagine",
@@ -150,7 +157,9 @@ class Interactions:
                 kind="command",
                 command="shorten",
                 application_id=app,
-                options=[payloads.string_option("prompt", _prompt_of(task))],
+                options=[
+                    payloads.string_option("prompt", with_mode_flag(_prompt_of(task), task.request_mode))
+                ],
             )
         if task.action == TaskAction.DESCRIBE:
             files = await self._blobs(task)
@@ -168,6 +177,7 @@ class Interactions:
                 application_id=app,
                 options=[payloads.attachment_option("image", 0)],
                 attachments=[_attachment(0, uploaded[0])],
+                switch_mode=task.request_mode,
             )
         if task.action == TaskAction.BLEND:
             files = await self._blobs(task)
@@ -186,6 +196,8 @@ class Interactions:
                 application_id=app,
                 options=options,
                 attachments=[_attachment(i, u) for i, u in enumerate(uploaded)],
+                # dimensions is a choice option: no room for a flag, so the account is switched
+                switch_mode=task.request_mode,
             )
         if task.action == TaskAction.SWAP_FACE:
             return await self._prepare_swap(task)
@@ -232,6 +244,10 @@ class Interactions:
         """Send the task's interaction(s) with `nonce`. Raises `DiscordError` (task must fail), or
         `RateLimited` when Discord refused the first interaction with a 429 (nothing was run: the
         task may be sent again, with the same nonce, once the limit is over)."""
+        async with self.switcher.holding(plan.application_id, plan.switch_mode):
+            await self._send(task, plan, nonce)
+
+    async def _send(self, task: Task, plan: Plan, nonce: str) -> None:
         if plan.kind == "command":
             assert plan.command is not None
             payload = payloads.slash_command(
@@ -306,7 +322,10 @@ class Interactions:
             modal_id=modal.id,
             custom_id=modal.custom_id or task.properties.modal_custom_id or "",
             input_custom_id=input_id,
-            value=_prompt_of(task),
+            # the dialog's prompt may carry the parent's flag: the job runs in this task's mode
+            value=with_mode_flag(without_mode_flags(_prompt_of(task)), task.request_mode)
+            if task.request_mode
+            else _prompt_of(task),
         )
         await self.rest.post_interaction(payload)
 

@@ -7,6 +7,7 @@ from typing import Any
 import msgspec
 
 from broker.discord import MIDJOURNEY_ID
+from broker.models import SpeedMode
 from discord_bridge.rest import DiscordError, Rejected, Uploaded
 
 __all__ = ["FlowFailed", "LinkRefused", "Payload", "Plan"]
@@ -43,3 +44,5 @@ class Plan(msgspec.Struct, kw_only=True):
     face_source: Uploaded | None = None
     face_target: Uploaded | None = None
     face_idname: str = ""
+    #: the account-wide mode to switch to before sending (buttons and describe, which carry no flag)
+    switch_mode: SpeedMode | None = None

@@ -21,7 +21,7 @@ from broker.config import Account, Settings
 from broker.discord import INSIGHTFACE_ID, MESSAGE_CREATE, MIDJOURNEY_ID, NIJI_ID
 from broker.events import GatewayEvent
 from broker.image_fetch import ImageFetcher
-from broker.models import TaskStatus
+from broker.models import SpeedMode, TaskStatus
 from broker.queues import AccountQueues
 from broker.shutdown import cancel_and_wait
 from broker.store import TaskStore
@@ -60,7 +60,13 @@ class AccountRunner:
         self.bridge = bridge
         self.account = account
         self.health = AccountHealth(
-            bridge.redis, bridge.store, bridge.queues, account.id, bridge_id=bridge.bridge_id
+            bridge.redis,
+            bridge.store,
+            bridge.queues,
+            account.id,
+            bridge_id=bridge.bridge_id,
+            auto_relax=account.auto_relax,
+            on_relax_only=self._relax,
         )
         self.session = Session(account, on_dispatch=self._on_dispatch, on_fatal=self._on_fatal)
         cfg = bridge.settings.bridge
@@ -204,6 +210,18 @@ class AccountRunner:
             log.warning("account %s: unreadable health fact dropped", self.account.id)
             return
         self._spawn(self.health.consider(fact))
+
+    def _relax(self) -> None:
+        """Fast hours used up: put the account in relax mode, as the user would with /relax."""
+
+        async def relax() -> None:
+            try:
+                await self.interactions.switcher.switch(MIDJOURNEY_ID, SpeedMode.RELAX)
+            except (DiscordError, RedisError, OSError) as exc:
+                # RELAX tasks carry --relax anyway, and clicks switch before they are sent
+                log.warning("account %s: could not switch to relax mode (%s)", self.account.id, exc)
+
+        self._spawn(relax())
 
     def _refresh_channels(self) -> None:
         self._channels = self._build_channels()

@@ -7,9 +7,10 @@ Routes (all JSON; ``{ref}`` = token, user id or username):
 * ``POST /_sim/accounts`` ``{"count": n}`` or ``{"accounts": [AccountSpec]}`` -> ``[AccountSummary]``
 * ``GET  /_sim/accounts/{ref}`` -> ``AccountSummary + {"settings": {...}, "interactions": n}``
 * ``PATCH /_sim/accounts/{ref}`` ``{"mode","remix","stealth","high_variation","concurrency","queue_limit",
-  "banned","captcha","subscription"}`` (any subset) -> account settings
+  "banned","captcha","subscription","fast_exhausted"}`` (any subset) -> account settings;
+  ``fast_exhausted`` runs the account out of fast hours (FAST/TURBO jobs get "Credits exhausted")
 * ``GET/PATCH /_sim/settings`` ``{"job_seconds","progress_steps","speed","ack_delay","heartbeat_interval",
-  "banned_words","resume_window"}``
+  "banned_words","resume_window","relax_factor","turbo_factor"}``
 * ``POST /_sim/faults`` ``{"account": ref, "kind": K, ...}`` with K one of
   ``fail_next_job`` (``error``, ``count``), ``ban``, ``unban``, ``captcha`` (``on``), ``drop`` (``code``),
   ``reconnect`` (op 7), ``invalid_session`` (``resumable``), ``heartbeat_request`` (op 1),
@@ -49,6 +50,7 @@ _ACCOUNT_FIELDS = {
     "banned": bool,
     "captcha": bool,
     "subscription": str,
+    "fast_exhausted": bool,
 }
 
 

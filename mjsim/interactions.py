@@ -27,6 +27,10 @@ log = logging.getLogger(__name__)
 Payload = dict[str, Any]
 
 
+#: account commands that start no job (sent again by a relay whenever it needs the mode back)
+_SETTING_COMMANDS = frozenset({"fast", "relax", "turbo", "info", "settings", "prefer"})
+
+
 class Interactions:
     """Turns an interaction payload into an ``InteractionCtx`` for the Midjourney or InsightFace bot.
 
@@ -57,6 +61,7 @@ class Interactions:
             account=account,
             bot=bot,
             session_id=str(payload.get("session_id") or ""),
+            account_mode=account.mode,
             nonce=nonce,
             interaction_id=self.state.ids.snowflake(),
             channel=channel,
@@ -110,10 +115,11 @@ class Interactions:
                     ["data", "options", spec["name"]], "BASE_TYPE_REQUIRED", "This field is required"
                 )
         ctx.name = ctx.name or cmd.name
-        self._count(
-            ctx,
-            f"cmd:{ctx.bot.key}:{ctx.name}:{msgspec.json.encode(dict(sorted(key_opts.items()))).decode()}",
-        )
+        key = f"cmd:{ctx.bot.key}:{ctx.name}:{msgspec.json.encode(dict(sorted(key_opts.items()))).decode()}"
+        if cmd.name in _SETTING_COMMANDS:
+            # switching modes again runs no job: only a job sent twice counts as a duplicate
+            key += f":{ctx.nonce}"
+        self._count(ctx, key)
         handler = self.face.on_command if ctx.bot is INSIGHTFACE else self.mj.on_command
         self.rt.spawn(handler(ctx, options))
         return responses.no_content()

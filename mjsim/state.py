@@ -64,6 +64,9 @@ class SimSettings(msgspec.Struct, kw_only=True):
     banned_words: list[str] = msgspec.field(default_factory=lambda: ["bannedword"])
     #: seconds a detached gateway session stays resumable
     resume_window: float = 300.0
+    #: a relax job takes this many times as long as a fast one; a turbo job this many times
+    relax_factor: float = 2.0
+    turbo_factor: float = 0.5
 
 
 class AccountSpec(msgspec.Struct, kw_only=True):
@@ -96,6 +99,10 @@ class Account:
     banned: bool = False
     captcha: bool = False
     subscription: str = "active"  #: "active" | "expired" | "none"
+    #: the fast hours are used up: FAST and TURBO jobs get "Credits exhausted"
+    fast_exhausted: bool = False
+    #: jobs started, by the mode they ran in ("fast", "relax", "turbo")
+    jobs_by_mode: Counter[str] = field(default_factory=Counter)
     running: int = 0
     waiters: deque[asyncio.Future[None]] = field(default_factory=deque)
 
@@ -136,6 +143,8 @@ class Account:
             "banned": self.banned,
             "captcha": self.captcha,
             "subscription": self.subscription,
+            "fast_exhausted": self.fast_exhausted,
+            "jobs_by_mode": dict(self.jobs_by_mode),
             "running": self.running,
             "queued": len(self.waiters),
         }
@@ -204,6 +213,8 @@ class Counters:
     jobs_started: int = 0
     jobs_completed: int = 0
     jobs_failed: int = 0
+    #: jobs started, by the mode they ran in
+    jobs_by_mode: Counter[str] = field(default_factory=Counter)
 
     def count_interaction(self, user_id: str, nonce: str, key: str, type_: int) -> None:
         self.interactions += 1
@@ -325,4 +336,5 @@ class SimState:
             "started": self.counters.jobs_started,
             "completed": self.counters.jobs_completed,
             "failed": self.counters.jobs_failed,
+            "by_mode": dict(self.counters.jobs_by_mode),
         }

@@ -8,6 +8,8 @@ reordered events give the same final state:
 - progress never goes back (the store keeps the higher value, and we keep the newer preview);
 - ``start`` binds the progress message and sets ``"0%"``; the first ``(N%)`` moves SUBMITTED ->
   IN_PROGRESS with the preview as ``imageUrl``;
+- ``mode`` is the speed mode the bot reports (``(fast)``, ``(relaxed)``, ``(turbo)``), kept from the
+  latest message that names one;
 - ``done`` / ``describe`` / ``shorten`` -> SUCCESS with image, buttons and properties; ``error`` ->
   FAILURE with ``failReason = "[<title>] <description>"`` (through `TaskStore.fail`, the one way a
   task fails); ``queued`` changes nothing;
@@ -165,6 +167,7 @@ class Applier:
                 properties=props,
                 progress=t.progress or "0%",
                 start_time=t.start_time or now,
+                mode=change.mode or t.mode,
             )
 
         return mutate
@@ -184,7 +187,7 @@ class Applier:
                 final_prompt=t.properties.final_prompt or change.prompt,
             )
             if percent is None:  # waiting / paused: nothing moves
-                return replace(t, properties=props)
+                return replace(t, properties=props, mode=change.mode or t.mode)
             newer = t.status == S.SUBMITTED or percent >= t.progress_percent
             return replace(
                 t,
@@ -193,6 +196,7 @@ class Applier:
                 progress=f"{percent}%" if newer else t.progress,
                 image_url=(change.image_url or t.image_url) if newer else t.image_url,
                 start_time=t.start_time or now,
+                mode=change.mode or t.mode,
             )
 
         return mutate
@@ -296,6 +300,9 @@ class Applier:
                 properties=replace(props, finishing=step) if step else props,
                 start_time=t.start_time or now,
                 finish_time=None if step else now,
+                # what the bot said; a result that names no mode (U1-U4) ran in the mode asked for,
+                # which the bridge ensured (flag or account switch)
+                mode=change.mode or t.mode or t.request_mode,
             )
 
         return mutate

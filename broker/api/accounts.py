@@ -29,13 +29,13 @@ async def _views(ctx: ApiContext, accounts: list[Account]) -> list[AccountView]:
     worker = await ctx.workers.alive()
     async with ctx.redis.pipeline(transaction=False) as pipe:
         for account in accounts:
-            pipe.hmget(keys.account_status(account.id), ["state", "reason"])
+            pipe.hmget(keys.account_status(account.id), ["state", "reason", "relax_only"])
             pipe.zcard(keys.account_running(account.id))
             pipe.zcard(keys.account_waiting(account.id))
         rows: list[Any] = await pipe.execute()
     views = []
     for i, a in enumerate(accounts):
-        (state, reason), running, waiting = rows[3 * i], rows[3 * i + 1], rows[3 * i + 2]
+        (state, reason, relax_only), running, waiting = rows[3 * i], rows[3 * i + 1], rows[3 * i + 2]
         views.append(
             AccountView(
                 id=a.id,
@@ -53,6 +53,11 @@ async def _views(ctx: ApiContext, accounts: list[Account]) -> list[AccountView]:
                     "bots": [str(b) for b in a.bots],
                     "remark": a.remark,
                     "weight": a.weight,
+                    "defaultMode": str(a.default_mode),
+                    "autoRelax": a.auto_relax,
+                    "remixAutoSubmit": a.remix_auto_submit,
+                    # the fast hours are used up: the account runs RELAX tasks only (auto_relax)
+                    "relaxOnly": relax_only == b"1",
                     # False while no worker process is alive (submits then answer code 9)
                     "workerRunning": worker,
                 },

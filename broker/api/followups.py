@@ -29,7 +29,7 @@ from broker.api.door import (
     require_worker,
 )
 from broker.api.images import decode_image
-from broker.api.paths import route_paths
+from broker.api.paths import route_paths, speed_mode
 from broker.api.schema import POST, responses
 from broker.api.types import ActionRequest, ChangeRequest, ModalRequest, SimpleChangeRequest
 from broker.errors import ParentNotReady, QueueFull, TaskNotFound, ValidationFailed
@@ -70,6 +70,7 @@ async def _press(
         return SubmitResult(code=ReturnCode.SUCCESS, description="Submit success", result=parent.id)
     await require_worker(ctx)
     live = await ctx.admitter.account_of(parent)
+    mode = ctx.admitter.followup_mode(parent, live, speed_mode(request.scope["path"]))
     child = build_child(
         parent,
         plan,
@@ -79,7 +80,11 @@ async def _press(
         state=state,
         notify_hook=hook,
         api_key_name=api_key_name(request),
+        # trueai's RemixAutoSubmit: a client that did not ask for the dialog gets the job run with
+        # the parent's prompt, as if remix were off, instead of a code-21 task it never answers
+        auto_submit=live.remix_auto_submit and not enable_remix,
     )
+    child = msgspec.structs.replace(child, request_mode=mode)
     return admitted_reply(await ctx.admitter.submit_followup(child, account=live))
 
 

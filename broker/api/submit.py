@@ -61,6 +61,8 @@ async def _submit_new(
     blend_dimensions: str | None = None,
     language: str | None = None,
 ) -> SubmitResult:
+    # bad mode flags are bad input: refused before anything is stored or sent
+    modes = wanted_modes(speed_mode(request.scope["path"]), account_filter, prompt)
     await require_worker(ctx)
     translated = await english(ctx, prompt) if prompt else None
     prompt_en = translated.text if translated else prompt
@@ -86,7 +88,6 @@ async def _submit_new(
         bot_type=bot_type,
         api_key_name=api_key_name(request),
     )
-    modes = wanted_modes(speed_mode(request.scope["path"]), account_filter, prompt)
     admitted = await ctx.admitter.submit(task, blobs=blobs, account_filter=account_filter, modes=modes)
     return admitted_reply(admitted)
 

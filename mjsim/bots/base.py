@@ -12,7 +12,7 @@ from mjsim.apps import BotApp
 from mjsim.faults import FaultBook
 from mjsim.formats import iframe_modal, interaction_refs, message
 from mjsim.gateway import GatewayHub
-from mjsim.state import Account, Channel, SimState
+from mjsim.state import Account, Channel, Mode, SimState
 
 __all__ = ["BotRuntime", "InteractionCtx"]
 
@@ -34,6 +34,8 @@ class InteractionCtx:
     type: int  #: 2 command, 3 component, 5 modal submit
     name: str  #: command name ("" for clicks and modal submits)
     message_id: str | None = None  #: the clicked message (type 3)
+    #: the account's speed mode when the interaction arrived (a click runs in it)
+    account_mode: Mode | None = None
 
     @property
     def guild_id(self) -> str | None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mjsim.formats import button, file_prompt_words, row
-from mjsim.state import Account, JobRecord
+from mjsim.state import Account, JobRecord, Mode
 
 __all__ = [
     "KNOWN_PARAMS",
@@ -155,15 +155,15 @@ def mode_label(account: Account) -> str:
     return account.mode.label + (", stealth" if account.stealth else "")
 
 
-def content_for(spec: JobSpec, account: Account, status: str | int) -> str:
-    """``status``: "start", a percentage, "final" or "stopped"."""
+def content_for(spec: JobSpec, account: Account, status: str | int, *, mode: Mode | None = None) -> str:
+    """``status``: "start", a percentage, "final" or "stopped"; `mode`: the job's (else the account's)."""
     mention = f"<@{account.user_id}>"
-    mode = mode_label(account)
+    label = mode_label(account) if mode is None else mode.label + (", stealth" if account.stealth else "")
     p = spec.prompt
     if spec.kind == "upscale":
         if status == "final":
             return f"**{p}** - Image #{spec.index} {mention}"
-        tail = "(Waiting to start)" if status == "start" else f"({status}%) ({mode})"
+        tail = "(Waiting to start)" if status == "start" else f"({status}%) ({label})"
         if status == "stopped":
             tail = "(Stopped)"
         return f"Upscaling image #{spec.index} with **{p}** - {mention} {tail}"
@@ -171,10 +171,10 @@ def content_for(spec: JobSpec, account: Account, status: str | int) -> str:
     if status == "start":
         return f"{head} (Waiting to start)"
     if status == "final":
-        return f"{head} ({mode})"
+        return f"{head} ({label})"
     if status == "stopped":
         return f"{head} (Stopped)"
-    return f"{head} ({status}%) ({mode})"
+    return f"{head} ({status}%) ({label})"
 
 
 def grid_components(job_hash: str) -> list[Payload]:

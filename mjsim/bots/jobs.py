@@ -18,9 +18,10 @@ from mjsim.bots.content import (
     unknown_params,
 )
 from mjsim.bots.errors import error_for
+from mjsim.bots.speed import duration_factor, job_mode, needs_fast_hours
 from mjsim.cdn import publish
 from mjsim.formats import edited
-from mjsim.state import Account, JobRecord
+from mjsim.state import Account, JobRecord, Mode
 
 __all__ = ["Jobs"]
 
@@ -43,6 +44,7 @@ class Jobs:
     async def run(self, ctx: InteractionCtx, spec: JobSpec, *, acked: bool = False) -> None:
         """Run one image job: faults, admission, start, progress, final."""
         acct = ctx.account
+        mode = job_mode(ctx, spec.prompt)  # fixed on arrival: a later /relax does not change it
         fault = self.rt.faults.take_job_error(acct.user_id)
         if fault == "no_response":
             await asyncio.sleep(self.state.settings.ack_delay)
@@ -56,14 +58,14 @@ class Jobs:
         if fault == "captcha" or acct.captcha:
             self._captcha(ctx)
             return
-        error = (fault, "") if fault is not None and fault != "stopped" else self._precheck(acct, spec)
+        error = (fault, "") if fault is not None and fault != "stopped" else self._precheck(acct, spec, mode)
         if error is not None:
             self.fail(ctx, error[0], spec, error[1])
             return
         if not await self._admit(ctx, spec):
             return
         try:
-            await self._produce(ctx, spec, stop=fault == "stopped")
+            await self._produce(ctx, spec, mode, stop=fault == "stopped")
         finally:
             self._release(acct)
 
@@ -106,12 +108,14 @@ class Jobs:
 
     # -- before the job starts --------------------------------------------------------------------
 
-    def _precheck(self, acct: Account, spec: JobSpec) -> tuple[str, str] | None:
-        """What the bot refuses before queueing: subscription, banned words, unknown parameters."""
+    def _precheck(self, acct: Account, spec: JobSpec, mode: Mode) -> tuple[str, str] | None:
+        """What the bot refuses before queueing: subscription, fast hours, banned words, parameters."""
         if acct.subscription == "expired":
             return ("subscription_expired", "")
         if acct.subscription == "none":
             return ("subscription_required", "")
+        if acct.fast_exhausted and needs_fast_hours(mode):
+            return ("credits_exhausted", "")
         lowered = spec.prompt.lower()
         for word in self.state.settings.banned_words:
             if word.lower() in lowered:
@@ -162,12 +166,14 @@ class Jobs:
 
     # -- the job itself ---------------------------------------------------------------------------
 
-    async def _produce(self, ctx: InteractionCtx, spec: JobSpec, *, stop: bool) -> None:
+    async def _produce(self, ctx: InteractionCtx, spec: JobSpec, mode: Mode, *, stop: bool) -> None:
         st = self.state
         settings = st.settings
         acct = ctx.account
         channel = ctx.channel
         st.counters.jobs_started += 1
+        st.counters.jobs_by_mode[mode.value] += 1
+        acct.jobs_by_mode[mode.value] += 1
         job_hash = st.ids.uuid4()
         layout = "grid" if spec.grid else "single"
         render_seed = f"{spec.prompt}|{layout}|{spec.index or 0}|{spec.parent_hash or ''}"
@@ -177,13 +183,13 @@ class Jobs:
             ctx,
             type_=start_type,
             nonce=ctx.nonce or None,
-            content=content_for(spec, acct, "start"),
+            content=content_for(spec, acct, "start", mode=mode),
             extra=refs,
             reference=spec.reply_to,
         )
         self.rt.create(channel, progress)
         steps = settings.progress_steps if spec.kind not in ("upscale", "upscale_hd") else 0
-        step_time = settings.job_seconds / (steps + 1)
+        step_time = settings.job_seconds * duration_factor(settings, mode) / (steps + 1)
         for i in range(steps):
             await self.rt.pause(step_time)
             if self.rt.faults.take_delete_mid_job(acct.user_id):
@@ -194,14 +200,15 @@ class Jobs:
             preview = publish(st, channel.id, f"{job_hash}_grid_0.webp", (render_seed, "grid"))
             progress = edited(
                 progress,
-                content=content_for(spec, acct, pct),
+                content=content_for(spec, acct, pct, mode=mode),
                 attachments=[preview],
                 components=progress_components(job_hash),
             )
             self.rt.update(channel, progress)
             if stop and i == 0:
                 self.rt.update(
-                    channel, {**progress, "content": content_for(spec, acct, "stopped"), "components": []}
+                    channel,
+                    {**progress, "content": content_for(spec, acct, "stopped", mode=mode), "components": []},
                 )
                 st.counters.jobs_failed += 1
                 return
@@ -212,7 +219,7 @@ class Jobs:
         final = self.rt.new_message(
             ctx,
             type_=19 if spec.reply_to is not None else 0,
-            content=content_for(spec, acct, "final"),
+            content=content_for(spec, acct, "final", mode=mode),
             attachments=[final_att],
             components=components,
             extra=refs,

@@ -36,10 +36,17 @@ async def press(stack: Stack, parent: dict[str, Any], custom_id: str) -> dict[st
 
 
 async def press_modal(
-    stack: Stack, parent: dict[str, Any], custom_id: str, modal: dict[str, Any], *, account: str = "a0"
+    stack: Stack,
+    parent: dict[str, Any],
+    custom_id: str,
+    modal: dict[str, Any],
+    *,
+    account: str = "a0",
+    enable_remix: bool = False,
 ) -> dict[str, Any]:
+    extra = {"enableRemix": True} if enable_remix else {}
     task_id = await submit(
-        stack, "/mj/submit/action", {"taskId": parent["id"], "customId": custom_id}, expect=(21,)
+        stack, "/mj/submit/action", {"taskId": parent["id"], "customId": custom_id, **extra}, expect=(21,)
     )
     waiting = await stack.fetch(task_id)
     assert waiting is not None and waiting["status"] == "MODAL", waiting
@@ -132,7 +139,11 @@ async def test_single_image_actions(stack: Stack) -> None:
 async def test_remix_mode_opens_the_modal(stack: Stack) -> None:
     grid = await run(stack, "/mj/submit/imagine", {"prompt": "a quiet harbour", **pin("a1")})
     remixed = await press_modal(
-        stack, grid, find_button(grid, "MJ::JOB::variation::2::"), {"prompt": "a busy harbour at noon"}
+        stack,
+        grid,
+        find_button(grid, "MJ::JOB::variation::2::"),
+        {"prompt": "a busy harbour at noon"},
+        enable_remix=True,  # without it the broker answers the remix dialog itself (remix_auto_submit)
     )
     assert_grid(remixed)
     assert "busy harbour" in (

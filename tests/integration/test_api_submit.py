@@ -149,10 +149,24 @@ async def test_speed_mode_prefix_sets_the_task_mode(client: httpx.AsyncClient, s
     relax = await _post(client, "/mj-relax/mj/submit/imagine", {"prompt": "x"})
     flagged = await _post(client, "/mj/submit/imagine", {"prompt": "x --fast"})
     plain = await _post(client, "/mj/submit/imagine", {"prompt": "x"})
-    modes = [(await store.get(r["result"])).mode for r in (relax, flagged, plain)]  # type: ignore[union-attr]
-    assert modes == ["RELAX", "FAST", None]
+    modes = [(await store.get(r["result"])).request_mode for r in (relax, flagged, plain)]  # type: ignore[union-attr]
+    assert modes == ["RELAX", "FAST", "FAST"]  # the last one: the account's default_mode
     turbo = await _post(client, "/mj-turbo/mj/submit/imagine", {"prompt": "x"})
     assert turbo["code"] == 3  # a1 has no TURBO
+
+
+async def test_conflicting_mode_flags_are_code_4_and_store_nothing(
+    client: httpx.AsyncClient, redis: aioredis.Redis
+) -> None:
+    async def tasks() -> int:
+        return len([k async for k in redis.scan_iter(match=keys.task_record("*"))])
+
+    before = await tasks()
+    against_path = await _post(client, "/mj-relax/mj/submit/imagine", {"prompt": "x --fast"})
+    two_flags = await _post(client, "/mj/submit/imagine", {"prompt": "x --fast --turbo"})
+    assert against_path["code"] == 4 and "--fast" in against_path["description"]
+    assert two_flags["code"] == 4 and "more than one speed mode" in two_flags["description"]
+    assert await tasks() == before
 
 
 async def test_describe_blend_shorten_and_swap(client: httpx.AsyncClient, store: TaskStore) -> None:

@@ -19,15 +19,13 @@ def _acct(account_id: str, **kw: object) -> Account:
     return Account(id=account_id, guild_id="1", channel_id=f"c-{account_id}", token="t", **kw)  # type: ignore[arg-type]
 
 
-def test_modes_come_from_prefix_then_filter_then_prompt() -> None:
+def test_modes_come_from_prompt_then_prefix_then_filter() -> None:
     assert modes_in_prompt("a cat --relax --v 6") == [SpeedMode.RELAX]
     assert modes_in_prompt("a--fast cat") == []
     flt = AccountFilter(modes=[SpeedMode.TURBO, SpeedMode.FAST])
-    assert wanted_modes(SpeedMode.FAST, flt, "x --relax") == [
-        SpeedMode.FAST,
-        SpeedMode.TURBO,
-        SpeedMode.RELAX,
-    ]
+    assert wanted_modes(None, flt, "x --relax") == [SpeedMode.RELAX]
+    assert wanted_modes(SpeedMode.FAST, flt, "x") == [SpeedMode.FAST]
+    assert wanted_modes(None, flt, "x") == [SpeedMode.TURBO, SpeedMode.FAST]
     assert wanted_modes(None, None, "x") == []
 
 
