@@ -59,11 +59,12 @@ async def test_a_chinese_prompt_reaches_midjourney_in_english_with_its_parameter
     task = await stack.wait_task(await submit(stack, "/mj/submit/imagine", {"prompt": prompt}))
     assert task["status"] == "SUCCESS", task
     assert task["prompt"] == prompt
-    assert (
-        task["promptEn"] == task["properties"]["promptEn"] == "a cat sitting on the moon --ar 16:9 --chaos 10"
-    )
+    english = "a cat sitting on the moon --ar 16:9 --chaos 10"
+    assert task["properties"]["promptEn"] == english
+    # as sent: the bridge adds the speed mode's flag (README "Speed modes")
+    assert task["promptEn"] == f"{english} --fast"
     # the bot's own echo of what it was sent
-    assert task["properties"]["finalPrompt"].startswith("a cat sitting on the moon --ar 16:9 --chaos 10")
+    assert task["properties"]["finalPrompt"].startswith(english)
 
 
 async def test_a_describe_in_chinese_has_finalZhPrompt_in_its_success_hook(stack: Stack) -> None:
@@ -88,7 +89,7 @@ async def test_a_translator_that_is_down_leaves_every_task_intact(
         imagine, describe = await stack.wait_task(imagined), await stack.wait_task(described)
     finally:
         translator.mode = "ok"
-    assert imagine["status"] == "SUCCESS" and imagine["promptEn"] == "一只狗 在雪中 --ar 1:1"
+    assert imagine["status"] == "SUCCESS" and imagine["properties"]["promptEn"] == "一只狗 在雪中 --ar 1:1"
     assert "translation failed" in imagine["properties"]["translationError"]
     assert describe["status"] == "SUCCESS" and describe["properties"]["finalPrompt"]
     assert "finalZhPrompt" not in describe["properties"]
