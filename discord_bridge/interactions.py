@@ -27,7 +27,9 @@ from broker.discord import (
     INTERACTION_IFRAME_MODAL_CREATE,
     MESSAGE_CREATE,
     MODAL_EVENTS,
+    ButtonKind,
     application_id_for,
+    parse_custom_id,
 )
 from broker.discord_types import InteractionEvent, Message, ModalCreate
 from broker.image_fetch import FetchRefused, ImageFetcher
@@ -38,6 +40,7 @@ from discord_bridge import payloads
 from discord_bridge.plan import FlowFailed, LinkRefused, Payload, Plan
 from discord_bridge.rest import Rejected, RestClient, Uploaded
 from discord_bridge.session import Session
+from discord_bridge.video import VideoSteps
 
 __all__ = ["Interactions", "modal_expected"]
 
@@ -69,6 +72,11 @@ def _idname(task_id: str) -> str:
     return ("f" + alnum[-9:]) if alnum else "face"
 
 
+def _is_video_upscale(custom_id: str | None) -> bool:
+    parsed = parse_custom_id(custom_id or "")
+    return parsed is not None and parsed.kind is ButtonKind.VIDEO_UPSCALE
+
+
 def _attachment(index: int, uploaded: Uploaded) -> Payload:
     return {"id": str(index), "filename": uploaded.filename, "uploaded_filename": uploaded.uploaded_filename}
 
@@ -98,6 +106,14 @@ class Interactions:
         self.fetcher = fetcher
         self.account = session.account
         self.modal_timeout = modal_timeout
+        self.video = VideoSteps(
+            session,
+            rest,
+            store,
+            fetcher=fetcher,
+            answer_modal=self._answer_modal,
+            step_timeout=modal_timeout,
+        )
 
     # -- prepare (before the claim: may run twice, costs no job) ------------------------------
 
@@ -120,6 +136,10 @@ class Interactions:
         """Upload what the task needs and decide what to send. Raises `DiscordError`."""
         app = application_id_for(task.bot_type)
         custom_id = task.custom_id or task.properties.custom_id
+        if task.action == TaskAction.VIDEO and not custom_id:
+            return await self.video.prepare(task, app, (task.prompt or "").strip())
+        if task.action == TaskAction.VIDEO_EXTEND and _is_video_upscale(custom_id):
+            return Plan(kind="extend", application_id=app)  # two clicks, see discord_bridge.video
         if custom_id:
             plan = Plan(kind="click", application_id=app)
             if modal_expected(task) == "mask":
@@ -248,6 +268,8 @@ class Interactions:
             await self._click(task, plan, nonce)
         elif plan.kind == "swap":
             await self._swap(task, plan, nonce)
+        elif plan.kind == "extend":
+            await self.video.extend(task, plan, nonce)
         else:  # pragma: no cover - plans come from prepare()
             raise Rejected(400, f"unknown plan {plan.kind}")
 

@@ -32,7 +32,7 @@ from broker.account_status import AccountFact, report_fact
 from broker.clock import Clock
 from broker.discord import MESSAGE_DELETE
 from broker.events import GatewayEvent
-from broker.models import Task, TaskProperties, TaskStatus
+from broker.models import Task, TaskProperties, TaskStatus, VideoUrl
 from broker.store import InvalidTransition, TaskStore, Update, failing
 from workers.matching import Match, Matcher
 from workers.parser import Change, parse_event
@@ -270,6 +270,7 @@ class Applier:
                 discord_instance_id=props.discord_instance_id or change.channel_id or event.account,
             )
             image = t.image_url if keep_image else (change.image_url or t.image_url)
+            videos = change.video_urls
             return replace(
                 t,
                 status=S.SUCCESS,
@@ -279,6 +280,8 @@ class Applier:
                 properties=props,
                 start_time=t.start_time or now,
                 finish_time=now,
+                video_url=videos[0] if videos else t.video_url,
+                video_urls=[VideoUrl(url=u) for u in videos] if videos else t.video_urls,
             )
 
         return mutate

@@ -52,7 +52,12 @@ _COMPATIBLE: dict[TaskAction, frozenset[TaskAction]] = {
     TaskAction.REROLL: frozenset({TaskAction.REROLL, TaskAction.IMAGINE, TaskAction.VARIATION}),
     TaskAction.BLEND: frozenset({TaskAction.BLEND, TaskAction.IMAGINE}),
     TaskAction.VARIATION: frozenset({TaskAction.VARIATION, TaskAction.REROLL}),
+    TaskAction.VIDEO: frozenset({TaskAction.VIDEO, TaskAction.VIDEO_EXTEND}),
 }
+# A video extend first brings one video up (a message like the video's own, with Extend buttons),
+# then runs its job: only a video message may land on it, even when no task of the message's own
+# action is running (the prompt search's fallback).
+_VIDEO_ONLY = frozenset({TaskAction.VIDEO_EXTEND})
 
 
 def normalise_prompt(prompt: str, *, drop_params: bool = False) -> str:
@@ -226,7 +231,9 @@ class Matcher:
         ]
         if change.action is not None:
             wanted = _COMPATIBLE.get(change.action, frozenset({change.action}))
-            running = [t for t in running if t.action in wanted] or running
+            running = [t for t in running if t.action in wanted] or [
+                t for t in running if t.action not in _VIDEO_ONLY
+            ]
         for drop_params in (False, True):
             target = normalise_prompt(prompt, drop_params=drop_params)
             if not target:
