@@ -161,3 +161,27 @@ async def test_bad_video_requests_are_refused_at_the_door(stack: Stack) -> None:
         assert reply["code"] == 4 and words in reply["description"], (body, reply)
     assert (await stack.api.get("/mj/task/list")).json()[0]["id"] == newest
     assert (await stack.counters())["interactions"]["total"] == before
+
+
+async def test_a_start_frame_from_someone_elses_link_is_downloaded_and_uploaded(stack: Stack) -> None:
+    grid = await run(stack, "/mj/submit/imagine", {"prompt": "a snail on a leaf", **pin("a0")})
+    # a link of the client's (the hook receiver stands in for their server) that redirects to an image:
+    # the bridge fetches it through the URL guard and uploads the bytes, as for base64
+    stack.receiver.modes["frames/snail.png"] = f"redirect {grid['imageUrl']}"
+    video = await run(
+        stack,
+        "/mj/submit/video",
+        {
+            "prompt": "the snail slides",
+            "image": stack.hook_url("frames/snail.png"),
+            "batchSize": 1,
+            **pin("a0"),
+        },
+    )
+    assert stack.receiver.attempts["frames/snail.png"] >= 1
+    sent = video["properties"]["finalPrompt"]
+    assert stack.hook_url("frames/snail.png") not in sent and grid["imageUrl"].split("?")[0] not in sent, sent
+    assert sent.split()[0].strip("<>").startswith(f"http://127.0.0.1:{stack.mjsim_port}/attachments/"), sent
+    await assert_video(video, 1)
+    refused = await stack.post("/mj/submit/video", {"prompt": "x", "image": "http://127.0.0.1:9/x.png"})
+    assert refused["code"] == 4 and "image" in refused["description"], refused
