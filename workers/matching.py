@@ -54,10 +54,10 @@ _COMPATIBLE: dict[TaskAction, frozenset[TaskAction]] = {
     TaskAction.VARIATION: frozenset({TaskAction.VARIATION, TaskAction.REROLL}),
     TaskAction.VIDEO: frozenset({TaskAction.VIDEO, TaskAction.VIDEO_EXTEND}),
 }
-# A video extend first brings one video up (a message like the video's own, with Extend buttons),
-# then runs its job: only a video message may land on it, even when no task of the message's own
-# action is running (the prompt search's fallback).
-_VIDEO_ONLY = frozenset({TaskAction.VIDEO_EXTEND})
+# Only a video job's own messages may land on a video task, even when no task of the message's action
+# is running (the prompt search's fallback): an extend first brings one video up, a message with the
+# video's prompt and hash that is a step of the extend, not its result.
+_VIDEO_ONLY = frozenset({TaskAction.VIDEO, TaskAction.VIDEO_EXTEND})
 
 
 def normalise_prompt(prompt: str, *, drop_params: bool = False) -> str:
