@@ -116,7 +116,9 @@ class VideoSteps:
     async def _frame(self, task: Task, role: str, own: str | None, link: str | None) -> str | None:
         """The URL the prompt names for the `role` frame, uploading it first unless it is ours."""
         if own:
-            # One of our images (a finished task's): Midjourney reads it where we keep it.
+            # One of our images (a finished task's): Midjourney reads it where we keep it, the
+            # Discord CDN today. Once the image store holds copies (a later issue), read their bytes
+            # from the store here and upload them, as below, instead of downloading anything.
             return own
         name = next((n for n in task.properties.attachments or () if n.startswith(f"{role}.")), None)
         if name is not None:
