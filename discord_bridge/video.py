@@ -26,6 +26,7 @@ from broker.discord_types import Message, ModalCreate
 from broker.image_fetch import FetchRefused, ImageFetcher
 from broker.models import Task
 from broker.store import TaskStore
+from broker.url_guard import prompt_urls
 from broker.video import VideoSpec, video_prompt
 from discord_bridge import payloads
 from discord_bridge.plan import FlowFailed, LinkRefused, Plan
@@ -99,6 +100,11 @@ class VideoSteps:
     async def prepare(self, task: Task, application_id: str, prompt: str) -> Plan:
         """Upload the frames that need it and build the imagine. Raises `DiscordError`."""
         spec = task.properties.video or VideoSpec()
+        for link in prompt_urls(prompt):  # Midjourney fetches them: their hosts are checked, as imagine's
+            try:
+                await self.fetcher.check_host(link)
+            except FetchRefused as exc:
+                raise LinkRefused(f"image prompt {exc.reason}") from None
         start = await self._frame(task, "start", spec.start_url, spec.start_link)
         if start is None:
             raise Rejected(400, "the video has no start frame")
