@@ -35,7 +35,7 @@ MODAL_MASK = "mask"
 _KEYCAP = re.compile(r"^\s*([1-9])\ufe0f?\u20e3\s*(.+?)\s*$", re.MULTILINE)
 _SIMPLE_CHANGE = re.compile(r"^\s*(\d+)\s+(?:([UV])([1-4])|(R))\s*$", re.IGNORECASE)
 #: parents whose 🔄 cannot be rerun (midjourney-proxy answers "this task cannot be rerolled")
-_NO_REROLL = frozenset({TaskAction.REROLL, TaskAction.SWAP_FACE})
+_NO_REROLL = frozenset({TaskAction.REROLL, TaskAction.SWAP_FACE, TaskAction.VIDEO_EXTEND})
 #: parents the legacy /change accepts
 _CHANGEABLE = frozenset({TaskAction.IMAGINE, TaskAction.VARIATION, TaskAction.REROLL, TaskAction.BLEND})
 
@@ -166,6 +166,15 @@ def plan_action(
         # ❤️ only marks the image on Midjourney's side: midjourney-proxy presses it and answers 1 with the
         # parent's id; no task is created, so there is nothing to follow.
         return ActionPlan(action=parent.action, bookmark=True, description=f"/action {custom_id}")
+    # -- video buttons (issue 12): 🎞️ Animate on an upscaled image, U1..U4 and Extend of a video
+    if kind is ButtonKind.ANIMATE:
+        return plan(TaskAction.VIDEO, 1)
+    if kind is ButtonKind.VIDEO_UPSCALE:
+        n = _int(arg, 1, 4, custom_id)
+        return plan(TaskAction.UPSCALE, n)
+    if kind is ButtonKind.ANIMATE_EXTEND:
+        n = _int(arg, 1, 4, custom_id)
+        return plan(TaskAction.VIDEO_EXTEND, n, remix_kind)
     raise UnknownCustomId(f"unknown customId {echo(custom_id)}")
 
 

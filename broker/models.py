@@ -12,6 +12,8 @@ from typing import Any
 
 import msgspec
 
+from broker.video import VideoSpec
+
 __all__ = [
     "BotType",
     "Button",
@@ -22,6 +24,7 @@ __all__ = [
     "TaskAction",
     "TaskProperties",
     "TaskStatus",
+    "VideoUrl",
     "decode_task",
     "encode_task",
 ]
@@ -64,6 +67,10 @@ class TaskAction(StrEnum):
     BLEND = "BLEND"
     SHORTEN = "SHORTEN"
     SWAP_FACE = "SWAP_FACE"
+    #: a video from a start frame (/mj/submit/video, 🎞️ Animate); its result carries `videoUrl(s)`
+    VIDEO = "VIDEO"
+    #: a finished video made longer (/mj/submit/video with action "extend", the Extend buttons)
+    VIDEO_EXTEND = "VIDEO_EXTEND"
 
 
 class BotType(StrEnum):
@@ -99,6 +106,12 @@ class Button(msgspec.Struct, kw_only=True, rename="camel"):
     label: str = ""
     type: int = 2
     style: int = 2
+
+
+class VideoUrl(msgspec.Struct, kw_only=True):
+    """One entry of a task's `videoUrls`, as trueai's midjourney-proxy lists them: ``{"url": ...}``."""
+
+    url: str
 
 
 class TaskProperties(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=True):
@@ -146,6 +159,8 @@ class TaskProperties(msgspec.Struct, kw_only=True, rename="camel", omit_defaults
     rate_limited_until: int | None = None
     #: epoch ms when the job's progress message was deleted (a timeout then says so)
     message_deleted_time: int | None = None
+    #: what /mj/submit/video asked for (motion, frames, loop, batch size, the extended video's index)
+    video: VideoSpec | None = None
 
 
 class Task(msgspec.Struct, kw_only=True, rename="camel"):
@@ -181,6 +196,10 @@ class Task(msgspec.Struct, kw_only=True, rename="camel"):
     api_key_name: str | None = None
     #: increases on every change; hooks carry it so receivers can drop stale deliveries
     revision: int = 0
+    #: a finished video (VIDEO, VIDEO_EXTEND, a video's U): its first video file
+    video_url: str | None = None
+    #: every video file of the result, in the bot's order
+    video_urls: list[VideoUrl] | None = None
 
     @property
     def progress_percent(self) -> int:

@@ -29,7 +29,9 @@ from broker.discord import (
     INTERACTION_IFRAME_MODAL_CREATE,
     MESSAGE_CREATE,
     MODAL_EVENTS,
+    ButtonKind,
     application_id_for,
+    parse_custom_id,
 )
 from broker.discord_types import InteractionEvent, Message, ModalCreate
 from broker.image_fetch import FetchRefused, ImageFetcher
@@ -42,6 +44,7 @@ from discord_bridge.plan import FlowFailed, LinkRefused, Payload, Plan
 from discord_bridge.rest import Rejected, RestClient, Uploaded
 from discord_bridge.session import Session
 from discord_bridge.speed import ModeSwitcher
+from discord_bridge.video import VideoSteps
 
 __all__ = ["Interactions", "modal_expected"]
 
@@ -71,6 +74,11 @@ def _prompt_of(task: Task) -> str:
 def _idname(task_id: str) -> str:
     alnum = re.sub(r"[^A-Za-z0-9]", "", task_id)
     return ("f" + alnum[-9:]) if alnum else "face"
+
+
+def _is_video_upscale(custom_id: str | None) -> bool:
+    parsed = parse_custom_id(custom_id or "")
+    return parsed is not None and parsed.kind is ButtonKind.VIDEO_UPSCALE
 
 
 def _attachment(index: int, uploaded: Uploaded) -> Payload:
@@ -105,6 +113,14 @@ class Interactions:
         self.account = session.account
         self.modal_timeout = modal_timeout
         self.switcher = switcher or ModeSwitcher(session, rest, reply_timeout=modal_timeout)
+        self.video = VideoSteps(
+            session,
+            rest,
+            store,
+            fetcher=fetcher,
+            answer_modal=self._answer_modal,
+            step_timeout=modal_timeout,
+        )
 
     # -- prepare (before the claim: may run twice, costs no job) ------------------------------
 
@@ -127,6 +143,11 @@ class Interactions:
         """Upload what the task needs and decide what to send. Raises `DiscordError`."""
         app = application_id_for(task.bot_type)
         custom_id = task.custom_id or task.properties.custom_id
+        if task.action == TaskAction.VIDEO and not custom_id:
+            return await self.video.prepare(task, app, (task.prompt or "").strip())
+        if task.action == TaskAction.VIDEO_EXTEND and _is_video_upscale(custom_id):
+            # two clicks (see discord_bridge.video), in the mode asked for like every click
+            return Plan(kind="extend", application_id=app, switch_mode=task.request_mode)
         if custom_id:
             plan = Plan(kind="click", application_id=app, switch_mode=task.request_mode)
             if modal_expected(task) == "mask":
@@ -264,6 +285,8 @@ class Interactions:
             await self._click(task, plan, nonce)
         elif plan.kind == "swap":
             await self._swap(task, plan, nonce)
+        elif plan.kind == "extend":
+            await self.video.extend(task, plan, nonce)
         else:  # pragma: no cover - plans come from prepare()
             raise Rejected(400, f"unknown plan {plan.kind}")
 

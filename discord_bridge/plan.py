@@ -31,7 +31,7 @@ class LinkRefused(Rejected):
 class Plan(msgspec.Struct, kw_only=True):
     """Everything `send` needs, gathered before the claim."""
 
-    kind: str  #: "command" | "click" | "swap"
+    kind: str  #: "command" | "click" | "swap" | "extend" (a video's, `discord_bridge.video`)
     command: str | None = None
     application_id: str = MIDJOURNEY_ID
     options: list[Payload] = msgspec.field(default_factory=list)

@@ -35,7 +35,13 @@ TILE = 128
 #: What the CDN keeps at a path: uploaded bytes, or the (render seed, layout) of an image drawn on request.
 CdnEntry = bytes | tuple[str, str]
 
-_CONTENT_TYPES = {"png": "image/png", "webp": "image/webp", "jpg": "image/jpeg", "jpeg": "image/jpeg"}
+_CONTENT_TYPES = {
+    "png": "image/png",
+    "webp": "image/webp",
+    "jpg": "image/jpeg",
+    "jpeg": "image/jpeg",
+    "mp4": "video/mp4",
+}
 
 
 def _palette(seed: str) -> list[tuple[int, int, int]]:

@@ -35,7 +35,7 @@ from broker.account_status import AccountFact, report_fact
 from broker.clock import Clock
 from broker.discord import MESSAGE_DELETE
 from broker.events import GatewayEvent
-from broker.models import Task, TaskProperties, TaskStatus
+from broker.models import Task, TaskProperties, TaskStatus, VideoUrl
 from broker.store import InvalidTransition, TaskStore, Update, failing
 from workers.matching import Match, Matcher
 from workers.parser import Change, parse_event
@@ -291,6 +291,7 @@ class Applier:
             )
             image = t.image_url if keep_image else (change.image_url or t.image_url)
             step = self.finishing_of(t) if finish else None
+            videos = change.video_urls
             return replace(
                 t,
                 status=S.IN_PROGRESS if step else S.SUCCESS,
@@ -303,6 +304,8 @@ class Applier:
                 # what the bot said; a result that names no mode (U1-U4) ran in the mode asked for,
                 # which the bridge ensured (flag or account switch)
                 mode=change.mode or t.mode or t.request_mode,
+                video_url=videos[0] if videos else t.video_url,
+                video_urls=[VideoUrl(url=u) for u in videos] if videos else t.video_urls,
             )
 
         return mutate

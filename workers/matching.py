@@ -52,7 +52,12 @@ _COMPATIBLE: dict[TaskAction, frozenset[TaskAction]] = {
     TaskAction.REROLL: frozenset({TaskAction.REROLL, TaskAction.IMAGINE, TaskAction.VARIATION}),
     TaskAction.BLEND: frozenset({TaskAction.BLEND, TaskAction.IMAGINE}),
     TaskAction.VARIATION: frozenset({TaskAction.VARIATION, TaskAction.REROLL}),
+    TaskAction.VIDEO: frozenset({TaskAction.VIDEO, TaskAction.VIDEO_EXTEND}),
 }
+# Only a video job's own messages may land on a video task, even when no task of the message's action
+# is running (the prompt search's fallback): an extend first brings one video up, a message with the
+# video's prompt and hash that is a step of the extend, not its result.
+_VIDEO_ONLY = frozenset({TaskAction.VIDEO, TaskAction.VIDEO_EXTEND})
 
 
 def normalise_prompt(prompt: str, *, drop_params: bool = False) -> str:
@@ -226,7 +231,9 @@ class Matcher:
         ]
         if change.action is not None:
             wanted = _COMPATIBLE.get(change.action, frozenset({change.action}))
-            running = [t for t in running if t.action in wanted] or running
+            running = [t for t in running if t.action in wanted] or [
+                t for t in running if t.action not in _VIDEO_ONLY
+            ]
         for drop_params in (False, True):
             target = normalise_prompt(prompt, drop_params=drop_params)
             if not target:

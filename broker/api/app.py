@@ -22,6 +22,7 @@ from broker.api.schema import security
 from broker.api.schema_page import OperationsPage
 from broker.api.submit import SUBMIT_HANDLERS
 from broker.api.tasks import TASK_HANDLERS
+from broker.api.video import VIDEO_HANDLERS
 from broker.config import Settings, config_path, load_settings
 from broker.config_watcher import ConfigWatcher
 from broker.redis_client import connect
@@ -90,6 +91,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         route_handlers=[
             *SUBMIT_HANDLERS,
             *FOLLOWUP_HANDLERS,
+            *VIDEO_HANDLERS,
             *TASK_HANDLERS,
             *ACCOUNT_HANDLERS,
             *HEALTH_HANDLERS,

@@ -24,6 +24,7 @@ __all__ = [
     "SimpleChangeRequest",
     "SwapFaceRequest",
     "UploadRequest",
+    "VideoRequest",
 ]
 
 
@@ -115,6 +116,30 @@ class SwapFaceRequest(_Base, kw_only=True):
     #: the image the face goes onto
     target_base64: str | None = None
     target_url: str | None = None
+    account_filter: AccountFilter | None = None
+
+
+class VideoRequest(_Base, kw_only=True):
+    """trueai's /mj/submit/video body."""
+
+    prompt: str
+    #: low | high (default low)
+    motion: str | None = None
+    #: the start frame: an http(s) URL or base64 (a data-URL); not needed for an extend
+    image: str | None = None
+    #: an optional end frame, a URL or base64
+    end_image: str | None = None
+    loop: bool | None = None
+    #: 1, 2 or 4 videos (default 4)
+    batch_size: int | None = None
+    #: "extend" (with taskId and index), or left out for a new video
+    action: str | None = None
+    #: the finished video task to extend
+    task_id: str | None = None
+    #: which of its videos, 0-based
+    index: int | None = None
+    #: vid_1.1_i2v_480 (SD, default) or vid_1.1_i2v_720 (HD)
+    video_type: str | None = None
     account_filter: AccountFilter | None = None
 
 

@@ -14,6 +14,7 @@ from mjsim.bots.base import BotRuntime, InteractionCtx
 from mjsim.bots.content import JobSpec, pan_label
 from mjsim.bots.jobs import Jobs
 from mjsim.bots.modals import Modals
+from mjsim.bots.video import Videos
 from mjsim.state import JobRecord
 
 __all__ = ["JOB_BUTTON_FAMILIES", "Buttons"]
@@ -34,6 +35,7 @@ class Buttons:
         self.state = rt.state
         self.jobs = jobs
         self.modals = modals
+        self.videos = Videos(rt, jobs, modals)
 
     async def click(self, ctx: InteractionCtx, source: Payload, parts: list[str]) -> None:
         """``parts``: the clicked ``custom_id`` split on ``::``; its family is in ``JOB_BUTTON_FAMILIES``."""
@@ -74,6 +76,9 @@ class Buttons:
         self, ctx: InteractionCtx, source: Payload, job: JobRecord, action: str, n: int
     ) -> None:
         acct = ctx.account
+        # -- video buttons (issue 12): Animate, a video's U1..U4, Extend (mjsim.bots.video)
+        if await self.videos.click(ctx, source, job, action, n):
+            return
         if action == "upsample":
             await self.jobs.run(ctx, JobSpec.follow_up(job, source, "upscale", None, grid=False, index=n))
         elif action == "variation":

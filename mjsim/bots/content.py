@@ -232,6 +232,11 @@ def single_components(job_hash: str, prompt: str) -> list[Payload]:
             button(f"MJ::JOB::pan_down::1::{job_hash}::SOLO", emoji="⬇️"),
             button(f"MJ::BOOKMARK::{job_hash}", emoji="❤️"),
         ),
+        # -- video (issue 12): 🎞️ Animate, see mjsim.bots.video
+        row(
+            button(f"MJ::JOB::animate_high::1::{job_hash}::SOLO", label="Animate (High motion)", emoji="🎞️"),
+            button(f"MJ::JOB::animate_low::1::{job_hash}::SOLO", label="Animate (Low motion)", emoji="🎞️"),
+        ),
     ]
 
 

@@ -19,6 +19,7 @@ from mjsim.bots.content import (
 )
 from mjsim.bots.errors import error_for
 from mjsim.bots.speed import duration_factor, job_mode, needs_fast_hours
+from mjsim.bots.video import is_video, video_finals
 from mjsim.cdn import publish
 from mjsim.formats import edited
 from mjsim.state import Account, JobRecord, Mode
@@ -213,14 +214,17 @@ class Jobs:
                 st.counters.jobs_failed += 1
                 return
         await self.rt.pause(step_time)
-        filename = final_filename(acct.username, spec.prompt, job_hash)
-        final_att = publish(st, channel.id, filename, (render_seed, layout))
-        components = grid_components(job_hash) if spec.grid else single_components(job_hash, spec.prompt)
+        if is_video(spec.prompt):
+            finals, components = video_finals(st, channel.id, acct.username, spec.prompt, job_hash)
+        else:
+            filename = final_filename(acct.username, spec.prompt, job_hash)
+            finals = [publish(st, channel.id, filename, (render_seed, layout))]
+            components = grid_components(job_hash) if spec.grid else single_components(job_hash, spec.prompt)
         final = self.rt.new_message(
             ctx,
             type_=19 if spec.reply_to is not None else 0,
             content=content_for(spec, acct, "final", mode=mode),
-            attachments=[final_att],
+            attachments=finals,
             components=components,
             extra=refs,
             reference=spec.reply_to,

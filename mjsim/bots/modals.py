@@ -9,6 +9,7 @@ from typing import Any
 from mjsim.bots.base import BotRuntime, InteractionCtx
 from mjsim.bots.content import JobSpec, pan_label
 from mjsim.bots.jobs import Jobs
+from mjsim.bots.video import extend_spec
 from mjsim.formats import normalise_prompt, text_input_modal
 from mjsim.state import Account, JobRecord
 
@@ -121,7 +122,7 @@ class Modals:
         value = normalise_prompt(next(iter(values.values()), ""))
         parts = custom_id.split("::")
         job = None
-        if parts[1] in ("RemixModal", "OutpaintCustomZoomModal"):
+        if parts[1] in ("RemixModal", "OutpaintCustomZoomModal", "AnimateModal"):
             job = self.state.jobs.get(parts[2])
         elif parts[1] == "PanModal":
             job = self.state.jobs.get(parts[3])
@@ -130,6 +131,9 @@ class Modals:
             spec = JobSpec.follow_up(job, source, "variation", label, grid=True, prompt=value)
         elif parts[1] == "PanModal" and job is not None:
             spec = JobSpec.follow_up(job, source, "pan", pan_label(parts[2]), grid=True, prompt=value)
+        elif parts[1] == "AnimateModal" and job is not None and len(parts) > 4:
+            # MJ::AnimateModal::<hash>::<n>::<motion>::<0|1>: the Extend of a video, with remix on
+            spec = extend_spec(job, source, value, parts[4])
         elif parts[1] == "OutpaintCustomZoomModal" and job is not None:
             spec = JobSpec.follow_up(job, source, "zoom", "Zoom Out", grid=True, prompt=value)
         else:

@@ -92,6 +92,7 @@ _BODY_FIELDS: dict[str, dict[str, Any]] = {
     "/mj/submit/action": {"customId": "MJ::JOB::upsample::1::4c3a5e2f-1111-2222-3333-444455556666"},
     "/mj/submit/modal": {"prompt": "a cat"},
     "/mj/submit/change": {"action": "UPSCALE", "index": 1},
+    "/mj/submit/video": {"action": "extend", "index": 0, "prompt": "a cat"},
 }
 
 

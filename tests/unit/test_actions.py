@@ -183,3 +183,31 @@ def test_simple_change_parses_u_v_and_r() -> None:
     for bad in ("17 U5", "U1", "17 X1", ""):
         with pytest.raises(ValidationFailed):
             parse_simple_change(bad)
+
+
+# -- video buttons (issue 12 part 3) ---------------------------------------------------------------
+
+
+def test_animate_on_an_upscaled_image_is_a_video_without_a_modal() -> None:
+    ids = (f"MJ::JOB::animate_high::1::{H}::SOLO", f"MJ::JOB::animate_low::1::{H}::SOLO")
+    parent = _parent(TaskAction.UPSCALE, *ids)
+    for custom_id in ids:
+        plan = plan_action(parent, custom_id, remix=True)
+        assert (plan.action, plan.index, plan.modal_kind) == (TaskAction.VIDEO, 1, None)
+
+
+def test_a_videos_u_and_extend_buttons() -> None:
+    video = _parent(TaskAction.VIDEO, *(f"MJ::JOB::video_virtual_upscale::{i}::{H}" for i in (1, 2, 3, 4)))
+    up = plan_action(video, f"MJ::JOB::video_virtual_upscale::3::{H}", remix=False)
+    assert (up.action, up.index) == (TaskAction.UPSCALE, 3)
+    one = _parent(TaskAction.UPSCALE, f"MJ::JOB::animate_high_extend::3::{H}")
+    plain = plan_action(one, f"MJ::JOB::animate_high_extend::3::{H}", remix=False)
+    assert (plain.action, plain.index, plain.modal_kind) == (TaskAction.VIDEO_EXTEND, 3, None)
+    remixed = plan_action(one, f"MJ::JOB::animate_high_extend::3::{H}", remix=True)
+    assert remixed.modal_kind == MODAL_PROMPT
+
+
+def test_an_extended_video_cannot_be_rerolled() -> None:
+    parent = _parent(TaskAction.VIDEO_EXTEND, f"MJ::JOB::reroll::0::{H}::SOLO")
+    with pytest.raises(ValidationFailed, match="cannot be rerolled"):
+        plan_action(parent, f"MJ::JOB::reroll::0::{H}::SOLO", remix=False)

@@ -75,3 +75,5 @@ class Change(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     stealth: bool = False
     #: from the ✉️ seed DM; `hash` holds its job id
     seed: str | None = None
+    #: the message's video files (mp4), in order: a video result's `videoUrls`
+    video_urls: list[str] = msgspec.field(default_factory=list)

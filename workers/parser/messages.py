@@ -23,6 +23,7 @@ from workers.parser.content import (
     split_content,
 )
 from workers.parser.embeds import from_embed
+from workers.parser.video import video_action, video_files
 
 __all__ = [
     "component_buttons",
@@ -159,6 +160,7 @@ def _parse_message(event: str, msg: Message) -> Change:
         content=content,
         embed_title=embed.title if embed else None,
         embed_description=embed.description if embed else None,
+        video_urls=video_files(msg.attachments),
     )
     replace = msgspec.structs.replace
 
@@ -190,7 +192,10 @@ def _parse_message(event: str, msg: Message) -> Change:
 
 
 def _from_content(base: Change, line: ContentLine, created: bool) -> Change:
-    action = line.action
+    action, index = line.action, line.index
+    video = video_action(line.prompt, base.custom_ids) if action is None else None
+    if video is not None:
+        action, index = video
     if base.bot == BotType.INSIGHT_FACE:
         action = TaskAction.SWAP_FACE
     elif action is None:
@@ -218,7 +223,7 @@ def _from_content(base: Change, line: ContentLine, created: bool) -> Change:
         progress=line.progress,
         prompt=line.prompt,
         mode=line.mode,
-        index=line.index,
+        index=index,
         user_id=line.user_id,
         status_text=status,
         stealth=line.stealth,
