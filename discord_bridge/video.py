@@ -25,9 +25,9 @@ from broker.discord import INTERACTION_FAILED, INTERACTION_FAILURE, MESSAGE_CREA
 from broker.discord_types import Message, ModalCreate
 from broker.image_fetch import FetchRefused, ImageFetcher
 from broker.models import Task
+from broker.modes import with_mode_flag
 from broker.store import TaskStore
 from broker.url_guard import prompt_urls
-from broker.modes import with_mode_flag
 from broker.video import VideoSpec, video_prompt
 from discord_bridge import payloads
 from discord_bridge.plan import FlowFailed, LinkRefused, Plan
