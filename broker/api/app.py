@@ -21,6 +21,7 @@ from broker.api.schema import security
 from broker.api.schema_page import OperationsPage
 from broker.api.submit import SUBMIT_HANDLERS
 from broker.api.tasks import TASK_HANDLERS
+from broker.api.web_only import WEB_ONLY_HANDLERS
 from broker.config import Settings, config_path, load_settings
 from broker.config_watcher import ConfigWatcher
 from broker.redis_client import connect
@@ -92,6 +93,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             *TASK_HANDLERS,
             *ACCOUNT_HANDLERS,
             *HEALTH_HANDLERS,
+            *WEB_ONLY_HANDLERS,
         ],
         on_startup=[startup],
         on_shutdown=[shutdown],

@@ -28,6 +28,7 @@ from broker.api.door import (
     require_worker,
 )
 from broker.api.images import decode_image
+from broker.api.imagine_all import imagine_all
 from broker.api.paths import route_paths
 from broker.api.schema import POST, responses
 from broker.api.types import ActionRequest, ChangeRequest, ModalRequest, SimpleChangeRequest
@@ -68,6 +69,10 @@ async def _press(
         return SubmitResult(code=ReturnCode.SUCCESS, description="Submit success", result=parent.id)
     await require_worker(ctx)
     live = await ctx.admitter.account_of(parent)
+    if plan.picks:
+        return await imagine_all(
+            ctx, parent, plan, account=live, state=state, hook=hook, api_key=api_key_name(request)
+        )
     child = build_child(
         parent,
         plan,

@@ -39,6 +39,27 @@ class Jobs:
     def __init__(self, rt: BotRuntime) -> None:
         self.rt = rt
         self.state = rt.state
+        #: running jobs by hash: set when "Cancel Job" is pressed on one
+        self._stops: dict[str, asyncio.Event] = {}
+
+    async def cancel(self, ctx: InteractionCtx, job_hash: str) -> None:
+        """ "Cancel Job" (``MJ::CancelJob::ByJobid::<hash>``): the running job ends ``(Stopped)``."""
+        await self.rt.ack(ctx)
+        stop = self._stops.get(job_hash)
+        if stop is not None:
+            stop.set()
+
+    async def _pause_or_stop(self, seconds: float, stop: asyncio.Event) -> bool:
+        """`rt.pause`, cut short by a cancel; True when the job was cancelled."""
+        if stop.is_set():
+            return True
+        waiter = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({waiter, asyncio.ensure_future(self.rt.pause(seconds))},
+                               return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+        finally:
+            waiter.cancel()
+        return stop.is_set()
 
     async def run(self, ctx: InteractionCtx, spec: JobSpec, *, acked: bool = False) -> None:
         """Run one image job: faults, admission, start, progress, final."""
@@ -178,14 +199,47 @@ class Jobs:
             type_=start_type,
             nonce=ctx.nonce or None,
             content=content_for(spec, acct, "start"),
+            components=progress_components(job_hash),
             extra=refs,
             reference=spec.reply_to,
         )
         self.rt.create(channel, progress)
         steps = settings.progress_steps if spec.kind not in ("upscale", "upscale_hd") else 0
         step_time = settings.job_seconds / (steps + 1)
+        stop_event = self._stops[job_hash] = asyncio.Event()
+        try:
+            await self._steps(ctx, spec, progress, job_hash, render_seed, steps, step_time, stop, stop_event)
+        finally:
+            del self._stops[job_hash]
+
+    async def _steps(
+        self,
+        ctx: InteractionCtx,
+        spec: JobSpec,
+        progress: Payload,
+        job_hash: str,
+        render_seed: str,
+        steps: int,
+        step_time: float,
+        stop: bool,
+        stop_event: asyncio.Event,
+    ) -> None:
+        st = self.state
+        acct = ctx.account
+        channel = ctx.channel
+        layout = "grid" if spec.grid else "single"
+        refs = ctx.refs()
+
+        def stopped() -> None:
+            self.rt.update(
+                channel, {**progress, "content": content_for(spec, acct, "stopped"), "components": []}
+            )
+            st.counters.jobs_failed += 1
+
         for i in range(steps):
-            await self.rt.pause(step_time)
+            if await self._pause_or_stop(step_time, stop_event):
+                stopped()
+                return
             if self.rt.faults.take_delete_mid_job(acct.user_id):
                 self.rt.delete(channel, progress["id"])
                 st.counters.jobs_failed += 1
@@ -200,12 +254,11 @@ class Jobs:
             )
             self.rt.update(channel, progress)
             if stop and i == 0:
-                self.rt.update(
-                    channel, {**progress, "content": content_for(spec, acct, "stopped"), "components": []}
-                )
-                st.counters.jobs_failed += 1
+                stopped()
                 return
-        await self.rt.pause(step_time)
+        if await self._pause_or_stop(step_time, stop_event):
+            stopped()
+            return
         filename = final_filename(acct.username, spec.prompt, job_hash)
         final_att = publish(st, channel.id, filename, (render_seed, layout))
         components = grid_components(job_hash) if spec.grid else single_components(job_hash, spec.prompt)
