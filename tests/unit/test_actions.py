@@ -183,3 +183,30 @@ def test_simple_change_parses_u_v_and_r() -> None:
     for bad in ("17 U5", "U1", "17 X1", ""):
         with pytest.raises(ValidationFailed):
             parse_simple_change(bad)
+
+
+# ---- the rest of the catalogue (issue 12 part 4) ----
+
+
+def test_make_square_is_a_zoom_without_modal() -> None:
+    square = f"MJ::Outpaint::100::1::{H}::SOLO"
+    plan = plan_action(_parent(TaskAction.UPSCALE, square), square, remix=True)
+    assert (plan.action, plan.modal_kind, plan.index) == (TaskAction.ZOOM, None, 1)
+
+
+def test_imagine_all_plans_one_auto_submitted_pick_per_described_prompt() -> None:
+    all_id = "MJ::Job::PicReader::all"
+    parent = _parent(
+        TaskAction.DESCRIBE, all_id, properties=TaskProperties(final_prompt=DESCRIBED, message_id="m")
+    )
+    plan = plan_action(parent, all_id, remix=False)
+    assert (plan.action, plan.modal_kind) == (TaskAction.IMAGINE, MODAL_PROMPT)
+    assert plan.picks == [
+        ("MJ::Job::PicReader::1", "a red fox, watercolor"),
+        ("MJ::Job::PicReader::2", "a fox in snow"),
+        ("MJ::Job::PicReader::3", "third one --ar 3:2"),
+        ("MJ::Job::PicReader::4", "the fourth"),
+    ]
+    empty = _parent(TaskAction.DESCRIBE, all_id, properties=TaskProperties(message_id="m"))
+    with pytest.raises(ValidationFailed, match="no described prompts"):
+        plan_action(empty, all_id, remix=False)
