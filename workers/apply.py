@@ -14,6 +14,9 @@ reordered events give the same final state:
 - a MESSAGE_DELETE of a running task's progress message records when (``messageDeletedTime``, a
   quiet write), so that a timeout can say the message was deleted (real Midjourney deletes the
   progress message just before it posts the result: the deletion alone fails nothing);
+- a ``(Stopped)`` job fails: with failReason ``cancelled`` when a client asked to cancel it
+  (``properties.cancelRequestedTime``, `/mj/task/{id}/cancel`), else ``[Stopped] ...``; the "Cancel
+  Job" custom_id on a running job's message is recorded (``properties.cancelCustomId``) for that;
 - ``modal`` records the bot's modal custom_id (NOT_START -> MODAL; a SUBMITTED task stays, the
   state machine never goes back);
 - every ``error`` (and the captcha modal) is also reported to the account's health module as an
