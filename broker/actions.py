@@ -56,6 +56,8 @@ class ActionPlan(msgspec.Struct, frozen=True, kw_only=True):
     #: the modal is the account's remix dialog (V/R/pan/vary on a remix account): the broker may
     #: answer it itself with the parent's prompt (`Account.remix_auto_submit`)
     remix_modal: bool = False
+    #: describe's "🎉 Imagine all": one imagine per prompt, as (PicReader custom_id, prompt) pairs
+    picks: list[tuple[str, str]] = msgspec.field(default_factory=list)
 
 
 def numbered_prompts(text: str | None) -> dict[int, str]:
@@ -142,7 +144,9 @@ def plan_action(
         return plan(TaskAction.ZOOM, 1, MODAL_ZOOM)
     if kind is ButtonKind.VARY_REGION:
         return plan(TaskAction.VARIATION, 1, MODAL_MASK)
-    if kind is ButtonKind.DESCRIBE_PICK and arg != "all":
+    if kind is ButtonKind.DESCRIBE_PICK and arg == "all":
+        return _imagine_all(parent, custom_id)
+    if kind is ButtonKind.DESCRIBE_PICK:
         n = _int(arg, 1, 4, custom_id)
         return plan(
             TaskAction.IMAGINE,
@@ -176,6 +180,25 @@ def plan_action(
         n = _int(arg, 1, 4, custom_id)
         return plan(TaskAction.VIDEO_EXTEND, n, remix_kind)
     raise UnknownCustomId(f"unknown customId {echo(custom_id)}")
+
+
+def _imagine_all(parent: Task, custom_id: str) -> ActionPlan:
+    """ "Imagine all" under a describe result, the way midjourney-proxy (trueai) runs it.
+
+    Each prompt becomes its own imagine task that presses ``MJ::Job::PicReader::<n>`` and answers its
+    modal with that prompt, so every job has its own nonce and its own task to follow, which one
+    real "all" click (four jobs behind one nonce) would not give.
+    """
+    prompts = numbered_prompts(parent.properties.final_prompt)
+    picks = [(f"MJ::Job::PicReader::{n}", prompts[n]) for n in range(1, 5) if prompts.get(n)]
+    if not picks:
+        raise ValidationFailed(f"task {parent.id} has no described prompts to imagine")
+    return ActionPlan(
+        action=TaskAction.IMAGINE,
+        modal_kind=MODAL_PROMPT,
+        picks=picks,
+        description=f"/action {custom_id}",
+    )
 
 
 def build_child(

@@ -40,7 +40,7 @@ class BridgeCall(msgspec.Struct, kw_only=True):
     """A request from web to the bridge holding an account."""
 
     id: str
-    kind: Literal["upload", "seed"]
+    kind: Literal["upload", "seed", "cancel"]
     task_id: str | None = None
     blob_names: list[str] = msgspec.field(default_factory=list)
     #: epoch ms after which nobody waits for the answer
@@ -61,7 +61,7 @@ _reply_decoder = msgspec.json.Decoder(BridgeReply)
 
 
 def new_call(
-    kind: Literal["upload", "seed"],
+    kind: Literal["upload", "seed", "cancel"],
     *,
     task_id: str | None = None,
     blob_names: list[str] | None = None,

@@ -36,11 +36,13 @@ __all__ = [
     "MIDJOURNEY_ID",
     "MODAL_EVENTS",
     "NIJI_ID",
+    "OUTPAINT_STEPS",
     "SPEED_WORDS",
     "ButtonKind",
     "CustomId",
     "application_id_for",
     "bot_type_of",
+    "cancel_button_id",
     "grid_button_id",
     "parse_custom_id",
     "speed_word",
@@ -150,7 +152,7 @@ class ButtonKind(StrEnum):
     ANIMATE_EXTEND = "animate_extend"
     #: ``MJ::JOB::video_virtual_upscale::<N>::<hash>``: U1..U4 of a video result
     VIDEO_UPSCALE = "video_upscale"
-    #: ``MJ::Outpaint::<50|75>::1::<hash>::SOLO``: Zoom Out 2x / 1.5x (`arg` is 50 or 75)
+    #: ``MJ::Outpaint::<50|75|100>::1::<hash>::SOLO``: Zoom Out 2x / 1.5x / Make Square (`arg` = the step)
     ZOOM_OUT = "zoom_out"
     #: ``MJ::CustomZoom::<hash>``: always opens a modal
     CUSTOM_ZOOM = "custom_zoom"
@@ -178,10 +180,15 @@ class ButtonKind(StrEnum):
     ANIMATE_MODAL = "animate_modal"
     #: ``MJ::iframe::<token>``: an iframe modal (Vary Region editor or captcha); the token is opaque
     IFRAME = "iframe"
+    # ---- the rest of the catalogue (issue 12 part 4) ----
+    #: ``MJ::CancelJob::ByJobid::<hash>``: "Cancel Job" on a running job's message; the job ends Stopped
+    CANCEL_JOB = "cancel_job"
 
 
 #: the custom_id prefix of iframe modals; what follows is the editor's token
 IFRAME_PREFIX: Final = "MJ::iframe::"
+#: ``MJ::Outpaint::<step>``: 50 = Zoom Out 2x, 75 = Zoom Out 1.5x, 100 = Make Square (non-square images)
+OUTPAINT_STEPS: Final = frozenset({"50", "75", "100"})
 
 
 class CustomId(msgspec.Struct, frozen=True):
@@ -244,7 +251,9 @@ def parse_custom_id(custom_id: str) -> CustomId | None:
             return CustomId(ButtonKind.SHORTEN_PICK, arg)
         return None
     if head == "Outpaint":
-        return CustomId(ButtonKind.ZOOM_OUT, name) if name in ("50", "75") else None
+        return CustomId(ButtonKind.ZOOM_OUT, name) if name in OUTPAINT_STEPS else None
+    if head == "CancelJob":
+        return CustomId(ButtonKind.CANCEL_JOB) if name == "ByJobid" and len(parts) > 3 else None
     if head == "Picread":
         return CustomId(ButtonKind.DESCRIBE_RETRY) if name == "Retry" else None
     if head.lower() == "picreader" and name.lower() == "modal":
@@ -272,3 +281,11 @@ def grid_button_id(kind: ButtonKind, job_hash: str, index: int = 0) -> str:
     """
     name, suffix = _GRID_BUTTONS[kind]
     return f"MJ::JOB::{name}::{index}::{job_hash}{suffix}"
+
+
+# ---------------------------------------------------------------- cancelling a running job (issue 12)
+
+
+def cancel_button_id(job_hash: str) -> str:
+    """The custom_id of "Cancel Job" on the running job `job_hash` (its start and progress message)."""
+    return f"MJ::CancelJob::ByJobid::{job_hash}"

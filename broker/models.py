@@ -161,6 +161,11 @@ class TaskProperties(msgspec.Struct, kw_only=True, rename="camel", omit_defaults
     message_deleted_time: int | None = None
     #: what /mj/submit/video asked for (motion, frames, loop, batch size, the extended video's index)
     video: VideoSpec | None = None
+    # ---- cancelling a running job (issue 12) ----
+    #: the "Cancel Job" custom_id the bot put on the running job's message (pressed by /cancel)
+    cancel_custom_id: str | None = None
+    #: epoch ms when a client asked to cancel the running job; its "(Stopped)" then fails it "cancelled"
+    cancel_requested_time: int | None = None
 
 
 class Task(msgspec.Struct, kw_only=True, rename="camel"):

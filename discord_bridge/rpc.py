@@ -5,6 +5,7 @@ web RPUSHes a `BridgeCall` on `keys.bridge_rpc(account)`; the account's inbox po
 and LPUSHes one `BridgeReply` on `keys.bridge_rpc_reply(call.id)`.
 
 - upload: the call's blobs (stored under the call id) -> CDN URLs, in `blob_names` order.
+- cancel: "Cancel Job" pressed on a running task's message (`discord_bridge.cancel`).
 - seed: ✉️ reaction on the task's message; the bot DMs `**Job ID**: <hash>` / `**seed** <digits>`;
   the seed is replied and written on the task (a SUCCESS task may still learn its seed).
 """
@@ -27,6 +28,7 @@ from broker.discord_types import Message
 from broker.models import Task
 from broker.shutdown import cancel_and_wait
 from broker.store import TaskStore
+from discord_bridge.cancel import press_cancel
 from discord_bridge.rest import DiscordError, RestClient
 from discord_bridge.session import Session
 
@@ -107,6 +109,10 @@ class RpcServer:
             result: list[str] | str
             if call.kind == "upload":
                 result = await self._upload(call)
+            elif call.kind == "cancel":
+                result = await press_cancel(
+                    call.task_id or "", store=self.store, session=self.session, rest=self.rest
+                )
             else:
                 result = await self._seed(call)
             reply = BridgeReply(id=call.id, ok=True, result=result)

@@ -16,6 +16,9 @@ reordered events give the same final state:
 - a MESSAGE_DELETE of a running task's progress message records when (``messageDeletedTime``, a
   quiet write), so that a timeout can say the message was deleted (real Midjourney deletes the
   progress message just before it posts the result: the deletion alone fails nothing);
+- a ``(Stopped)`` job fails: with failReason ``cancelled`` when a client asked to cancel it
+  (``properties.cancelRequestedTime``, `/mj/task/{id}/cancel`), else ``[Stopped] ...``; the "Cancel
+  Job" custom_id on a running job's message is recorded (``properties.cancelCustomId``) for that;
 - ``modal`` records the bot's modal custom_id (NOT_START -> MODAL; a SUBMITTED task stays, the
   state machine never goes back);
 - every ``error`` (and the captcha modal) is also reported to the account's health module as an
@@ -33,14 +36,14 @@ import redis.asyncio as aioredis
 from broker import keys
 from broker.account_status import AccountFact, report_fact
 from broker.clock import Clock
-from broker.discord import MESSAGE_DELETE
+from broker.discord import MESSAGE_DELETE, ButtonKind, parse_custom_id
 from broker.events import GatewayEvent
 from broker.models import Task, TaskProperties, TaskStatus, VideoUrl
 from broker.store import InvalidTransition, TaskStore, Update, failing
 from workers.matching import Match, Matcher
 from workers.parser import Change, parse_event
 
-__all__ = ["Applier", "Outcome", "account_fact"]
+__all__ = ["CANCELLED", "Applier", "Outcome", "account_fact"]
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +154,7 @@ class Applier:
         if change.progress is not None:
             return self.handle_progress(change, event)
         now = self.clock()
+        cancel_id = _cancel_button(change)
 
         def mutate(t: Task) -> Task | None:
             if t.status not in _RUNNING:
@@ -161,6 +165,7 @@ class Applier:
                 progress_message_id=props.progress_message_id or change.message_id,
                 final_prompt=props.final_prompt or change.prompt,
                 flags=props.flags if props.flags is not None else change.message_flags,
+                cancel_custom_id=props.cancel_custom_id or cancel_id,
             )
             return replace(
                 t,
@@ -175,8 +180,9 @@ class Applier:
     def handle_progress(self, change: Change, event: GatewayEvent) -> Mutate | None:
         now = self.clock()
         if change.status_text == "Stopped":
-            return failing("[Stopped] Midjourney stopped the job", now=now)
+            return _stopped(now)
         percent = change.progress
+        cancel_id = _cancel_button(change)
 
         def mutate(t: Task) -> Task | None:
             if t.status not in _RUNNING:
@@ -185,6 +191,7 @@ class Applier:
                 t.properties,
                 progress_message_id=t.properties.progress_message_id or change.message_id,
                 final_prompt=t.properties.final_prompt or change.prompt,
+                cancel_custom_id=t.properties.cancel_custom_id or cancel_id,
             )
             if percent is None:  # waiting / paused: nothing moves
                 return replace(t, properties=props, mode=change.mode or t.mode)
@@ -346,6 +353,32 @@ def _worth_matching(change: Change) -> bool:
     if change.event == MESSAGE_DELETE:
         return change.message_id is not None
     return change.seed is not None or bool(change.nonce and change.interaction_id)
+
+
+# ---- cancelling a running job (issue 12) ----
+
+#: the failReason of a job stopped on Discord at a client's request (`/mj/task/{id}/cancel`)
+CANCELLED = "cancelled"
+
+
+def _cancel_button(change: Change) -> str | None:
+    """The "Cancel Job" custom_id on a running job's message, if the bot put one there."""
+    for custom_id in change.custom_ids:
+        parsed = parse_custom_id(custom_id)
+        if parsed is not None and parsed.kind is ButtonKind.CANCEL_JOB:
+            return custom_id
+    return None
+
+
+def _stopped(now: int) -> Mutate:
+    """A "(Stopped)" job fails: "cancelled" when a client asked for it, else the bot's own word."""
+
+    def mutate(t: Task) -> Task | None:
+        asked = t.properties.cancel_requested_time is not None
+        reason = CANCELLED if asked else "[Stopped] Midjourney stopped the job"
+        return failing(reason, now=now)(t)
+
+    return mutate
 
 
 def _fail_reason(change: Change, account: str) -> str:

@@ -23,6 +23,7 @@ from broker.api.schema_page import OperationsPage
 from broker.api.submit import SUBMIT_HANDLERS
 from broker.api.tasks import TASK_HANDLERS
 from broker.api.video import VIDEO_HANDLERS
+from broker.api.web_only import WEB_ONLY_HANDLERS
 from broker.config import Settings, config_path, load_settings
 from broker.config_watcher import ConfigWatcher
 from broker.redis_client import connect
@@ -96,6 +97,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             *ACCOUNT_HANDLERS,
             *HEALTH_HANDLERS,
             *ADMIN_SESSION_HANDLERS,
+            *WEB_ONLY_HANDLERS,
         ],
         on_startup=[startup],
         on_shutdown=[shutdown],

@@ -29,6 +29,7 @@ from broker.api.door import (
     require_worker,
 )
 from broker.api.images import decode_image
+from broker.api.imagine_all import imagine_all
 from broker.api.paths import route_paths, speed_mode
 from broker.api.schema import POST, responses
 from broker.api.types import ActionRequest, ChangeRequest, ModalRequest, SimpleChangeRequest
@@ -71,6 +72,10 @@ async def _press(
     await require_worker(ctx)
     live = await ctx.admitter.account_of(parent)
     mode = ctx.admitter.followup_mode(parent, live, speed_mode(request.scope["path"]))
+    if plan.picks:
+        return await imagine_all(
+            ctx, parent, plan, account=live, state=state, hook=hook, api_key=api_key_name(request), mode=mode
+        )
     child = build_child(
         parent,
         plan,

@@ -7,6 +7,7 @@ from typing import Any
 from litestar import Request, Response, get, post
 
 from broker import keys
+from broker.api.cancel_running import cancel_running
 from broker.api.context import ApiContext, context_of
 from broker.api.paths import route_paths
 from broker.api.schema import GET, GET_BY_ID, POST, responses
@@ -113,7 +114,7 @@ async def image_seed(request: AnyRequest, task_id: str) -> SubmitResult:
 @post(
     route_paths("/mj/task/{task_id:str}/cancel"),
     status_code=200,
-    summary="Cancel a task that has not started",
+    summary="Cancel a task (not started: CANCEL; running: Cancel Job, then FAILURE 'cancelled')",
     responses=responses(POST),
 )
 async def cancel(request: AnyRequest, task_id: str) -> SubmitResult:
@@ -121,6 +122,8 @@ async def cancel(request: AnyRequest, task_id: str) -> SubmitResult:
     task = await ctx.store.get(task_id) if len(task_id) <= _MAX_ID else None
     if task is None:
         raise TaskNotFound(task_id)
+    if task.status in (TaskStatus.SUBMITTED, TaskStatus.IN_PROGRESS):
+        return await cancel_running(ctx, task)
     if task.status not in (TaskStatus.NOT_START, TaskStatus.MODAL):
         raise ValidationFailed(f"task {task.id} is {task.status} and cannot be cancelled")
     # InvalidTransition (the bridge took it meanwhile) becomes code 4 in the exception handler.

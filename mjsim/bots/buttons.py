@@ -11,7 +11,7 @@ import re
 from typing import Any
 
 from mjsim.bots.base import BotRuntime, InteractionCtx
-from mjsim.bots.content import JobSpec, pan_label
+from mjsim.bots.content import JobSpec, outpaint_prompt, pan_label
 from mjsim.bots.jobs import Jobs
 from mjsim.bots.modals import Modals
 from mjsim.bots.video import Videos
@@ -53,9 +53,8 @@ class Buttons:
         elif parts[1] == "Inpaint":
             await self.modals.open_iframe(ctx, source, job)
         elif parts[1] == "Outpaint":
-            zoom = "2" if parts[2] == "50" else "1.5"
             spec = JobSpec.follow_up(
-                job, source, "zoom", "Zoom Out", grid=True, prompt=f"{job.prompt} --zoom {zoom}"
+                job, source, "zoom", "Zoom Out", grid=True, prompt=outpaint_prompt(job.prompt, parts[2])
             )
             await self.jobs.run(ctx, spec)
         elif parts[1] == "CustomZoom":

@@ -224,6 +224,7 @@ def single_components(job_hash: str, prompt: str) -> list[Payload]:
             button(f"MJ::Outpaint::50::1::{job_hash}::SOLO", label="Zoom Out 2x", emoji="🔍"),
             button(f"MJ::Outpaint::75::1::{job_hash}::SOLO", label="Zoom Out 1.5x", emoji="🔍"),
             button(f"MJ::CustomZoom::{job_hash}", label="Custom Zoom", emoji="🔍"),
+            *square_button(job_hash, prompt),
         ),
         row(
             button(f"MJ::JOB::pan_left::1::{job_hash}::SOLO", emoji="⬅️"),
@@ -242,3 +243,23 @@ def single_components(job_hash: str, prompt: str) -> list[Payload]:
 
 def progress_components(job_hash: str) -> list[Payload]:
     return [row(button(f"MJ::CancelJob::ByJobid::{job_hash}", label="Cancel Job", emoji="✖️"))]
+
+
+# ---- Make Square and the Outpaint steps (issue 12 part 4) ----
+
+_ASPECT = re.compile(r"--(?:ar|aspect)\s+(\d+)\s*:\s*(\d+)")
+
+
+def square_button(job_hash: str, prompt: str) -> list[Payload]:
+    """ "Make Square" (``MJ::Outpaint::100``), offered under an upscale that is not square."""
+    m = _ASPECT.search(prompt)
+    if m is None or m.group(1) == m.group(2):
+        return []
+    return [button(f"MJ::Outpaint::100::1::{job_hash}::SOLO", label="Make Square", emoji="↔️")]
+
+
+def outpaint_prompt(prompt: str, step: str) -> str:
+    """The prompt of an Outpaint job: ``--zoom 2`` (50), ``--zoom 1.5`` (75), or ``--ar 1:1`` (100)."""
+    if step == "100":
+        return _ASPECT.sub("--ar 1:1", prompt)
+    return f"{prompt} --zoom {'2' if step == '50' else '1.5'}"

@@ -41,6 +41,27 @@ class Jobs:
     def __init__(self, rt: BotRuntime) -> None:
         self.rt = rt
         self.state = rt.state
+        #: running jobs by hash: set when "Cancel Job" is pressed on one
+        self._stops: dict[str, asyncio.Event] = {}
+
+    async def cancel(self, ctx: InteractionCtx, job_hash: str) -> None:
+        """ "Cancel Job" (``MJ::CancelJob::ByJobid::<hash>``): the running job ends ``(Stopped)``."""
+        await self.rt.ack(ctx)
+        stop = self._stops.get(job_hash)
+        if stop is not None:
+            stop.set()
+
+    async def _pause_or_stop(self, seconds: float, stop: asyncio.Event) -> bool:
+        """`rt.pause`, cut short by a cancel; True when the job was cancelled."""
+        if stop.is_set():
+            return True
+        waiter = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({waiter, asyncio.ensure_future(self.rt.pause(seconds))},
+                               return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+        finally:
+            waiter.cancel()
+        return stop.is_set()
 
     async def run(self, ctx: InteractionCtx, spec: JobSpec, *, acked: bool = False) -> None:
         """Run one image job: faults, admission, start, progress, final."""
@@ -176,8 +197,6 @@ class Jobs:
         st.counters.jobs_by_mode[mode.value] += 1
         acct.jobs_by_mode[mode.value] += 1
         job_hash = st.ids.uuid4()
-        layout = "grid" if spec.grid else "single"
-        render_seed = f"{spec.prompt}|{layout}|{spec.index or 0}|{spec.parent_hash or ''}"
         refs = ctx.refs()
         start_type = 20 if ctx.type == 2 else (19 if spec.reply_to is not None else 0)
         progress = self.rt.new_message(
@@ -185,18 +204,54 @@ class Jobs:
             type_=start_type,
             nonce=ctx.nonce or None,
             content=content_for(spec, acct, "start", mode=mode),
+            components=progress_components(job_hash),
             extra=refs,
             reference=spec.reply_to,
         )
         self.rt.create(channel, progress)
         steps = settings.progress_steps if spec.kind not in ("upscale", "upscale_hd") else 0
         step_time = settings.job_seconds * duration_factor(settings, mode) / (steps + 1)
+        stop_event = self._stops[job_hash] = asyncio.Event()
+        try:
+            finished = await self._steps(
+                ctx, spec, mode, progress, job_hash, steps, step_time, stop, stop_event
+            )
+        finally:
+            del self._stops[job_hash]
+        if finished:
+            self._finish(ctx, spec, mode, progress, job_hash)
+
+    async def _steps(
+        self,
+        ctx: InteractionCtx,
+        spec: JobSpec,
+        mode: Mode,
+        progress: Payload,
+        job_hash: str,
+        steps: int,
+        step_time: float,
+        stop: bool,
+        stop_event: asyncio.Event,
+    ) -> bool:
+        """The progress edits; False when the job ended before its result (stopped, deleted)."""
+        st = self.state
+        acct = ctx.account
+        channel = ctx.channel
+        render_seed = _render_seed(spec)
+
+        def stopped() -> bool:
+            content = content_for(spec, acct, "stopped", mode=mode)
+            self.rt.update(channel, {**progress, "content": content, "components": []})
+            st.counters.jobs_failed += 1
+            return False
+
         for i in range(steps):
-            await self.rt.pause(step_time)
+            if await self._pause_or_stop(step_time, stop_event):
+                return stopped()
             if self.rt.faults.take_delete_mid_job(acct.user_id):
                 self.rt.delete(channel, progress["id"])
                 st.counters.jobs_failed += 1
-                return
+                return False
             pct = int(i * 100 / steps)
             preview = publish(st, channel.id, f"{job_hash}_grid_0.webp", (render_seed, "grid"))
             progress = edited(
@@ -207,18 +262,24 @@ class Jobs:
             )
             self.rt.update(channel, progress)
             if stop and i == 0:
-                self.rt.update(
-                    channel,
-                    {**progress, "content": content_for(spec, acct, "stopped", mode=mode), "components": []},
-                )
-                st.counters.jobs_failed += 1
-                return
-        await self.rt.pause(step_time)
+                return stopped()
+        if await self._pause_or_stop(step_time, stop_event):
+            return stopped()
+        return True
+
+    def _finish(
+        self, ctx: InteractionCtx, spec: JobSpec, mode: Mode, progress: Payload, job_hash: str
+    ) -> None:
+        """The result message replaces the progress message."""
+        st = self.state
+        acct = ctx.account
+        channel = ctx.channel
+        layout = "grid" if spec.grid else "single"
         if is_video(spec.prompt):
             finals, components = video_finals(st, channel.id, acct.username, spec.prompt, job_hash)
         else:
             filename = final_filename(acct.username, spec.prompt, job_hash)
-            finals = [publish(st, channel.id, filename, (render_seed, layout))]
+            finals = [publish(st, channel.id, filename, (_render_seed(spec), layout))]
             components = grid_components(job_hash) if spec.grid else single_components(job_hash, spec.prompt)
         final = self.rt.new_message(
             ctx,
@@ -226,7 +287,7 @@ class Jobs:
             content=content_for(spec, acct, "final", mode=mode),
             attachments=finals,
             components=components,
-            extra=refs,
+            extra=ctx.refs(),
             reference=spec.reply_to,
         )
         self.rt.delete(channel, progress["id"])
@@ -245,3 +306,9 @@ class Jobs:
             )
         )
         st.counters.jobs_completed += 1
+
+
+def _render_seed(spec: JobSpec) -> str:
+    """What an image of the job is drawn from: the same job always gives the same pixels."""
+    layout = "grid" if spec.grid else "single"
+    return f"{spec.prompt}|{layout}|{spec.index or 0}|{spec.parent_hash or ''}"

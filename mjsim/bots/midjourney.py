@@ -76,6 +76,8 @@ class MidjourneyBot:
             await self.analyzers.click(ctx, source, custom_id)
         elif parts[1] == "Settings":
             await self.settings.click(ctx, source, custom_id)
+        elif parts[1] == "CancelJob" and len(parts) > 3:  # MJ::CancelJob::ByJobid::<hash>
+            await self.jobs.cancel(ctx, parts[3])
         else:
             await self.rt.ack(ctx)
 

@@ -211,3 +211,30 @@ def test_an_extended_video_cannot_be_rerolled() -> None:
     parent = _parent(TaskAction.VIDEO_EXTEND, f"MJ::JOB::reroll::0::{H}::SOLO")
     with pytest.raises(ValidationFailed, match="cannot be rerolled"):
         plan_action(parent, f"MJ::JOB::reroll::0::{H}::SOLO", remix=False)
+
+
+# ---- the rest of the catalogue (issue 12 part 4) ----
+
+
+def test_make_square_is_a_zoom_without_modal() -> None:
+    square = f"MJ::Outpaint::100::1::{H}::SOLO"
+    plan = plan_action(_parent(TaskAction.UPSCALE, square), square, remix=True)
+    assert (plan.action, plan.modal_kind, plan.index) == (TaskAction.ZOOM, None, 1)
+
+
+def test_imagine_all_plans_one_auto_submitted_pick_per_described_prompt() -> None:
+    all_id = "MJ::Job::PicReader::all"
+    parent = _parent(
+        TaskAction.DESCRIBE, all_id, properties=TaskProperties(final_prompt=DESCRIBED, message_id="m")
+    )
+    plan = plan_action(parent, all_id, remix=False)
+    assert (plan.action, plan.modal_kind) == (TaskAction.IMAGINE, MODAL_PROMPT)
+    assert plan.picks == [
+        ("MJ::Job::PicReader::1", "a red fox, watercolor"),
+        ("MJ::Job::PicReader::2", "a fox in snow"),
+        ("MJ::Job::PicReader::3", "third one --ar 3:2"),
+        ("MJ::Job::PicReader::4", "the fourth"),
+    ]
+    empty = _parent(TaskAction.DESCRIBE, all_id, properties=TaskProperties(message_id="m"))
+    with pytest.raises(ValidationFailed, match="no described prompts"):
+        plan_action(empty, all_id, remix=False)

@@ -14,6 +14,7 @@ from broker.discord import (
     CustomId,
     application_id_for,
     bot_type_of,
+    cancel_button_id,
     grid_button_id,
     parse_custom_id,
     speed_word,
@@ -95,7 +96,7 @@ def test_custom_id_catalogue(custom_id: str, kind: ButtonKind, arg: str) -> None
     [
         "",
         "MJ",
-        f"MJ::CancelJob::ByJobid::{H}",
+        "MJ::CancelJob::ByJobid",
         f"MJ::Outpaint::60::1::{H}",
         f"MJ::JOB::dance::1::{H}",
         "XX::JOB::x",
@@ -111,3 +112,28 @@ def test_grid_buttons_built_from_a_hash_read_back_as_themselves() -> None:
     assert parse_custom_id(grid_button_id(ButtonKind.VARIATION, H, 4)) == CustomId(ButtonKind.VARIATION, "4")
     with pytest.raises(KeyError):
         grid_button_id(ButtonKind.PAN, H, 1)
+
+
+# ---- the rest of the catalogue (issue 12 part 4) ----
+
+
+@pytest.mark.parametrize(
+    ("custom_id", "kind", "arg"),
+    [
+        (f"MJ::Outpaint::50::1::{H}::SOLO", ButtonKind.ZOOM_OUT, "50"),
+        (f"MJ::Outpaint::100::1::{H}::SOLO", ButtonKind.ZOOM_OUT, "100"),  # Make Square
+        (f"MJ::JOB::upsample_v5_2x::1::{H}::SOLO", ButtonKind.UPSCALE_HD, "1"),
+        (f"MJ::JOB::upsample_v6_2x_subtle::1::{H}::SOLO", ButtonKind.UPSCALE_HD, "1"),
+        (f"MJ::JOB::upsample_v7_2x_creative::1::{H}::SOLO", ButtonKind.UPSCALE_HD, "1"),
+        (f"MJ::CancelJob::ByJobid::{H}", ButtonKind.CANCEL_JOB, ""),
+    ],
+)
+def test_make_square_old_upscales_and_cancel_are_in_the_catalogue(
+    custom_id: str, kind: ButtonKind, arg: str
+) -> None:
+    assert parse_custom_id(custom_id) == CustomId(kind, arg)
+
+
+def test_cancel_button_is_built_from_the_job_hash() -> None:
+    assert cancel_button_id(H) == f"MJ::CancelJob::ByJobid::{H}"
+    assert parse_custom_id(cancel_button_id(H)) == CustomId(ButtonKind.CANCEL_JOB)

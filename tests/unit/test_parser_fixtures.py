@@ -1,4 +1,7 @@
-"""Every recorded payload in tests/fixtures/mj-events.jsonl parses to its `expect`.
+"""Every recorded payload in tests/fixtures/*.jsonl parses to its `expect`.
+
+`mj-events.jsonl` holds the shared recordings; `mj-message-forms.jsonl` every bot message form,
+current and past, collected from public clients (issue 12 part 5), each naming its source.
 
 Each case runs three times: through `parse_event` on the decoded payload and on its raw JSON bytes
 (the workers' path), and through the real `python -m workers.parse` subprocess, which is started once
@@ -21,6 +24,8 @@ from workers.parser import parse_event
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "mj-events.jsonl"
+#: every bot message form, current and past (issue 12 part 5)
+FORMS = ROOT / "tests" / "fixtures" / "mj-message-forms.jsonl"
 CLI_KEYS = [
     "kind",
     "action",
@@ -39,8 +44,11 @@ CLI_KEYS = [
 
 
 def _load() -> list[dict[str, Any]]:
-    with FIXTURES.open(encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+    cases: list[dict[str, Any]] = []
+    for path in (FIXTURES, FORMS):
+        with path.open(encoding="utf-8") as fh:
+            cases.extend(json.loads(line) for line in fh if line.strip())
+    return cases
 
 
 CASES = _load()
@@ -106,3 +114,29 @@ def test_fixture_through_parse_event_on_raw_bytes(case: dict[str, Any]) -> None:
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_fixture_through_cli(case: dict[str, Any], cli_output: dict[str, dict[str, Any]]) -> None:
     _check(cli_output[case["id"]], case["expect"])
+
+
+_KINDS = {"start", "progress", "done", "describe", "shorten", "error", "queued", "modal", "ignore"}
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_every_fixture_names_its_source_and_expected_kind(case: dict[str, Any]) -> None:
+    assert case["source"].strip(), case["id"]
+    kinds = case["expect"]["kind"]
+    assert set(kinds if isinstance(kinds, list) else [kinds]) <= _KINDS
+
+
+def test_message_forms_naming_a_job_are_never_ignored() -> None:
+    """A bot message about one of our jobs is progress, done, queued or an error: never `ignore`."""
+    forms = [case for case in CASES if case["source"] and case["id"] in _form_ids()]
+    assert len(forms) >= 40
+    for case in forms:
+        change = parse_event(case["t"], case["d"])
+        assert change.kind != "ignore", case["id"]
+        if change.kind in ("error", "queued"):
+            assert change.error is not None and (change.error.title or change.error.description), case["id"]
+
+
+def _form_ids() -> set[str]:
+    with FORMS.open(encoding="utf-8") as fh:
+        return {json.loads(line)["id"] for line in fh if line.strip()}

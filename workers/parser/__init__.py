@@ -23,8 +23,13 @@ Kinds (the CLI vocabulary, `python -m workers.parse`):
   imagine/reroll/blend grids, upscales, variations, zoom, pan; InsightFace image replies (swap face).
 - ``describe`` / ``shorten``: result embeds; `prompts` holds the numbered prompts.
 - ``error``: red/known-title embeds (§4.8), content starting ``Failed`` (e.g. "Failed to process
-  your command"), INTERACTION_FAILURE, and the captcha iframe modal (see below).
-- ``queued``: the ``Job queued`` embed: not a failure, keep waiting; `error` carries its text.
+  your command"), INTERACTION_FAILURE, the captcha iframe modal (see below), and any other embed
+  that answers our interaction (it carries the nonce) in place of a job, with the bot's own words;
+  replies to account commands (``/info``, ``/settings``...) excepted. A bot message that names one
+  of our jobs is never ``ignore`` (tests/fixtures/mj-message-forms.jsonl holds every known form).
+- ``queued``: the ``Job queued`` embed (and its older title ``Your job will start shortly``), and a
+  yellow warning embed answering our interaction: not a failure, keep waiting; `error` carries its
+  text.
 - ``modal``: INTERACTION_MODAL_CREATE and non-captcha INTERACTION_IFRAME_MODAL_CREATE (Vary Region).
 - ``ignore``: everything else, often with useful fields still set (see choices below).
 

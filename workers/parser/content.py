@@ -5,8 +5,8 @@ Grammar of a job line (reference/discord-protocol.md §4.2)::
     [opener] **<prompt>** - [words] <@user> [(N%) | (Waiting to start) | (paused) | (Stopped)]
         (<mode>[, stealth])
 
-where the legacy opener is ``Upscaling image #N with`` / ``Making variations for image #N with`` and the
-words name the action (``Image #N``, ``Upscaled (Subtle) by``, ``Variations (Strong) by``, ``Zoom Out
+where the legacy opener is ``Upscaling image #N with`` / ``Making variations for image #N with [prompt]``
+and the words name the action (``Image #N``, ``Upscaled (Subtle) by``, ``Variations (Strong) by``, ``Zoom Out
 by``, ``Pan Left by``...). Hashes follow §4.3.
 """
 
@@ -36,7 +36,8 @@ GUID: Final = re.compile(_HEX_UUID)
 _GUID_BEFORE = re.compile(f"({_HEX_UUID})$")
 _MENTION = re.compile(r"<@[!&]?([^<>\s]*)>")
 #: legacy openers before the prompt: "Upscaling image #1 with **P**", "Making variations for image #2 with"
-_OPENER = re.compile(r"\s*(?P<verb>[^*#]*?)\s*image #(?P<n>\d+) with\s*$", re.IGNORECASE)
+#: (older bots wrote "Making variations for image #1 with prompt **P**": novicezk's VariationMessageHandler)
+_OPENER = re.compile(r"\s*(?P<verb>[^*#]*?)\s*image #(?P<n>\d+) with(?: prompt)?\s*$", re.IGNORECASE)
 _IMAGE_N = re.compile(r"Image #(\d+)", re.IGNORECASE)
 _VERB = re.compile(r"(Upscal(?:ed|ing|e)|Variations?|Vary|Remix|Zoom|Pan)\b", re.IGNORECASE)
 #: ``[text](url)`` links in the tail; their text may itself be ``(Open on website ...)``

@@ -37,6 +37,8 @@ _ERROR_TITLES: Final = frozenset(
         # other clients and the recorded fixtures
         *("action needed to continue", "invalid image", "duplicate images detected", "banned prompt"),
         "could not complete",
+        # igolaizola/bulkai pkg/ai/midjourney/midjourney.go parseError (titles it fails a job on)
+        *("banned image prompt", "please complete the task", "job action restricted", "empty prompt"),
     }
 )
 #: T's catch-all: any title containing these words is a failure
@@ -79,11 +81,35 @@ def from_embed(base: Change, embed: Embed, created: bool) -> Change | None:
     if is_describe and not erroneous:
         return _result(base, "describe", TaskAction.DESCRIBE, _numbered_prompts(description), created)
 
-    if title.strip().lower().startswith("job queued"):
+    if title.strip().lower().startswith(_QUEUED_TITLES):
         return replace(base, kind="queued", error=ErrorInfo(title=title, description=description))
     if erroneous or (color == _RED and description):
         return replace(base, kind="error", error=ErrorInfo(title=title or "Error", description=description))
-    return None
+    return _answer_notice(base, embed, title, description)
+
+
+# ---- every message form (issue 12 part 5): a notice that answers one of our jobs is never ignored ----
+
+#: "Job queued" and its older title ("Your job will start shortly": midjourney/docs FAQs.md)
+_QUEUED_TITLES: Final = ("job queued", "your job will start shortly")
+#: yellow notices: a warning, not a failure (T: 16776960; N's ErrorMessageHandler: 16239475)
+_WARNING_COLOURS: Final = frozenset({16776960, 16239475})
+#: replies to account commands: their embeds (``Your info``...) are answers, not job notices
+_ACCOUNT_COMMANDS: Final = frozenset(
+    {"info", "settings", "fast", "relax", "turbo", "prefer remix", "prefer", "show", "subscribe"}
+)
+
+
+def _answer_notice(base: Change, embed: Embed, title: str, description: str) -> Change | None:
+    """An embed the bot sent as the first answer to our interaction (it carries our nonce) instead of
+    a job: a yellow one is a notice to wait with (``queued``), any other ends the job with the bot's
+    own words (``error``). None for everything else, which falls back to the content."""
+    if not base.nonce or not (title or description) or base.interaction_name in _ACCOUNT_COMMANDS:
+        return None
+    info = ErrorInfo(title=title or "Midjourney", description=description)
+    if embed.color in _WARNING_COLOURS:
+        return msgspec.structs.replace(base, kind="queued", error=info)
+    return msgspec.structs.replace(base, kind="error", error=info)
 
 
 def _result(base: Change, kind: Kind, action: TaskAction, prompts: list[str], created: bool) -> Change:
