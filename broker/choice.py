@@ -13,8 +13,9 @@ Rules (the preferred speed mode still comes first: `broker.admission.order_by_lo
   next ones are tried, in the same kind of draw, when it is full; weight 0 = only when all else is;
 - `random`: a uniform shuffle;
 - `round_robin`: each account in turn. The turn is kept per web process, not shared through Redis:
-  a shared counter is one more round trip per submit (the hot path has one: the admission), and
-  with N processes each rotating evenly the sum stays even within N tasks.
+  a shared counter would be one more round trip per submit (whose only ones now are the record
+  write and the admission script, the account loads and statuses being cached), and with N
+  processes each rotating evenly the sum stays even within N tasks.
 """
 
 from __future__ import annotations
@@ -33,10 +34,10 @@ from broker.account_status import usable
 from broker.config import Account, AccountChoice
 from broker.errors import NoAccount
 from broker.models import BotType, SpeedMode
+from broker.work_hours import WorkHours, parse_work_hours, within
 
 if TYPE_CHECKING:
     from broker.admission import AccountFilter
-from broker.work_hours import WorkHours, parse_work_hours, within
 
 __all__ = [
     "Candidates",
