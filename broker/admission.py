@@ -2,14 +2,14 @@
 
 The pure half (banned words, speed modes, which accounts may take a task and in what order) has no
 I/O; `Admitter` adds the Redis reads (live account status, loads) and `create_and_admit`: the record
-written first, then the one atomic admission step of `AccountQueues.admit`.
+written first, then the one atomic admission step of `AccountQueues.admit`. Rules: `broker.choice`.
 """
 
 from __future__ import annotations
 
 import logging
-import random
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
 
 import msgspec
@@ -17,12 +17,14 @@ import msgspec
 from broker import keys
 from broker.account_status import usable
 from broker.banned import BannedWords
+from broker.choice import Chooser, LocalTime, local_time, no_account
 from broker.clock import Clock, now_ms
 from broker.config import Account, Settings
 from broker.errors import NoAccount, QueueFull
+from broker.ids import IdSource
 from broker.models import BotType, ReturnCode, SpeedMode, Task, TaskStatus
 from broker.modes import mode_for, modes_in_prompt, requested_modes
-from broker.queues import AccountQueues, Admission
+from broker.queues import AccountQueues, Admission, DayCount
 from broker.store import TaskStore
 
 __all__ = [
@@ -37,6 +39,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+_ASK_RELAX = " (ask for relax: /mj-relax/... or --relax)"
 
 #: how long a process trusts an account status it read (the bridge's writes show up after at most this)
 STATUS_TTL_SECONDS = 1.0
@@ -105,32 +109,6 @@ def order_by_load(
     return sorted(accounts, key=rank)
 
 
-class IdSource:
-    """16-digit task ids: epoch ms + 3 random digits, never repeated within one process and ms.
-
-    Other processes may still pick the same id; `TaskStore.create` refuses a clash and the caller
-    draws again.
-    """
-
-    def __init__(self, clock: Clock = now_ms) -> None:
-        self._clock = clock
-        self._ms = 0
-        self._used: set[int] = set()
-
-    def __call__(self) -> str:
-        now = self._clock()
-        if now > self._ms:
-            self._ms, self._used = now, set()
-        if len(self._used) >= 1000:
-            # a thousand ids in one millisecond: borrow the next one
-            self._ms, self._used = self._ms + 1, set()
-        while True:
-            suffix = random.randrange(1000)
-            if suffix not in self._used:
-                self._used.add(suffix)
-                return f"{self._ms}{suffix:03d}"
-
-
 class Admitted(msgspec.Struct, frozen=True):
     """What admission did with a task: `code` 1/21/22, queue `position` (1-based) for 22."""
 
@@ -141,17 +119,24 @@ class Admitted(msgspec.Struct, frozen=True):
 
 
 async def create_and_admit(
-    store: TaskStore, queues: AccountQueues, task: Task, account_id: str, *, core_size: int, queue_size: int
+    store: TaskStore,
+    queues: AccountQueues,
+    task: Task,
+    account_id: str,
+    *,
+    core_size: int,
+    queue_size: int,
+    day: DayCount | None = None,
 ) -> tuple[Task, Admission]:
     """Write the record first (a bridge never finds a slot without its task), then admit; a rejected
-    task's record is deleted again. Raises ValueError when the id is taken.
+    task's record (23, or 3: the daily limit) is deleted again. Raises ValueError when the id is taken.
 
     Both steps survive a lost reply: each is idempotent and resent once when the connection fails
     after sending (`broker.store`, `broker.queues`), so the caller gets the outcome of the admission
     that happened, never an error for a task that was admitted nor a second admission."""
     task = await store.create(task)
-    admission = await queues.admit(account_id, task.id, core_size=core_size, queue_size=queue_size)
-    if admission.code == ReturnCode.QUEUE_REJECTED:
+    admission = await queues.admit(account_id, task.id, core_size=core_size, queue_size=queue_size, day=day)
+    if admission.code in (ReturnCode.QUEUE_REJECTED, ReturnCode.NOT_FOUND):
         await store.delete(task.id)
     return task, admission
 
@@ -165,6 +150,8 @@ class Admitter:
     :param ids: the task id source.
     :param status_ttl: seconds an account status read from Redis is trusted (0 = read every time).
     :param load_ttl: seconds the account loads read from Redis are trusted (0 = read every time).
+    :param clock: epoch milliseconds: the day of the daily limits, the time of the work hours.
+    :param chooser: the state of the `accounts.choice` rules (tests pass one with a seeded RNG).
     """
 
     def __init__(
@@ -176,7 +163,11 @@ class Admitter:
         ids: IdSource | None = None,
         status_ttl: float = STATUS_TTL_SECONDS,
         load_ttl: float = LOAD_TTL_SECONDS,
+        clock: Clock = now_ms,
+        chooser: Chooser | None = None,
     ) -> None:
+        self.clock = clock
+        self.chooser = chooser or Chooser()
         self.store = store
         self.queues = queues
         self.new_id = ids or IdSource()
@@ -188,12 +179,15 @@ class Admitter:
         self._relax_only: dict[str, bool] = {}
         #: account id -> (trusted until, running + waiting)
         self._load_cache: dict[str, tuple[float, int]] = {}
+        #: account id -> submits of this process headed there whose admission has not answered yet
+        self._headed: Counter[str] = Counter()
 
     def use(self, settings: Settings) -> None:
         """Switch to new settings (a config reload): accounts and banned words."""
         self.settings = settings
         self.banned = BannedWords(settings.banned_words)
         self._accounts = {a.id: a for a in settings.accounts}
+        self.chooser.forget()
 
     async def _statuses(self, accounts: Sequence[Account]) -> list[bytes | None]:
         """The `state` of each account's live status hash, cached for `status_ttl` seconds.
@@ -227,25 +221,39 @@ class Admitter:
         account_filter: AccountFilter | None = None,
         modes: Sequence[SpeedMode] = (),
     ) -> list[Account]:
-        """Usable accounts for a new task, best first; raises `NoAccount` when there is none."""
-        found = candidates(
-            self.settings.accounts, bot_type=bot_type, account_filter=account_filter, modes=modes
-        )
-        if found:
-            found = [a for a, s in zip(found, await self._statuses(found), strict=True) if usable(s)]
-        relaxing = [a.id for a in found if self.relax_only(a)]
-        found = [a for a in found if mode_for(a, modes, relax_only=self.relax_only(a)) is not None]
+        """Accounts for a new task, in the order they are tried; `NoAccount` says why none may take it."""
+        return (await self._choose(bot_type, account_filter, modes))[0]
+
+    async def _choose(
+        self, bot_type: BotType, account_filter: AccountFilter | None, modes: Sequence[SpeedMode]
+    ) -> tuple[list[Account], list[str], LocalTime | None]:
+        """`choose`, the reasons of the accounts left out on the way, and the operator's time."""
+        settings, rule = self.settings, self.settings.account_choice
+        found = candidates(settings.accounts, bot_type=bot_type, account_filter=account_filter, modes=modes)
+        states = await self._statuses(found) if found else []
+        timed = any(a.work_hours or a.daily_limit for a in found)  # else the time is not needed
+        now = local_time(self.clock(), settings.timezone) if timed else None
+        picked = self.chooser.pick(found, states, now, rule)
+        refused = list(picked.refused)
+        found = []
+        for account in picked.open:
+            if mode_for(account, modes, relax_only=self.relax_only(account)) is not None:
+                found.append(account)
+            else:  # auto relax (`broker.modes`): its fast hours are used up
+                refused.append(f"{account.id} used up its fast hours and runs RELAX tasks only{_ASK_RELAX}")
         if not found:
-            why = f"no usable account for {bot_type}" + (f" in mode {modes[0]}" if modes else "")
-            if relaxing:
-                why += (
-                    f": account(s) {', '.join(relaxing)} used up their fast hours and run RELAX tasks only"
-                    " (ask for relax: /mj-relax/... or --relax)"
-                )
-            raise NoAccount(why)
+            raise no_account(settings.accounts, candidates, bot_type, account_filter, modes, refused)
         if len(found) > 1:
-            found = order_by_load(found, await self._loads(found), modes)
-        return found
+            # the preferred speed mode first whatever the rule; loads only matter to least_busy
+            loads = Counter(await self._loads(found)) + self._headed if rule == "least_busy" else {}
+            found = order_by_load(found, loads, modes)
+        return found, refused, now
+
+    def _day_count(self, account: Account, *, check: bool, now: LocalTime | None = None) -> DayCount | None:
+        if not account.daily_limit:  # with one, a new task (`check`) is refused once it is reached
+            return None
+        now = now or local_time(self.clock(), self.settings.timezone)
+        return DayCount(keys.account_day_count(account.id, now.day), account.daily_limit if check else 0)
 
     async def _loads(self, accounts: Sequence[Account]) -> dict[str, int]:
         """running + waiting of each account, read at most every `load_ttl` seconds.
@@ -303,28 +311,44 @@ class Admitter:
         account_filter: AccountFilter | None = None,
         modes: Sequence[SpeedMode] = (),
     ) -> Admitted:
-        """Admit a new task on the best account that has room (1/22); `QueueFull` when none has."""
+        """Admit a new task on the first account, in the choice rule's order, that has room (1/22);
+        `QueueFull` when none has, `NoAccount` when none may take it (its daily limit reached...)."""
         self.banned.check(task.prompt_en, task.prompt)
-        accounts = await self.choose(bot_type=task.bot_type, account_filter=account_filter, modes=modes)
-        task = await self._put_blobs(task, blobs)
-        last: Account | None = None
-        for account in accounts:
-            last = account
-            placed = _place(task, account, mode_for(account, modes, relax_only=self.relax_only(account)))
-            stored, admission = await self._create_and_admit(placed, account, blobs)
-            self._count(account, admission)
-            if admission.code != ReturnCode.QUEUE_REJECTED:
-                return Admitted(stored, admission.code, admission.position, account)
-            task = msgspec.structs.replace(task, id=stored.id, description=stored.description)
-        await self._drop_blobs(task, blobs)
-        raise QueueFull(last.channel_id if last else None)
+        accounts, refused, now = await self._choose(task.bot_type, account_filter, modes)
+        # weighs on its account's load until admitted: concurrent submits spread, not herd
+        self._headed[accounts[0].id] += 1
+        try:
+            task = await self._put_blobs(task, blobs)
+            full: Account | None = None
+            for account in accounts:
+                placed = _place(task, account, mode_for(account, modes, relax_only=self.relax_only(account)))
+                day = self._day_count(account, check=True, now=now)
+                stored, admission = await self._create_and_admit(placed, account, blobs, day=day)
+                self._count(account, admission)
+                if admission.code in (ReturnCode.SUCCESS, ReturnCode.IN_QUEUE):
+                    return Admitted(stored, admission.code, admission.position, account)
+                if admission.code == ReturnCode.NOT_FOUND and now is not None:  # its daily limit
+                    refused.append(self.chooser.reached(account, now.day))
+                else:
+                    full = account
+                task = msgspec.structs.replace(task, id=stored.id, description=stored.description)
+            await self._drop_blobs(task, blobs)
+            if full is not None:  # a queue will have room again soon: worth a retry, unlike a limit
+                raise QueueFull(full.channel_id)
+            configured = self.settings.accounts
+            raise no_account(configured, candidates, task.bot_type, account_filter, modes, refused)
+        finally:
+            self._headed[accounts[0].id] -= 1
 
     async def submit_followup(self, task: Task, *, account: Account) -> Admitted:
         """Admit an action child on its parent's account (1/22), or park it in MODAL (21)."""
         if task.status == TaskStatus.MODAL:
             stored = await self._create(task)
             return Admitted(stored, ReturnCode.EXISTED, 0, account)
-        stored, admission = await self._create_and_admit(task, account)
+        # a follow-up is counted on its account's day but never refused by the limit: the
+        # client already holds the parent, and the account took it
+        day = self._day_count(account, check=False)
+        stored, admission = await self._create_and_admit(task, account, day=day)
         if admission.code == ReturnCode.QUEUE_REJECTED:
             raise QueueFull(account.channel_id)
         return Admitted(stored, admission.code, admission.position, account)
@@ -332,7 +356,11 @@ class Admitter:
     async def admit_existing(self, task: Task, *, account: Account) -> Admission:
         """Admit a task already stored (a modal that was just answered)."""
         return await self.queues.admit(
-            account.id, task.id, core_size=account.core_size, queue_size=account.queue_size
+            account.id,
+            task.id,
+            core_size=account.core_size,
+            queue_size=account.queue_size,
+            day=self._day_count(account, check=False),
         )
 
     async def _create(self, task: Task) -> Task:
@@ -344,7 +372,12 @@ class Admitter:
                 task = _renamed(task, self.new_id())
 
     async def _create_and_admit(
-        self, task: Task, account: Account, blobs: Mapping[str, bytes] | None = None
+        self,
+        task: Task,
+        account: Account,
+        blobs: Mapping[str, bytes] | None = None,
+        *,
+        day: DayCount | None = None,
     ) -> tuple[Task, Admission]:
         while True:
             try:
@@ -355,6 +388,7 @@ class Admitter:
                     account.id,
                     core_size=account.core_size,
                     queue_size=account.queue_size,
+                    day=day,
                 )
             except ValueError:
                 # another process drew the same id in the same millisecond: draw again

@@ -18,6 +18,7 @@ __all__ = [
     "LIVE_TASKS",
     "UNMATCHED_EVENTS",
     "WORKERS",
+    "account_day_count",
     "account_facts",
     "account_lease",
     "account_ready",
@@ -92,6 +93,12 @@ def admission_receipt(account_id: str, task_id: str) -> str:
     """String `"<call id> <code> <position> <load>"`: one admission's outcome, kept a minute for a
     resend of it (`broker.queues`)."""
     return f"{PREFIX}:acct:{{{account_id}}}:admitted:{task_id}"
+
+
+def account_day_count(account_id: str, day: str) -> str:
+    """Counter of the tasks admitted on the account on `day` (`YYYY-MM-DD` in the operator's
+    timezone), kept a bit more than a day: only accounts with a `daily_limit` have one."""
+    return f"{PREFIX}:acct:{{{account_id}}}:day:{day}"
 
 
 def account_status(account_id: str) -> str:

@@ -34,7 +34,11 @@ from broker.clock import Clock, now_ms
 from broker.lua import Script
 from broker.models import ReturnCode
 
-__all__ = ["RECEIPT_MS", "SCRIPTS", "AccountQueues", "Admission"]
+__all__ = ["DAY_COUNT_MS", "RECEIPT_MS", "SCRIPTS", "AccountQueues", "Admission", "DayCount"]
+
+#: how long a day's count is kept from its first task: past the end of that day (25 hours at most,
+#: on the day the clocks go back) whenever it started, and no longer than needed
+DAY_COUNT_MS = 26 * 3600 * 1000
 
 #: how long an admission's outcome is kept for a resend of it. A resend follows the failed connection
 #: at once, and a reply is awaited at most `redis.command_timeout_seconds` (10 s by default), so a
@@ -43,7 +47,8 @@ RECEIPT_MS = 60_000
 
 
 class Admission(msgspec.Struct, frozen=True):
-    """Result of the atomic admission step: started, queued (position >= 1) or rejected."""
+    """Result of the atomic admission step: started (1), queued (22, position >= 1), rejected (23),
+    or refused because the account reached its daily limit (3)."""
 
     code: ReturnCode
     position: int = 0
@@ -51,9 +56,21 @@ class Admission(msgspec.Struct, frozen=True):
     load: int = 0
 
 
-# KEYS: waiting, running, ready, seq, receipt; ARGV: task id, core, queue, now ms, call id, receipt ms.
+class DayCount(msgspec.Struct, frozen=True):
+    """An account's count of the day, checked and bumped by the admission step itself."""
+
+    #: `keys.account_day_count` of the day, in the operator's timezone
+    key: str
+    #: refuse (code 3) once the count has reached it; 0 = only count (a follow-up of a task taken)
+    limit: int
+
+
+# KEYS: waiting, running, ready, seq, receipt[, day count]; ARGV: task id, core, queue, now ms, call id,
+# receipt ms[, daily limit (0 = count only), day count ms].
 # The receipt keeps this call's outcome for a while: a resend of the call (same call id) returns it
-# and changes nothing, whatever the queues look like by then.
+# and changes nothing, whatever the queues look like by then (so a resend never counts twice).
+# With a day count key, a task started or queued is counted on it, and a reached limit refuses
+# (3) before anything else: check and count are one step, so two webs cannot both take the last one.
 _ADMIT = Script("""
 local receipt = redis.call('GET', KEYS[5])
 if receipt then
@@ -62,8 +79,11 @@ if receipt then
 end
 local running = redis.call('ZCARD', KEYS[2])
 local waiting = redis.call('ZCARD', KEYS[1])
+local counted = #KEYS > 5
 local outcome
-if running < tonumber(ARGV[2]) and waiting == 0 then
+if counted and tonumber(ARGV[7]) > 0 and tonumber(redis.call('GET', KEYS[6]) or '0') >= tonumber(ARGV[7]) then
+  outcome = {3, 0, running + waiting}
+elseif running < tonumber(ARGV[2]) and waiting == 0 then
   redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
   redis.call('RPUSH', KEYS[3], ARGV[1])
   outcome = {1, 0, running + 1}
@@ -73,6 +93,9 @@ elseif waiting < tonumber(ARGV[3]) then
   outcome = {22, waiting + 1, running + waiting + 1}
 else
   outcome = {23, 0, running + waiting}
+end
+if counted and outcome[1] ~= 3 and outcome[1] ~= 23 then
+  if redis.call('INCR', KEYS[6]) == 1 then redis.call('PEXPIRE', KEYS[6], ARGV[8]) end
 end
 redis.call('SET', KEYS[5], ARGV[5] .. ' ' .. table.concat(outcome, ' '), 'PX', ARGV[6])
 return outcome
@@ -117,8 +140,20 @@ class AccountQueues:
         # Concurrent admissions and releases of this process share round trips (broker.batching).
         self._batch = PipelineBatcher(redis, SCRIPTS)
 
-    async def admit(self, account_id: str, task_id: str, *, core_size: int, queue_size: int) -> Admission:
-        """Take a slot (1), join the queue (22, with 1-based position) or be rejected (23): atomically."""
+    async def admit(
+        self,
+        account_id: str,
+        task_id: str,
+        *,
+        core_size: int,
+        queue_size: int,
+        day: DayCount | None = None,
+    ) -> Admission:
+        """Take a slot (1), join the queue (22, with 1-based position) or be rejected (23): atomically.
+
+        With `day` (accounts with a `daily_limit`), a reached limit refuses with 3, and a task
+        started or queued is counted, in the same step.
+        """
         keys_ = [
             keys.account_waiting(account_id),
             keys.account_running(account_id),
@@ -126,7 +161,10 @@ class AccountQueues:
             keys.account_seq(account_id),
         ]
         keys_.append(keys.admission_receipt(account_id, task_id))
-        args = [task_id, core_size, queue_size, self.clock(), self._call_id(), RECEIPT_MS]
+        args: list[Any] = [task_id, core_size, queue_size, self.clock(), self._call_id(), RECEIPT_MS]
+        if day is not None:
+            keys_.append(day.key)
+            args += [day.limit, DAY_COUNT_MS]
         # Resent once when the connection fails (see the module): the receipt answers the resend.
         # durable: the API answers 1/22 on this reply (the record was written before, so its
         # fsync is covered too)

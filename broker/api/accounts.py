@@ -11,6 +11,7 @@ from broker.api.context import ApiContext, context_of
 from broker.api.paths import route_paths
 from broker.api.schema import GET, GET_BY_ID, responses
 from broker.api.types import AccountView
+from broker.choice import closed_reason, local_time
 from broker.config import Account
 from broker.errors import AccountNotFound
 
@@ -27,15 +28,22 @@ async def _views(ctx: ApiContext, accounts: list[Account]) -> list[AccountView]:
     if not accounts:
         return []
     worker = await ctx.workers.alive()
+    now = local_time(ctx.clock(), ctx.settings.timezone)
+    limited = [a for a in accounts if a.daily_limit]
     async with ctx.redis.pipeline(transaction=False) as pipe:
         for account in accounts:
             pipe.hmget(keys.account_status(account.id), ["state", "reason", "relax_only"])
             pipe.zcard(keys.account_running(account.id))
             pipe.zcard(keys.account_waiting(account.id))
+        for account in limited:
+            pipe.get(keys.account_day_count(account.id, now.day))
         rows: list[Any] = await pipe.execute()
+    counts = {a.id: int(c or 0) for a, c in zip(limited, rows[3 * len(accounts) :], strict=True)}
     views = []
     for i, a in enumerate(accounts):
         (state, reason, relax_only), running, waiting = rows[3 * i], rows[3 * i + 1], rows[3 * i + 2]
+        count = counts.get(a.id)
+        closed = closed_reason(a, now, reached=count is not None and count >= a.daily_limit)
         views.append(
             AccountView(
                 id=a.id,
@@ -65,6 +73,12 @@ async def _views(ctx: ApiContext, accounts: list[Account]) -> list[AccountView]:
                 status_reason=_reason(reason.decode() if reason else None, worker=worker),
                 running=int(running),
                 waiting=int(waiting),
+                daily_limit=a.daily_limit,
+                daily_count=count,
+                work_hours=a.work_hours,
+                weight=a.weight,
+                open_now=closed is None,
+                closed_reason=closed,
             )
         )
     return views

@@ -165,3 +165,15 @@ class AccountView(msgspec.Struct, kw_only=True, rename="camel"):
     status_reason: str | None
     running: int
     waiting: int
+    #: the account choice rules (`accounts.choice`, README "Choosing the account"): tasks per day
+    #: at most (0 = no limit), in the operator's `timezone`
+    daily_limit: int = 0
+    #: tasks admitted today; None when the account has no daily limit (then they are not counted)
+    daily_count: int | None = None
+    #: when it takes new tasks ("09:00-23:00"); empty = always
+    work_hours: str = ""
+    weight: int = 1
+    #: whether it takes new tasks now: inside its work hours and under its daily limit
+    open_now: bool = True
+    #: why not, when it does not
+    closed_reason: str | None = None

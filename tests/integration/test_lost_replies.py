@@ -45,7 +45,7 @@ from broker.events import GatewayEvent
 from broker.ledger import Ledger
 from broker.lua import Script
 from broker.models import TaskStatus
-from broker.queues import _ADMIT, AccountQueues
+from broker.queues import _ADMIT, AccountQueues, DayCount
 from broker.redis_client import connect
 from broker.redis_server import EmbeddedRedis
 from broker.store import _CAS, TaskStore
@@ -368,3 +368,19 @@ async def test_a_resend_follows_a_failed_connection_but_never_a_timeout(
     finally:
         await client.aclose()
     assert await redis.get("t:runs") == b"4"
+
+
+async def test_an_admission_counted_on_a_daily_limit_whose_reply_is_lost_counts_once(
+    proxy: LossyProxy, lossy: aioredis.Redis, redis: aioredis.Redis
+) -> None:
+    queues = AccountQueues(lossy)
+    day = DayCount(key=keys.account_day_count("a1", "2026-03-01"), limit=1)
+    proxy.lose_reply_once(evalsha_of(_ADMIT.sha))
+    # the resend answers the receipt: neither a second count nor a refusal by the first one
+    assert (await queues.admit("a1", "t1", core_size=5, queue_size=0, day=day)).code == 1
+    assert proxy.lost.is_set()
+    assert await redis.get(day.key) == b"1"
+    # the limit (1) is reached: the next task is refused, and neither counted nor admitted
+    assert (await queues.admit("a1", "t2", core_size=5, queue_size=0, day=day)).code == 3
+    assert await redis.get(day.key) == b"1"
+    assert await redis.zrange(keys.account_running("a1"), 0, -1) == [b"t1"]
