@@ -19,6 +19,7 @@ __all__ = [
     "account_facts",
     "account_lease",
     "account_ready",
+    "account_reconnect",
     "account_running",
     "account_seq",
     "account_status",
@@ -129,3 +130,9 @@ def hook_state(task_id: str) -> str:
     """Hash with one task's hook delivery state (`workers.outbox`); it shares the due set's tag,
     since every outbox script touches both."""
     return f"{PREFIX}:{{hooks}}:task:{task_id}"
+
+
+def account_reconnect(account_id: str) -> str:
+    """A reconnect asked by an admin (value = when, epoch ms; short expiry): the bridge holding the
+    account drops its gateway session and opens a new one (`discord_bridge.main`)."""
+    return f"{PREFIX}:acct:{{{account_id}}}:reconnect"

@@ -204,6 +204,8 @@ class Counters:
     jobs_started: int = 0
     jobs_completed: int = 0
     jobs_failed: int = 0
+    #: gateway IDENTIFYs accepted, by account user id (a RESUME is not one)
+    identifies: Counter[str] = field(default_factory=Counter)
 
     def count_interaction(self, user_id: str, nonce: str, key: str, type_: int) -> None:
         self.interactions += 1

@@ -112,7 +112,10 @@ class WorkerRuntime:
     def _settings(self) -> Settings:
         """The settings in force: accounts and timeouts follow config.yaml edits (with a watcher)."""
         if self.watcher is not None:
-            self.settings = self.watcher.current()
+            current = self.watcher.current()
+            if current is not self.settings:
+                self.settings = current
+                self.deliverer.use(current.hooks)  # hook options apply without a restart
         return self.settings
 
     def _window_ms(self, account_id: str) -> int:
