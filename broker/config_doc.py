@@ -13,6 +13,8 @@ from typing import Any
 
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
+from broker.config import ConfigError
+
 __all__ = [
     "account_entries",
     "append_entry",
@@ -139,7 +141,7 @@ def list_at(parent: Any, key: str) -> CommentedSeq:
         value = CommentedSeq()
         parent[key] = value
     if not isinstance(value, CommentedSeq):
-        raise TypeError(f"{key}: expected a list in config.yaml")
+        raise ConfigError(f"{key}: expected a list in config.yaml")
     return _block(value)
 
 
@@ -150,7 +152,7 @@ def mapping_at(parent: Any, key: str) -> CommentedMap:
         value = CommentedMap()
         parent[key] = value
     if not isinstance(value, CommentedMap):
-        raise TypeError(f"{key}: expected a mapping in config.yaml")
+        raise ConfigError(f"{key}: expected a mapping in config.yaml")
     if value.fa.flow_style():
         value.fa.set_block_style()
     return value

@@ -34,9 +34,7 @@ async def write(ctx: ApiContext, edit: Callable[[Any], T]) -> T:
         raise ValidationFailed("this web process was started without a config file: nothing to edit")
     try:
         _, result = await asyncio.to_thread(edit_config, path, edit)
-    except ConfigError as exc:
-        raise ValidationFailed(f"config.yaml not changed: {exc}") from None
-    except TypeError as exc:  # a part of the file has another shape than the edit needs
+    except ConfigError as exc:  # includes a part of the file shaped otherwise than the edit needs
         raise ValidationFailed(f"config.yaml not changed: {exc}") from None
     ctx.reload_settings()
     return result
