@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from broker.api.context import ApiContext
 from broker.config import ConfigError
 from broker.config_write import edit_config
-from broker.errors import ValidationFailed, echo
+from broker.errors import BrokerError, ValidationFailed, echo
 from broker.models import ReturnCode, SubmitResult
 
 __all__ = ["check_keys", "done", "is_env_ref", "write"]
@@ -36,6 +36,8 @@ async def write(ctx: ApiContext, edit: Callable[[Any], T]) -> T:
         _, result = await asyncio.to_thread(edit_config, path, edit)
     except ConfigError as exc:  # includes a part of the file shaped otherwise than the edit needs
         raise ValidationFailed(f"config.yaml not changed: {exc}") from None
+    except OSError as exc:  # a read-only directory, a full disk: ours to fix, not the request's
+        raise BrokerError(f"config.yaml not changed: cannot write it ({exc.strerror})") from None
     ctx.reload_settings()
     return result
 

@@ -141,6 +141,30 @@ async def test_bad_writes_answer_code_4_and_leave_config_yaml_byte_for_byte(admi
         await _ok(http, "/mj/admin/account-choice", {"choice": "least_busy"})
 
 
+async def test_hostile_bodies_on_admin_routes_are_400_code_4(admin_web: WebProcess) -> None:
+    before = admin_web.config.read_bytes()
+    since = len(admin_web.log())
+    hostile = [b'{"id": "a \xff\xfe"}', b'{"a": ' * 1000 + b"1" + b"}" * 1000, b"[" * 100_000, b'"text"']
+    routes = [
+        "/mj/admin/accounts",
+        "/mj/admin/accounts/a1/update",
+        "/mj/admin/account-choice",
+        "/mj/admin/api-keys",
+        "/mj/admin/api-keys/ops/rotate",
+        "/mj/admin/banned-words",
+        "/mj/admin/banned-words/remove",
+        "/mj/admin/hooks",
+    ]
+    async with httpx.AsyncClient(base_url=admin_web.url, headers=ADMIN, timeout=10) as http:
+        for path in routes:
+            for body in hostile:
+                response = await http.post(path, content=body, headers={"content-type": "application/json"})
+                assert response.status_code == 400, (path, body[:20], response.text)
+                assert response.json()["code"] == 4
+    assert admin_web.config.read_bytes() == before
+    assert "Traceback" not in admin_web.log()[since:]
+
+
 async def test_client_keys_and_cookies_cannot_change_anything(admin_web: WebProcess) -> None:
     web = admin_web
     before = web.config.read_bytes()
