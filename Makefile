@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install system-packages run test lint typecheck pytest bench clean
+.PHONY: install system-packages run run-live test lint typecheck pytest bench clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON)"; exit 1; }
@@ -25,6 +25,15 @@ system-packages:
 
 run: $(STAMP)
 	$(BIN)/honcho -f Procfile start
+
+# Real Discord: Procfile.live has no simulator. The config is MJBROKER_CONFIG (default config.yaml);
+# a file that still points Discord at the demo's simulator is refused.
+MJBROKER_CONFIG ?= config.yaml
+run-live: $(STAMP)
+	@! grep -Eq '^[^#]*(127\.0\.0\.1|localhost):8081' $(MJBROKER_CONFIG) || { \
+		echo "$(MJBROKER_CONFIG) still points at the simulator (127.0.0.1:8081): see README, Going live on Discord"; \
+		exit 1; }
+	MJBROKER_CONFIG=$(MJBROKER_CONFIG) $(BIN)/honcho -f Procfile.live start
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

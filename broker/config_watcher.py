@@ -28,11 +28,13 @@ class ConfigWatcher:
         self._mtime = self._stat()
         self._checked = time.monotonic()
 
-    def _stat(self) -> float:
+    def _stat(self) -> tuple[int, int, int]:
+        # A rename (the admin API's writes) gives a new inode even within one mtime tick.
         try:
-            return self.path.stat().st_mtime
+            st = self.path.stat()
         except OSError:
-            return 0.0
+            return (0, 0, 0)
+        return (st.st_mtime_ns, st.st_ino, st.st_size)
 
     def current(self) -> Settings:
         now = time.monotonic()
@@ -43,10 +45,20 @@ class ConfigWatcher:
         if mtime == self._mtime:
             return self._settings
         self._mtime = mtime
+        self._load()
+        return self._settings
+
+    def reload(self) -> Settings:
+        """Read the file now, whatever the time since the last look (after this process wrote it)."""
+        self._checked = time.monotonic()
+        self._mtime = self._stat()
+        self._load()
+        return self._settings
+
+    def _load(self) -> None:
         try:
             self._settings = load_settings(self.path)
         except ConfigError as exc:
             log.error("config reload ignored: %s", exc)
         else:
             log.info("config reloaded from %s: %d accounts", self.path, len(self._settings.accounts))
-        return self._settings

@@ -22,6 +22,7 @@ __all__ = [
     "account_facts",
     "account_lease",
     "account_ready",
+    "account_reconnect",
     "account_running",
     "account_seq",
     "account_status",
@@ -148,3 +149,9 @@ def hook_state(task_id: str) -> str:
 def translation(digest: str) -> str:
     """A cached translation (`broker.translation`); `digest` hashes the model, direction and text."""
     return f"{PREFIX}:tr:{digest}"
+
+
+def account_reconnect(account_id: str) -> str:
+    """A reconnect asked by an admin (value = when, epoch ms; short expiry): the bridge holding the
+    account drops its gateway session and opens a new one (`discord_bridge.main`)."""
+    return f"{PREFIX}:acct:{{{account_id}}}:reconnect"

@@ -96,3 +96,34 @@ class Ledger:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    def page(
+        self, *, where: dict[str, str], since_ms: int | None, until_ms: int | None, offset: int, limit: int
+    ) -> tuple[int, list[str]]:
+        """One page of finished tasks, newest submit first: (how many match in all, their task JSON).
+
+        :param where: column -> value that must be equal (`status`, `action`, `account_id`,
+            `api_key_name`).
+        :param since_ms, until_ms: the submit time's bounds (epoch ms, both included), when given.
+        """
+        clauses: list[str] = []
+        args: list[str | int] = []
+        for column, value in where.items():
+            if column not in ("status", "action", "account_id", "api_key_name"):
+                raise ValueError(f"cannot filter the ledger by {column!r}")
+            clauses.append(f"{column} = ?")
+            args.append(value)
+        if since_ms is not None:
+            clauses.append("submit_time >= ?")
+            args.append(since_ms)
+        if until_ms is not None:
+            clauses.append("submit_time <= ?")
+            args.append(until_ms)
+        sql_where = f" where {' and '.join(clauses)}" if clauses else ""
+        with self._lock:
+            total = self._db.execute(f"select count(*) from {_TABLE}{sql_where}", args).fetchone()[0]
+            order = "order by submit_time desc, id desc limit ? offset ?"
+            rows = self._db.execute(
+                f"select task_json from {_TABLE}{sql_where} {order}", [*args, limit, offset]
+            ).fetchall()
+        return int(total), [str(row[0]) for row in rows]

@@ -23,6 +23,7 @@ import redis.asyncio as aioredis
 import uvloop
 from redis.exceptions import RedisError
 
+from broker import keys
 from broker.account_status import AccountState
 from broker.config import DEFAULT_USER_AGENT, Account, Settings, config_path, load_settings
 from broker.config_watcher import ConfigWatcher
@@ -146,6 +147,7 @@ class Bridge:
         """Reload config, acquire free accounts up to our fair share, give back extras."""
         self._maybe_reload()
         await self._apply_config()
+        await self._reconnect_asked()
         live = await self.leases.announce()
         enabled = self._enabled()
         share = fair_share(len(enabled), live)
@@ -213,6 +215,24 @@ class Bridge:
                 self.runners.pop(account_id)
                 await runner.stop()
                 self._start(account)
+
+    async def _reconnect_asked(self) -> None:
+        """Restart the session of each held account an admin asked to reconnect (admin API)."""
+        held = list(self.runners)
+        if not held:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for account_id in held:
+                pipe.getdel(keys.account_reconnect(account_id))
+            asked = await pipe.execute()
+        for account_id, value in zip(held, asked, strict=True):
+            runner = self.runners.get(account_id)
+            if value is None or runner is None:
+                continue
+            log.info("account %s: reconnect asked by an admin; opening a new session", account_id)
+            self.runners.pop(account_id)
+            await runner.stop()
+            self._start(runner.account)
 
 
 def _with_bridge_defaults(new: Settings, old: Settings) -> Settings:

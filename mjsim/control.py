@@ -56,7 +56,7 @@ _ACCOUNT_FIELDS = {
 
 def counters_payload(state: SimState) -> Payload:
     """Counter snapshot: interactions (total, by account user id, by nonce, by request key, by type),
-    gateway events sent (total and by dispatch name), REST requests, and jobs."""
+    gateway events sent (total and by dispatch name), IDENTIFYs by account, REST requests, and jobs."""
     c = state.counters
     return {
         "interactions": {
@@ -68,6 +68,7 @@ def counters_payload(state: SimState) -> Payload:
             "duplicate_keys": {k: n for k, n in c.by_key.items() if n > 1},
         },
         "events": {"sent": c.events_sent, "by_type": dict(c.events_by_type)},
+        "gateway": {"identifies": dict(c.identifies)},
         "rest_requests": c.rest_requests,
         "jobs": state.jobs_snapshot(),
     }

@@ -297,6 +297,7 @@ class GatewayHub:
         if account is None:
             return None
         self._expire()
+        self.state.counters.identifies[account.user_id] += 1
         session = Session(self.state.ids.hex(32), account)
         session.conn = conn
         self.sessions[session.session_id] = session

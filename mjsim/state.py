@@ -215,6 +215,8 @@ class Counters:
     jobs_failed: int = 0
     #: jobs started, by the mode they ran in
     jobs_by_mode: Counter[str] = field(default_factory=Counter)
+    #: gateway IDENTIFYs accepted, by account user id (a RESUME is not one)
+    identifies: Counter[str] = field(default_factory=Counter)
 
     def count_interaction(self, user_id: str, nonce: str, key: str, type_: int) -> None:
         self.interactions += 1

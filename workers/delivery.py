@@ -129,18 +129,49 @@ class HookDeliverer:
         self.clock = clock
         self.guard = guard or UrlGuard(allow_all=settings.allow_private_addresses)
         self.store = store or TaskStore(redis, retention_seconds=30 * 86400, clock=clock)
+        self._resolver = resolver
+        self._tls = tls
         self.poster = HookPoster(settings, guard=self.guard, resolver=resolver, tls=tls)
+        self.wake = asyncio.Event()
+        self._inflight: dict[str, asyncio.Task[None]] = {}
+        self._retired: set[asyncio.Task[None]] = set()
+        self._limits(settings)
+        self.sent = 0
+
+    def _limits(self, settings: HookSettings) -> None:
         self.lease_ms = int((settings.request_timeout_seconds + LEASE_MARGIN_S) * 1000)
         self.give_up_ms = int(settings.give_up_minutes * 60_000)
-        self.wake = asyncio.Event()
         self._limit = max(settings.concurrency, 1)
-        self._inflight: dict[str, asyncio.Task[None]] = {}
         #: requests in flight per receiver (host:port), capped by settings.per_host_concurrency
         per_host = max(settings.per_host_concurrency, 1)
         # Waiting is allowed while a hanging receiver would still leave half of the slots to others.
         waiting = min(per_host, max(settings.concurrency // 2 - per_host, 0))
         self.receivers = ReceiverSlots(per_host, queue=waiting)
-        self.sent = 0
+
+    def use(self, settings: HookSettings) -> None:
+        """Follow a config reload: new deliveries use `settings` (secret, URL, timeouts, limits).
+
+        Deliveries in flight finish with what they started with: a new HTTP client is built when
+        its own options changed, and the old one is closed once its requests can no longer run.
+        """
+        if settings == self.settings:
+            return
+        old, self.settings = self.settings, settings
+        self._limits(settings)
+        if _client_options(old) != _client_options(settings):
+            retired = self.poster
+            self.poster = HookPoster(settings, guard=self.guard, resolver=self._resolver, tls=self._tls)
+            closing = asyncio.create_task(self._close_later(retired, old.request_timeout_seconds + 1))
+            self._retired.add(closing)
+            closing.add_done_callback(self._retired.discard)
+        self.wake.set()
+
+    @staticmethod
+    async def _close_later(poster: HookPoster, after: float) -> None:
+        try:
+            await asyncio.sleep(after)  # the bound of the requests it may still carry
+        finally:
+            await poster.close()
 
     async def schedule(self, task_id: str, revision: int, body: bytes | None = None) -> None:
         """Want `revision` delivered: start it here at once when possible, else wake the local loop.
@@ -212,6 +243,9 @@ class HookDeliverer:
         for job in list(self._inflight.values()):
             job.cancel()
         await asyncio.gather(*self._inflight.values(), return_exceptions=True)
+        for closing in list(self._retired):
+            closing.cancel()
+        await asyncio.gather(*self._retired, return_exceptions=True)
         await self.poster.close()
 
     async def _deliver(
@@ -247,7 +281,8 @@ class HookDeliverer:
             # refused before it takes a receiver slot (the poster checks again where it connects)
             self.guard.check_url(url, what="the hook URL")
             receiver = _receiver(url)
-            if not await self.receivers.acquire(receiver):
+            slots = self.receivers  # released where taken, even if a reload replaced them meanwhile
+            if not await slots.acquire(receiver):
                 # This receiver has its share in flight and more waiting (it may be down): leave the
                 # global slot to other receivers and look again shortly.
                 await self.outbox.defer(task_id, _BUSY_RECEIVER_DELAY_MS)
@@ -255,7 +290,7 @@ class HookDeliverer:
             try:
                 error = await self._post(url, body, revision)
             finally:
-                self.receivers.release(receiver)
+                slots.release(receiver)
         except UrlRefused as exc:  # by the URL, or by what the name resolved to when connecting
             log.warning("hook of task %s refused: %s", task_id, exc)
             # recorded first: a crash in between leaves the delivery to be claimed, refused again
@@ -306,6 +341,16 @@ class HookDeliverer:
                 return await self.poster.post(url, body, headers)
         except TimeoutError:
             return "timed out"
+
+
+def _client_options(settings: HookSettings) -> tuple[object, ...]:
+    """What `HookPoster` builds its client from (the rest is read per request)."""
+    return (
+        settings.concurrency,
+        settings.connect_timeout_seconds,
+        settings.use_env_proxy,
+        settings.env_proxy,
+    )
 
 
 def _receiver(url: str) -> str:

@@ -128,8 +128,11 @@ class WorkerRuntime:
     def _settings(self) -> Settings:
         """The settings in force: accounts and timeouts follow config.yaml edits (with a watcher)."""
         if self.watcher is not None:
-            self.settings = self.watcher.current()
-            self.translator.settings = self.settings.translation
+            current = self.watcher.current()
+            if current is not self.settings:
+                self.settings = current
+                self.deliverer.use(current.hooks)  # hook options apply without a restart
+                self.translator.settings = current.translation
         return self.settings
 
     def _window_ms(self, account_id: str) -> int:

@@ -11,7 +11,12 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import RedocRenderPlugin, SwaggerRenderPlugin, YamlRenderPlugin
 
 from broker.api.accounts import ACCOUNT_HANDLERS
+from broker.api.admin_accounts import ADMIN_ACCOUNT_HANDLERS
+from broker.api.admin_hooks import ADMIN_HOOK_HANDLERS
+from broker.api.admin_keys import ADMIN_KEY_HANDLERS
 from broker.api.admin_session import ADMIN_SESSION_HANDLERS
+from broker.api.admin_tasks import ADMIN_TASK_HANDLERS
+from broker.api.admin_words import ADMIN_WORD_HANDLERS
 from broker.api.auth import door_middleware
 from broker.api.body import ApiRequest
 from broker.api.context import ApiContext
@@ -98,6 +103,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
             *HEALTH_HANDLERS,
             *ADMIN_SESSION_HANDLERS,
             *WEB_ONLY_HANDLERS,
+            *ADMIN_ACCOUNT_HANDLERS,
+            *ADMIN_KEY_HANDLERS,
+            *ADMIN_WORD_HANDLERS,
+            *ADMIN_HOOK_HANDLERS,
+            *ADMIN_TASK_HANDLERS,
         ],
         on_startup=[startup],
         on_shutdown=[shutdown],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any, cast
 
 import redis.asyncio as aioredis
@@ -13,6 +14,7 @@ from broker.clock import now_ms
 from broker.config import Settings
 from broker.config_watcher import ConfigWatcher
 from broker.heartbeat import WorkerWatch
+from broker.ledger import Ledger
 from broker.queues import AccountQueues
 from broker.store import TaskStore
 from broker.translation import Translator
@@ -33,6 +35,7 @@ class ApiContext:
         self._admitter: Admitter | None = None
         self._workers: WorkerWatch | None = None
         self._translator: Translator | None = None
+        self._ledger: Ledger | None = None
 
     def open(self, redis: aioredis.Redis) -> None:
         self._redis = redis
@@ -55,6 +58,9 @@ class ApiContext:
             self._translator = None
         if self._redis is not None:
             await self._redis.aclose()
+        if self._ledger is not None:
+            self._ledger.close()
+            self._ledger = None
         self._redis = self._store = self._queues = self._admitter = self._workers = None
 
     @property
@@ -103,6 +109,24 @@ class ApiContext:
         assert self._admitter is not None, "the app has not started"
         _ = self.settings  # applies a config reload to the admitter first
         return self._admitter
+
+    @property
+    def ledger(self) -> Ledger:
+        """The SQLite ledger of finished tasks, opened at first use (admin and status routes only)."""
+        if self._ledger is None:
+            self._ledger = Ledger(self.settings.tasks.ledger_path)
+        return self._ledger
+
+    @property
+    def config_file(self) -> Path | None:
+        """The config.yaml this process follows (None when it was given settings, not a file)."""
+        return self._watcher.path if self._watcher is not None else None
+
+    def reload_settings(self) -> Settings:
+        """Take config.yaml's settings now (after this process wrote it), not at the next look."""
+        if self._watcher is not None:
+            self._watcher.reload()
+        return self.settings
 
 
 def context_of(request: Request[Any, Any, Any]) -> ApiContext:
