@@ -13,6 +13,7 @@ __all__ = [
     "EVENTS_GROUP",
     "EVENTS_STREAM",
     "HOOKS_DUE",
+    "HOOK_RECEIVERS_FAILING",
     "LIVE_TASKS",
     "UNMATCHED_EVENTS",
     "WORKERS",
@@ -26,6 +27,7 @@ __all__ = [
     "admission_receipt",
     "bridge_rpc",
     "bridge_rpc_reply",
+    "hook_receiver",
     "hook_state",
     "lookup",
     "task_blob",
@@ -129,3 +131,13 @@ def hook_state(task_id: str) -> str:
     """Hash with one task's hook delivery state (`workers.outbox`); it shares the due set's tag,
     since every outbox script touches both."""
     return f"{PREFIX}:{{hooks}}:task:{task_id}"
+
+
+#: sorted set of hook receivers (``host:port``) whose last delivery failed, scored by when (epoch
+#: ms); a success there removes it (`broker.hook_receivers`)
+HOOK_RECEIVERS_FAILING = f"{PREFIX}:hooks:receivers:failing"
+
+
+def hook_receiver(receiver: str) -> str:
+    """Hash {failures, first_failure_ms, last_failure_ms, last_error} of a failing hook receiver."""
+    return f"{PREFIX}:hooks:receiver:{receiver}"

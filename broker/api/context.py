@@ -13,6 +13,7 @@ from broker.clock import now_ms
 from broker.config import Settings
 from broker.config_watcher import ConfigWatcher
 from broker.heartbeat import WorkerWatch
+from broker.ledger import Ledger
 from broker.queues import AccountQueues
 from broker.store import TaskStore
 
@@ -31,6 +32,7 @@ class ApiContext:
         self._queues: AccountQueues | None = None
         self._admitter: Admitter | None = None
         self._workers: WorkerWatch | None = None
+        self._ledger: Ledger | None = None
 
     def open(self, redis: aioredis.Redis) -> None:
         self._redis = redis
@@ -50,6 +52,9 @@ class ApiContext:
         if self._redis is not None:
             await self._redis.aclose()
         self._redis = self._store = self._queues = self._admitter = self._workers = None
+        if self._ledger is not None:
+            self._ledger.close()
+            self._ledger = None
 
     @property
     def settings(self) -> Settings:
@@ -82,6 +87,15 @@ class ApiContext:
         """Whether a worker process is alive (cached: a submit rarely pays a round trip for it)."""
         assert self._workers is not None, "the app has not started"
         return self._workers
+
+    @property
+    def ledger(self) -> Ledger:
+        """The SQLite ledger the workers append to, opened on first use (usage, the status page).
+
+        Its calls are synchronous: run them in a thread (`asyncio.to_thread`)."""
+        if self._ledger is None:
+            self._ledger = Ledger(self.settings.tasks.ledger_path)
+        return self._ledger
 
     @property
     def admitter(self) -> Admitter:

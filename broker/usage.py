@@ -1,0 +1,149 @@
+"""Usage figures from the ledger: tasks and images by day, action, mode, status, api key and account.
+
+Every figure is a sum over ledger rows (one per finished task, `broker.ledger`) whose `finish_time`
+falls in a time range, so the totals equal the rows and every grouping adds up to the totals. Days
+are the operator's (`Settings.timezone`): their bounds are computed here, daylight saving included,
+and SQLite only compares epoch milliseconds. The ledger is synchronous: async callers run `usage`
+in a thread.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+import msgspec
+
+from broker.ledger import Ledger
+
+__all__ = ["MAX_DAYS", "Usage", "UsageRow", "day_bounds", "parse_bound", "usage"]
+
+#: the longest range one call may ask for (the per-day grouping has a row per day)
+MAX_DAYS = 400
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+#: groupings: the JSON field and the ledger column behind it
+_GROUPS = {
+    "by_action": "action",
+    "by_mode": "mode",
+    "by_status": "status",
+    "by_api_key": "api_key_name",
+    "by_account": "account_id",
+}
+
+
+class UsageRow(msgspec.Struct, kw_only=True):
+    #: the day (YYYY-MM-DD), action, mode, status, api key name or account id; null = not recorded
+    key: str | None
+    tasks: int
+    images: int
+
+
+class Usage(msgspec.Struct, kw_only=True, rename="camel"):
+    """What one range of the ledger adds up to."""
+
+    #: epoch ms, inclusive
+    since: int
+    #: epoch ms, exclusive
+    until: int
+    timezone: str
+    #: the api key the figures are limited to; null = every key
+    api_key: str | None
+    total: UsageRow
+    #: every day of the range, oldest first, days without tasks included (zeros)
+    by_day: list[UsageRow]
+    by_action: list[UsageRow]
+    by_mode: list[UsageRow]
+    by_status: list[UsageRow]
+    by_api_key: list[UsageRow]
+    by_account: list[UsageRow]
+
+
+def _midnight(day: date, zone: ZoneInfo) -> int:
+    return int(datetime.combine(day, time(0), tzinfo=zone).timestamp() * 1000)
+
+
+def parse_bound(text: str, zone: ZoneInfo, *, end: bool) -> int:
+    """An epoch-ms bound from a query value: epoch milliseconds, or a day `YYYY-MM-DD` in `zone`
+    (its first instant as a start; the end of that day as an `end`, so a range of days includes
+    its last day). `ValueError` says what is wrong."""
+    text = text.strip()
+    if text.isdigit():
+        return int(text)
+    if not _DATE.fullmatch(text):
+        raise ValueError(f"{text[:40]!r} is neither a day (YYYY-MM-DD) nor epoch milliseconds")
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a calendar day") from None
+    return _midnight(day + timedelta(days=1) if end else day, zone)
+
+
+def day_bounds(since: int, until: int, zone: ZoneInfo) -> list[tuple[str, int, int]]:
+    """The days (in `zone`) that [since, until) touches: (YYYY-MM-DD, start ms, end ms), clipped to it."""
+    days = []
+    day = datetime.fromtimestamp(since / 1000, zone).date()
+    while True:
+        start, end = _midnight(day, zone), _midnight(day + timedelta(days=1), zone)
+        if start >= until:
+            break
+        days.append((day.isoformat(), max(start, since), min(end, until)))
+        day += timedelta(days=1)
+    return days
+
+
+def usage(
+    ledger: Ledger, *, since: int, until: int, timezone: str = "UTC", api_key: str | None = None
+) -> Usage:
+    """Sums of the ledger's rows finished in [since, until), optionally of one api key only.
+
+    :param since, until: epoch ms; the range may span at most `MAX_DAYS` days.
+    :param timezone: IANA name whose days `by_day` counts.
+    :param api_key: limit every figure to the tasks this api key submitted.
+    """
+    if until <= since:
+        raise ValueError("the range is empty: its end is not after its start")
+    if until - since > MAX_DAYS * 86_400_000:
+        raise ValueError(f"the range spans more than {MAX_DAYS} days")
+    zone = ZoneInfo(timezone)
+    where = "finish_time >= ? and finish_time < ?"
+    params: list[object] = [since, until]
+    if api_key is not None:
+        where += " and api_key_name = ?"
+        params.append(api_key)
+    total_sql = f"select count(*), coalesce(sum(images), 0) from tasks where {where}"
+    (count, images) = ledger.query(total_sql, params)[0]
+    groups: dict[str, list[UsageRow]] = {}
+    for field, column in _GROUPS.items():
+        sql = (
+            f"select {column}, count(*), coalesce(sum(images), 0) from tasks where {where} "
+            f"group by {column} order by count(*) desc, {column}"
+        )
+        groups[field] = [UsageRow(key=k, tasks=n, images=i) for k, n, i in ledger.query(sql, params)]
+    return Usage(
+        since=since,
+        until=until,
+        timezone=timezone,
+        api_key=api_key,
+        total=UsageRow(key=None, tasks=count, images=images),
+        by_day=_by_day(ledger, day_bounds(since, until, zone), where, params),
+        **groups,
+    )
+
+
+def _by_day(
+    ledger: Ledger, days: list[tuple[str, int, int]], where: str, params: list[object]
+) -> list[UsageRow]:
+    # The day bounds as a VALUES table joined on the range: one query whatever the timezone's rules.
+    values = ", ".join("(?, ?, ?)" for _ in days)
+    sql = (
+        f"with days(day, lo, hi) as (values {values}) "
+        f"select day, count(*), coalesce(sum(images), 0) from tasks "
+        f"join days on finish_time >= lo and finish_time < hi where {where} group by day"
+    )
+    flat = [v for bound in days for v in bound]
+    found = {day: (n, i) for day, n, i in ledger.query(sql, [*flat, *params])}
+    return [
+        UsageRow(key=day, tasks=found.get(day, (0, 0))[0], images=found.get(day, (0, 0))[1])
+        for day, _, _ in days
+    ]

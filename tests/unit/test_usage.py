@@ -1,0 +1,132 @@
+"""Usage figures: sums over the ledger's rows, by day (the operator's days), action, mode, status, key."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import msgspec
+import pytest
+
+from broker.ledger import Ledger, images_of
+from broker.models import SpeedMode, Task, TaskAction, TaskStatus, encode_task
+from broker.usage import day_bounds, parse_bound, usage
+
+UTC = ZoneInfo("UTC")
+DAY = 86_400_000
+#: 2026-03-01 00:00 UTC
+T0 = int(datetime(2026, 3, 1, tzinfo=UTC).timestamp() * 1000)
+
+
+def _task(task_id: str, finish: int, **changes: object) -> Task:
+    base = Task(
+        id=task_id,
+        action=TaskAction.IMAGINE,
+        status=TaskStatus.SUCCESS,
+        instance_id="a1",
+        api_key_name="team-a",
+        submit_time=finish - 1000,
+        finish_time=finish,
+        image_url="http://cdn.example/x.png",
+    )
+    return msgspec.structs.replace(base, **changes)
+
+
+KNOWN = [
+    _task("1", T0 + 1000, mode=SpeedMode.FAST),  # 4 images
+    _task("2", T0 + 2000, action=TaskAction.UPSCALE),  # 1
+    _task("3", T0 + DAY + 5, status=TaskStatus.FAILURE, fail_reason="banned"),  # 0
+    _task("4", T0 + DAY + 6, api_key_name="team-b", instance_id="a2", mode=SpeedMode.RELAX),  # 4
+    _task("5", T0 + 2 * DAY, action=TaskAction.DESCRIBE, api_key_name="team-b"),  # 0
+    _task("6", T0 + 3 * DAY + 1, status=TaskStatus.CANCEL),  # outside the 3-day range below
+]
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Ledger:
+    opened = Ledger(tmp_path / "ledger.db")
+    opened.append(KNOWN)
+    return opened
+
+
+def _rows(figures: list[object]) -> dict[str | None, tuple[int, int]]:
+    return {r.key: (r.tasks, r.images) for r in figures}  # type: ignore[attr-defined]
+
+
+def test_images_count_a_grid_as_four_an_upscale_as_one_and_a_failure_as_none() -> None:
+    assert [images_of(t) for t in KNOWN] == [4, 1, 0, 4, 0, 0]
+
+
+def test_totals_and_every_grouping_add_up_to_the_rows_in_range(ledger: Ledger) -> None:
+    got = usage(ledger, since=T0, until=T0 + 3 * DAY)
+    assert (got.total.tasks, got.total.images) == (5, 9)
+    assert _rows(got.by_day) == {"2026-03-01": (2, 5), "2026-03-02": (2, 4), "2026-03-03": (1, 0)}
+    assert _rows(got.by_action) == {"IMAGINE": (3, 8), "UPSCALE": (1, 1), "DESCRIBE": (1, 0)}
+    assert _rows(got.by_mode) == {None: (3, 1), "FAST": (1, 4), "RELAX": (1, 4)}
+    assert _rows(got.by_status) == {"SUCCESS": (4, 9), "FAILURE": (1, 0)}
+    assert _rows(got.by_api_key) == {"team-a": (3, 5), "team-b": (2, 4)}
+    assert _rows(got.by_account) == {"a1": (4, 5), "a2": (1, 4)}
+    for group in (got.by_day, got.by_action, got.by_mode, got.by_status, got.by_api_key, got.by_account):
+        assert sum(r.tasks for r in group) == got.total.tasks
+        assert sum(r.images for r in group) == got.total.images
+
+
+def test_one_api_key_sees_only_its_rows(ledger: Ledger) -> None:
+    got = usage(ledger, since=T0, until=T0 + 4 * DAY, api_key="team-b")
+    assert (got.total.tasks, got.total.images) == (2, 4)
+    assert _rows(got.by_api_key) == {"team-b": (2, 4)}
+
+
+def test_the_range_includes_its_start_and_excludes_its_end(ledger: Ledger) -> None:
+    got = usage(ledger, since=T0 + 2000, until=T0 + DAY + 6)
+    assert got.total.tasks == 2  # task 2 (at the start) and 3; task 4 finished at the end
+    assert [d.key for d in got.by_day] == ["2026-03-01", "2026-03-02"]
+    with pytest.raises(ValueError, match="empty"):
+        usage(ledger, since=T0, until=T0)
+    with pytest.raises(ValueError, match="more than"):
+        usage(ledger, since=T0, until=T0 + 500 * DAY)
+
+
+def test_days_are_the_operators_across_a_daylight_saving_change(ledger: Ledger) -> None:
+    zone = ZoneInfo("America/New_York")  # 2026-03-08: 23 hours long
+    start = parse_bound("2026-03-07", zone, end=False)
+    end = parse_bound("2026-03-08", zone, end=True)
+    days = day_bounds(start, end, zone)
+    assert [(d, (hi - lo) // 3_600_000) for d, lo, hi in days] == [("2026-03-07", 24), ("2026-03-08", 23)]
+    # 2026-03-01 00:00:01 UTC is still February 28 in New York
+    got = usage(ledger, since=T0 - DAY, until=T0 + DAY, timezone="America/New_York")
+    assert _rows(got.by_day)["2026-02-28"] == (2, 5)
+
+
+def test_bounds_take_days_or_epoch_milliseconds() -> None:
+    assert parse_bound("2026-03-01", UTC, end=False) == T0
+    assert parse_bound("2026-03-01", UTC, end=True) == T0 + DAY
+    assert parse_bound(str(T0 + 5), UTC, end=True) == T0 + 5
+    for bad in ("yesterday", "2026-02-30", "2026-3-1"):
+        with pytest.raises(ValueError):
+            parse_bound(bad, UTC, end=False)
+
+
+def test_an_older_ledger_gains_mode_and_images_from_its_stored_tasks(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:  # the schema before `mode` and `images`
+        db.execute(
+            "create table tasks (id text primary key, action text, status text, account_id text, "
+            "api_key_name text, bot_type text, submit_time integer, start_time integer, "
+            "finish_time integer, prompt text, fail_reason text, image_url text, task_json text)"
+        )
+        for t in KNOWN[:2]:
+            db.execute(
+                "insert into tasks (id, action, status, finish_time, api_key_name, task_json) "
+                "values (?, ?, ?, ?, ?, ?)",
+                (t.id, str(t.action), str(t.status), t.finish_time, t.api_key_name, encode_task(t).decode()),
+            )
+    migrated = Ledger(path)
+    try:
+        got = usage(migrated, since=T0, until=T0 + DAY)
+        assert (got.total.tasks, got.total.images) == (2, 5)
+        assert _rows(got.by_mode) == {"FAST": (1, 4), None: (1, 1)}
+    finally:
+        migrated.close()
