@@ -90,7 +90,11 @@ class Ledger:
         if not missing:
             return
         for name in missing:
-            self._table.add_column(name, _SCHEMA[name])
+            try:
+                self._table.add_column(name, _SCHEMA[name])
+            except sqlite3.OperationalError as exc:  # another process (web, worker) added it first
+                if "duplicate column" not in str(exc):
+                    raise
         rows = self._db.execute(f"select id, task_json from {_TABLE}").fetchall()
         filled = []
         for task_id, raw in rows:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any, cast
 
 import redis.asyncio as aioredis
@@ -33,6 +34,7 @@ class ApiContext:
         self._admitter: Admitter | None = None
         self._workers: WorkerWatch | None = None
         self._ledger: Ledger | None = None
+        self._ledger_lock = threading.Lock()
 
     def open(self, redis: aioredis.Redis) -> None:
         self._redis = redis
@@ -93,9 +95,10 @@ class ApiContext:
         """The SQLite ledger the workers append to, opened on first use (usage, the status page).
 
         Its calls are synchronous: run them in a thread (`asyncio.to_thread`)."""
-        if self._ledger is None:
-            self._ledger = Ledger(self.settings.tasks.ledger_path)
-        return self._ledger
+        with self._ledger_lock:  # first used from threads (`asyncio.to_thread`): open it once
+            if self._ledger is None:
+                self._ledger = Ledger(self.settings.tasks.ledger_path)
+            return self._ledger
 
     @property
     def admitter(self) -> Admitter:
