@@ -9,7 +9,6 @@ in a thread.
 
 from __future__ import annotations
 
-import re
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -17,11 +16,10 @@ import msgspec
 
 from broker.ledger import Ledger
 
-__all__ = ["MAX_DAYS", "Usage", "UsageRow", "day_bounds", "parse_bound", "usage"]
+__all__ = ["MAX_DAYS", "MAX_MS", "Usage", "UsageRow", "clamp", "day_bounds", "day_start", "usage"]
 
 #: the longest range one call may ask for (the per-day grouping has a row per day)
 MAX_DAYS = 400
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 #: groupings: the JSON field and the ledger column behind it
 _GROUPS = {
     "by_action": "action",
@@ -59,32 +57,31 @@ class Usage(msgspec.Struct, kw_only=True, rename="camel"):
     by_account: list[UsageRow]
 
 
-def _midnight(day: date, zone: ZoneInfo) -> int:
-    return int(datetime.combine(day, time(0), tzinfo=zone).timestamp() * 1000)
+#: bounds are kept within the years 1970..9998 (a day past either has no epoch ms or no next day)
+MAX_MS = 253_370_764_800_000
 
 
-def parse_bound(text: str, zone: ZoneInfo, *, end: bool) -> int:
-    """An epoch-ms bound from a query value: epoch milliseconds, or a day `YYYY-MM-DD` in `zone`
-    (its first instant as a start; the end of that day as an `end`, so a range of days includes
-    its last day). `ValueError` says what is wrong."""
-    text = text.strip()
-    if text.isdigit():
-        return int(text)
-    if not _DATE.fullmatch(text):
-        raise ValueError(f"{text[:40]!r} is neither a day (YYYY-MM-DD) nor epoch milliseconds")
-    try:
-        day = date.fromisoformat(text)
-    except ValueError:
-        raise ValueError(f"{text!r} is not a calendar day") from None
-    return _midnight(day + timedelta(days=1) if end else day, zone)
+def day_start(day: date, zone: ZoneInfo) -> int:
+    """Epoch ms of the first instant of `day` in `zone`, kept within [0, `MAX_MS`]."""
+    if day >= date(9999, 1, 1):
+        return MAX_MS
+    if day < date(1970, 1, 1):  # before the epoch in every zone (and year 1 has no earlier UTC day)
+        return 0
+    return clamp(int(datetime.combine(day, time(0), tzinfo=zone).timestamp() * 1000))
+
+
+def clamp(ms: int) -> int:
+    return min(max(ms, 0), MAX_MS)
 
 
 def day_bounds(since: int, until: int, zone: ZoneInfo) -> list[tuple[str, int, int]]:
     """The days (in `zone`) that [since, until) touches: (YYYY-MM-DD, start ms, end ms), clipped to it."""
-    days = []
+    days: list[tuple[str, int, int]] = []
+    if until <= since:
+        return days
     day = datetime.fromtimestamp(since / 1000, zone).date()
     while True:
-        start, end = _midnight(day, zone), _midnight(day + timedelta(days=1), zone)
+        start, end = day_start(day, zone), day_start(day + timedelta(days=1), zone)
         if start >= until:
             break
         days.append((day.isoformat(), max(start, since), min(end, until)))
@@ -97,14 +94,14 @@ def usage(
 ) -> Usage:
     """Sums of the ledger's rows finished in [since, until), optionally of one api key only.
 
-    :param since, until: epoch ms; the range may span at most `MAX_DAYS` days.
+    :param since, until: epoch ms, kept within [0, `MAX_MS`]; a range longer than `MAX_DAYS` days
+        is cut to its last `MAX_DAYS` days (the result's `since` says where it starts), and an
+        empty one adds up to zero.
     :param timezone: IANA name whose days `by_day` counts.
     :param api_key: limit every figure to the tasks this api key submitted.
     """
-    if until <= since:
-        raise ValueError("the range is empty: its end is not after its start")
-    if until - since > MAX_DAYS * 86_400_000:
-        raise ValueError(f"the range spans more than {MAX_DAYS} days")
+    since, until = clamp(since), clamp(until)
+    since = max(since, until - MAX_DAYS * 86_400_000)
     zone = ZoneInfo(timezone)
     where = "finish_time >= ? and finish_time < ?"
     params: list[object] = [since, until]
@@ -141,6 +138,8 @@ def _by_day(
         f"select day, count(*), coalesce(sum(images), 0) from tasks "
         f"join days on finish_time >= lo and finish_time < hi where {where} group by day"
     )
+    if not days:
+        return []
     flat = [v for bound in days for v in bound]
     found = {day: (n, i) for day, n, i in ledger.query(sql, [*flat, *params])}
     return [

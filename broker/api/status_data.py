@@ -20,7 +20,7 @@ from broker.api.types import AccountView
 from broker.config import Account
 from broker.hook_receivers import ReceiverFailure
 from broker.models import Task
-from broker.usage import Usage, parse_bound, usage
+from broker.usage import Usage, day_start, usage
 
 __all__ = ["CHART_DAYS", "LATEST_TASKS", "RECEIVER_WINDOW_MS", "Snapshot", "snapshot"]
 
@@ -52,9 +52,9 @@ async def snapshot(ctx: ApiContext, *, key: str | None) -> Snapshot:
     now = ctx.clock()
     zone = ZoneInfo(settings.timezone)
     today = datetime.fromtimestamp(now / 1000, zone).date()
-    day_end = parse_bound(today.isoformat(), zone, end=True)
-    today_start = parse_bound(today.isoformat(), zone, end=False)
-    month_start = parse_bound((today - timedelta(days=CHART_DAYS - 1)).isoformat(), zone, end=False)
+    day_end = day_start(today + timedelta(days=1), zone)
+    today_start = day_start(today, zone)
+    month_start = day_start(today - timedelta(days=CHART_DAYS - 1), zone)
 
     def from_ledger() -> tuple[Usage, Usage, list[Task]]:
         ledger = ctx.ledger
