@@ -60,7 +60,7 @@ async def snapshot(ctx: ApiContext, *, key: str | None) -> Snapshot:
         ledger = ctx.ledger
         return (
             usage(ledger, since=today_start, until=day_end, timezone=settings.timezone),
-            usage(ledger, since=month_start, until=day_end, timezone=settings.timezone),
+            usage(ledger, since=month_start, until=day_end, timezone=settings.timezone, groups=False),
             ledger.latest(LATEST_TASKS),
         )
 

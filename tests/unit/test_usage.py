@@ -127,3 +127,15 @@ def test_an_older_ledger_gains_mode_and_images_from_its_stored_tasks(tmp_path: P
         assert _rows(got.by_mode) == {"FAST": (1, 4), None: (1, 1)}
     finally:
         migrated.close()
+
+
+def test_the_figures_read_only_the_covering_index_and_the_chart_skips_the_groupings(ledger: Ledger) -> None:
+    plan = ledger.query(
+        "explain query plan select status, count(*), sum(images) from tasks indexed by idx_tasks_usage "
+        "where finish_time >= ? and finish_time < ? and api_key_name = ? group by status",
+        [T0, T0 + DAY, "team-a"],
+    )
+    assert any("COVERING INDEX idx_tasks_usage" in str(row) for row in plan), plan
+    chart = usage(ledger, since=T0, until=T0 + 3 * DAY, groups=False)
+    assert chart.total.tasks == 5 and [d.tasks for d in chart.by_day] == [2, 2, 1]
+    assert chart.by_action == chart.by_status == chart.by_api_key == []
