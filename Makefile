@@ -16,12 +16,17 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # Debian packages the tests use: strace (the host-crash test traces Valkey's writes and fsyncs of its AOF)
+# and chromium (the status page's browser test drives it through Playwright; no browser download)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 system-packages:
 	@command -v strace >/dev/null 2>&1 || { \
 		echo "installing strace (Debian package) for the host-crash test"; \
 		$(SUDO) apt-get install -y -q strace >/dev/null 2>&1 || \
 		{ $(SUDO) apt-get update -q >/dev/null && $(SUDO) apt-get install -y -q strace >/dev/null; }; }
+	@command -v chromium >/dev/null 2>&1 || { \
+		echo "installing chromium (Debian package) for the status page's browser test"; \
+		$(SUDO) apt-get install -y -q chromium >/dev/null 2>&1 || \
+		{ $(SUDO) apt-get update -q >/dev/null && $(SUDO) apt-get install -y -q chromium >/dev/null; }; }
 
 run: $(STAMP)
 	$(BIN)/honcho -f Procfile start

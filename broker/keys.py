@@ -15,6 +15,7 @@ __all__ = [
     "FINISHING_GROUP",
     "FINISHING_STREAM",
     "HOOKS_DUE",
+    "HOOK_RECEIVERS_FAILING",
     "LIVE_TASKS",
     "UNMATCHED_EVENTS",
     "WORKERS",
@@ -30,6 +31,7 @@ __all__ = [
     "admission_receipt",
     "bridge_rpc",
     "bridge_rpc_reply",
+    "hook_receiver",
     "hook_state",
     "lookup",
     "task_blob",
@@ -155,3 +157,13 @@ def account_reconnect(account_id: str) -> str:
     """A reconnect asked by an admin (value = when, epoch ms; short expiry): the bridge holding the
     account drops its gateway session and opens a new one (`discord_bridge.main`)."""
     return f"{PREFIX}:acct:{{{account_id}}}:reconnect"
+
+
+#: sorted set of hook receivers (``host:port``) whose last delivery failed, scored by when (epoch
+#: ms); a success there removes it (`broker.hook_receivers`)
+HOOK_RECEIVERS_FAILING = f"{PREFIX}:hooks:receivers:failing"
+
+
+def hook_receiver(receiver: str) -> str:
+    """Hash {failures, first_failure_ms, last_failure_ms, last_error} of a failing hook receiver."""
+    return f"{PREFIX}:hooks:receiver:{receiver}"

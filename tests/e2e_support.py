@@ -34,9 +34,11 @@ ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 SECRET = "e2e-secret"
 HOOK_SECRET = "e2e-hook-secret"
+#: the admin key of the status page (`/admin`) and the admin API
+ADMIN_SECRET = "e2e-admin-secret"
 TERMINAL = ("SUCCESS", "FAILURE", "CANCEL")
 
-__all__ = ["HOOK_SECRET", "SECRET", "TERMINAL", "HookReceiver", "Proc", "Stack", "tiny_png"]
+__all__ = ["ADMIN_SECRET", "HOOK_SECRET", "SECRET", "TERMINAL", "HookReceiver", "Proc", "Stack", "tiny_png"]
 
 
 def tiny_png(seed: int = 0) -> bytes:
@@ -237,7 +239,10 @@ class Stack:
                 "step_timeout_seconds": 10,
                 "request_timeout_seconds": 10,
             },
-            "api_keys": [{"name": "e2e", "secret": SECRET}],
+            "api_keys": [
+                {"name": "e2e", "secret": SECRET},
+                {"name": "e2e-admin", "secret": ADMIN_SECRET, "role": "admin"},
+            ],
             "banned_words": ["forbiddenword"],
             "accounts": [
                 {

@@ -54,7 +54,7 @@ from aiohttp.abc import AbstractResolver
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from broker import keys
+from broker import hook_receivers, keys
 from broker.clock import Clock, now_ms
 from broker.config import HookSettings
 from broker.lua import execute
@@ -136,6 +136,9 @@ class HookDeliverer:
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self._retired: set[asyncio.Task[None]] = set()
         self._limits(settings)
+        #: receivers this process recorded as failing (`broker.hook_receivers`): a success to one
+        #: of them clears the record; other successes write nothing
+        self.failing_receivers: set[str] = set()
         self.sent = 0
 
     def _limits(self, settings: HookSettings) -> None:
@@ -296,6 +299,7 @@ class HookDeliverer:
             # recorded first: a crash in between leaves the delivery to be claimed, refused again
             await self._record(task_id, f"refused: {exc}")
             await self.outbox.give_up(task_id, revision, f"refused: {exc}")
+            await self._receiver_health(url, f"refused: {exc}")
             return
         if error is None:
             self.sent += 1
@@ -303,6 +307,8 @@ class HookDeliverer:
                 self.wake.set()
             if task.properties.notify_hook_error:
                 await self._record(task_id, None)
+            if self.failing_receivers:
+                await self._receiver_health(url, None)
             return
         retry_in = backoff_seconds(attempts + 1)
         if await self.outbox.failed(
@@ -316,6 +322,7 @@ class HookDeliverer:
                 "hook of task %s to %s failed (%s); retry in %.1fs", task_id, _redact(url), error, retry_in
             )
             self.wake.set()
+        await self._receiver_health(url, error)
 
     async def _record(self, task_id: str, error: str | None) -> None:
         """Write (or clear) ``properties.notifyHookError``: a quiet write, so it sends no hook."""
@@ -327,6 +334,25 @@ class HookDeliverer:
             return msgspec.structs.replace(task, properties=props)
 
         await self.store.update(task_id, mutate)
+
+    async def _receiver_health(self, url: str, error: str | None) -> None:
+        """Record a failed delivery for the status page, or clear the receiver's record after one
+        this process recorded. Best effort: the outbox already holds what delivery needs."""
+        try:
+            receiver = _receiver(url)
+        except ValueError:  # a URL the guard refused for its port
+            return
+        if error is None and receiver not in self.failing_receivers:
+            return
+        try:
+            if error is None:
+                await hook_receivers.record_success(self.redis, receiver)
+                self.failing_receivers.discard(receiver)
+            else:
+                await hook_receivers.record_failure(self.redis, receiver, error, now=self.clock())
+                self.failing_receivers.add(receiver)
+        except (OSError, RedisConnectionError, RedisTimeoutError) as exc:
+            log.info("could not record the health of hook receiver %s (%s)", receiver, exc)
 
     async def _post(self, url: str, body: bytes, revision: int) -> str | None:
         """POST once; None on 2xx, else a short reason."""

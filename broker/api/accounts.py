@@ -15,7 +15,7 @@ from broker.choice import closed_reason, local_time
 from broker.config import Account
 from broker.errors import AccountNotFound
 
-__all__ = ["ACCOUNT_HANDLERS"]
+__all__ = ["ACCOUNT_HANDLERS", "account_views"]
 
 AnyRequest = Request[Any, Any, Any]
 
@@ -82,6 +82,11 @@ async def _views(ctx: ApiContext, accounts: list[Account]) -> list[AccountView]:
             )
         )
     return views
+
+
+async def account_views(ctx: ApiContext) -> list[AccountView]:
+    """Every configured account with its live status and load (the status page's too)."""
+    return await _views(ctx, list(ctx.settings.accounts))
 
 
 def _reason(reason: str | None, *, worker: bool) -> str | None:

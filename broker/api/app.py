@@ -8,12 +8,13 @@ from collections.abc import Sequence
 from litestar import Litestar
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import RedocRenderPlugin, SwaggerRenderPlugin, YamlRenderPlugin
+from litestar.openapi.plugins import YamlRenderPlugin
 
 from broker.api.accounts import ACCOUNT_HANDLERS
 from broker.api.admin_accounts import ADMIN_ACCOUNT_HANDLERS
 from broker.api.admin_hooks import ADMIN_HOOK_HANDLERS
 from broker.api.admin_keys import ADMIN_KEY_HANDLERS
+from broker.api.admin_page import ADMIN_PAGE_HANDLERS
 from broker.api.admin_session import ADMIN_SESSION_HANDLERS
 from broker.api.admin_tasks import ADMIN_TASK_HANDLERS
 from broker.api.admin_words import ADMIN_WORD_HANDLERS
@@ -24,9 +25,11 @@ from broker.api.errors import EXCEPTION_HANDLERS
 from broker.api.followups import FOLLOWUP_HANDLERS
 from broker.api.health import HEALTH_HANDLERS
 from broker.api.schema import security
+from broker.api.schema_assets import local_swagger, swagger_assets
 from broker.api.schema_page import OperationsPage
 from broker.api.submit import SUBMIT_HANDLERS
 from broker.api.tasks import TASK_HANDLERS
+from broker.api.usage import USAGE_HANDLERS
 from broker.api.video import VIDEO_HANDLERS
 from broker.api.web_only import WEB_ONLY_HANDLERS
 from broker.config import Settings, config_path, load_settings
@@ -108,6 +111,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
             *ADMIN_WORD_HANDLERS,
             *ADMIN_HOOK_HANDLERS,
             *ADMIN_TASK_HANDLERS,
+            *USAGE_HANDLERS,
+            *ADMIN_PAGE_HANDLERS,
+            swagger_assets(),
         ],
         on_startup=[startup],
         on_shutdown=[shutdown],
@@ -122,11 +128,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
             path="/schema",
             components=components,
             security=requirement,
-            # the first page needs no CDN; /schema/openapi.json is served in any case
+            # no page needs a CDN: Swagger UI's files are served from /schema/assets
             render_plugins=[
                 OperationsPage(),
-                SwaggerRenderPlugin(path="/swagger"),
-                RedocRenderPlugin(path="/redoc"),
+                local_swagger("/swagger"),
                 YamlRenderPlugin(path=["/openapi.yaml", "/openapi.yml"]),
             ],
         ),

@@ -30,11 +30,12 @@ from litestar.types import (
 from broker.api.sessions import COOKIE_NAME, session_key
 from broker.config import ApiKey, Settings
 
-__all__ = ["ADMIN_PATHS", "door_middleware"]
+__all__ = ["ADMIN_PATHS", "door_middleware", "match_secret"]
 
 # code 4 as every client error (README's code table), with HTTP 401
-#: answered without an api key: the schema, and the probes of load balancers (`broker.api.health`)
-_OPEN_PATHS = ("/schema", "/health", "/ready", "/admin/login")
+#: answered without an api key: the schema, the probes of load balancers (`broker.api.health`), and
+#: the status page's sign-in, sign-out and static files (`broker.api.admin_page`)
+_OPEN_PATHS = ("/schema", "/health", "/ready", "/admin/login", "/admin/logout", "/admin/assets/")
 #: need a key whose role is admin (with no keys configured, everything is open: a dev setup)
 ADMIN_PATHS = ("/mj/admin/", "/admin")
 
@@ -51,7 +52,8 @@ _ALLOW_HEADERS = b"mj-api-secret, authorization, content-type"
 _ALLOW_METHODS = b"GET, POST, OPTIONS"
 
 
-def _match(keys: Sequence[tuple[bytes, str]], given: str) -> str | None:
+def match_secret(keys: Sequence[tuple[bytes, str]], given: str) -> str | None:
+    """The name of the key whose secret is `given`, comparing every key in constant time."""
     candidate = given.encode("utf-8", "surrogateescape")
     found = None
     for secret, name in keys:
@@ -138,9 +140,13 @@ def door_middleware(settings: Callable[[], Settings]) -> type:
             path = scope["path"]
             if keys.secrets and not path.startswith(_OPEN_PATHS):
                 given = _given(secret, auth)
-                key_name = _match(keys.secrets, given) if given else None
+                key_name = match_secret(keys.secrets, given) if given else None
                 if key_name is None and not given and cookie and scope["method"] in ("GET", "HEAD"):
                     key_name = _from_cookie(cookie, keys.by_name)
+                if key_name is None and not given and _browsing(path, scope["method"]):
+                    # a browser without a session opens the status page: show it the sign-in form
+                    await _answer(send, 303, [(b"location", b"/admin/login")], b"")
+                    return
                 if key_name is None:
                     body = _BODY_MISSING if not given else _BODY_WRONG
                     await _answer(send, 401, [(b"content-type", b"application/json")], body)
@@ -152,6 +158,10 @@ def door_middleware(settings: Callable[[], Settings]) -> type:
             await self.app(scope, receive, send)
 
     return DoorMiddleware
+
+
+def _browsing(path: str, method: str) -> bool:
+    return method in ("GET", "HEAD") and (path == "/admin" or path.startswith("/admin/"))
 
 
 def _given(secret: bytes | None, auth: bytes | None) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import Any, cast
 
@@ -36,6 +37,7 @@ class ApiContext:
         self._workers: WorkerWatch | None = None
         self._translator: Translator | None = None
         self._ledger: Ledger | None = None
+        self._ledger_lock = threading.Lock()
 
     def open(self, redis: aioredis.Redis) -> None:
         self._redis = redis
@@ -105,17 +107,21 @@ class ApiContext:
         return self._translator
 
     @property
+    def ledger(self) -> Ledger:
+        """The SQLite ledger the workers append to, opened on first use (usage, the status page, the
+        admin task listing).
+
+        Its calls are synchronous: run them in a thread (`asyncio.to_thread`)."""
+        with self._ledger_lock:  # first used from threads (`asyncio.to_thread`): open it once
+            if self._ledger is None:
+                self._ledger = Ledger(self.settings.tasks.ledger_path)
+            return self._ledger
+
+    @property
     def admitter(self) -> Admitter:
         assert self._admitter is not None, "the app has not started"
         _ = self.settings  # applies a config reload to the admitter first
         return self._admitter
-
-    @property
-    def ledger(self) -> Ledger:
-        """The SQLite ledger of finished tasks, opened at first use (admin and status routes only)."""
-        if self._ledger is None:
-            self._ledger = Ledger(self.settings.tasks.ledger_path)
-        return self._ledger
 
     @property
     def config_file(self) -> Path | None:

@@ -1,9 +1,8 @@
 """The `/schema` page: the operations of the OpenAPI schema as plain HTML, readable offline.
 
-Litestar's own pages (Swagger UI, ReDoc, ...) load their JavaScript from a CDN, so on a host without
-internet access they render blank. This page needs nothing but the schema: one table row per
-operation (method, path, summary, statuses), with links to the JSON and YAML schema and to the
-interactive pages (`/schema/swagger`, `/schema/redoc`) for those who are online.
+It needs nothing but the schema: one table row per operation (method, path, summary, statuses),
+with links to the JSON and YAML schema and to the interactive Swagger UI (`/schema/swagger`, whose
+files the web serves itself: `broker.api.schema_assets`).
 """
 
 from __future__ import annotations
@@ -57,8 +56,7 @@ class OperationsPage(OpenAPIRenderPlugin):
 <p>{html.escape(str(info.get("description", "")))}</p>
 <p>{auth} Errors are <code>{{"code": 4, "description": ...}}</code>; see the README's code table.</p>
 <p>Schema: <a href="{base}/openapi.json">openapi.json</a>, <a href="{base}/openapi.yaml">openapi.yaml</a>.
-Interactive pages (they load their scripts from a CDN): <a href="{base}/swagger">Swagger UI</a>,
-<a href="{base}/redoc">ReDoc</a>.</p>
+Interactive: <a href="{base}/swagger">Swagger UI</a>.</p>
 <table border="1" cellpadding="4">
 <tr><th>method</th><th>path</th><th>summary</th><th>statuses</th></tr>
 {chr(10).join(rows)}

@@ -25,6 +25,8 @@ ROOT = Path(__file__).resolve().parents[2]
 TOKEN_A1 = "tok-a1-Zq8WvN3kLp0sYt"
 TOKEN_A2 = "tok-a2-Hm4RcX7bJd2uEe"
 API_SECRET = "sekret-Q9fT2mVx7LpA"
+#: the session web's admin key (`web`): the schema test sends it to reach every /mj/ route
+ADMIN_API_SECRET = "admin-sekret-Pw6Rt1Gk"
 HOOK_SECRET = "hooksecret-Wn5Kd8Rb1Ys"
 
 
@@ -126,8 +128,13 @@ def running_web(
 
 @pytest.fixture(scope="session")
 def web(redis_server: EmbeddedRedis) -> Iterator[WebProcess]:
-    """The web process with the default test config (api key required, account a1 core 3 / queue 10)."""
-    with running_web(redis_server) as process:
+    """The web process with the default test config (api key required, account a1 core 3 / queue 10),
+    plus an admin key."""
+    keys = [
+        {"name": "tests", "secret": API_SECRET},
+        {"name": "ops", "secret": ADMIN_API_SECRET, "role": "admin"},
+    ]
+    with running_web(redis_server, api_keys=keys) as process:
         yield process
 
 

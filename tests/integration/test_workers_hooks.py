@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import hmac
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
@@ -23,8 +24,9 @@ from workers_support import (
     wait_task,
 )
 
-from broker import keys
+from broker import hook_receivers, keys
 from broker.config import HookSettings
+from broker.hook_receivers import ReceiverFailure
 from broker.models import Task, TaskStatus
 from broker.redis_server import EmbeddedRedis
 from broker.store import TaskStore
@@ -40,6 +42,15 @@ async def _run_imagine(store: TaskStore, redis: aioredis.Redis, hook: str, promp
     for t, d in imagine_events(prompt, nonce, JOB, start_id=snowflake(), final_id=snowflake()):
         await push(redis, t, d)
     return task.id
+
+
+async def _failing_receivers(
+    redis: aioredis.Redis, until: Callable[[list[ReceiverFailure]], bool]
+) -> list[ReceiverFailure]:
+    async with asyncio.timeout(10):
+        while not until(found := await hook_receivers.failing(redis, since=0)):  # noqa: ASYNC110 - polls Redis, bounded
+            await asyncio.sleep(0.02)
+    return found
 
 
 async def test_hook_signature_verifies_with_the_configured_secret(
@@ -90,6 +101,13 @@ async def test_receiver_failing_for_a_while_gets_the_current_state_then_each_cha
         await wait_task(store, task.id, lambda t: t.progress == "15%")
         await receiver.wait_for(lambda: receiver.attempts.get("flaky", 0) >= 3)
         assert receiver.for_path("flaky") == []
+        # the status page lists the receiver as failing (host:port only), with its error
+        failing = await _failing_receivers(redis, lambda found: bool(found) and found[0].failures >= 2)
+        assert [f.receiver for f in failing] == [receiver.address]
+        assert (
+            failing[0].last_error.startswith("HTTP 5")
+            and failing[0].first_failure_ms <= failing[0].last_failure_ms
+        )
         receiver.modes["flaky"] = "ok"
         missed = await store.get(task.id)
         assert missed is not None
@@ -118,6 +136,7 @@ async def test_receiver_failing_for_a_while_gets_the_current_state_then_each_cha
             while int((state := await outbox.state(task.id)).get("delivered", 0)) < final.revision:  # noqa: ASYNC110 - polls Redis state, bounded by the timeout
                 await asyncio.sleep(0.02)
         assert "gave_up" not in state and "attempts" not in state
+        assert await _failing_receivers(redis, lambda found: not found) == []  # a success clears it
 
 
 async def test_receiver_that_never_answers_is_given_up_without_delaying_others(
