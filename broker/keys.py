@@ -14,6 +14,7 @@ __all__ = [
     "EVENTS_STREAM",
     "HOOKS_DUE",
     "LIVE_TASKS",
+    "METRICS",
     "UNMATCHED_EVENTS",
     "WORKERS",
     "account_facts",
@@ -47,6 +48,10 @@ LIVE_TASKS = f"{PREFIX}:tasks:live"
 
 #: counter of events that were about a job but matched no task
 UNMATCHED_EVENTS = f"{PREFIX}:stats:unmatched"
+
+#: hash: process name -> its latest metrics snapshot (`broker.metrics`); the web's /metrics reads it
+#: whole and deletes the fields whose snapshot expired
+METRICS = f"{PREFIX}:metrics"
 
 #: sorted set of live bridge processes, scored by when their announcement expires (epoch ms)
 BRIDGES = f"{PREFIX}:bridges"

@@ -34,6 +34,7 @@ from broker.discord import MESSAGE_DELETE
 from broker.events import GatewayEvent
 from broker.models import Task, TaskProperties, TaskStatus
 from broker.store import InvalidTransition, TaskStore, Update, failing
+from workers.latency import EventTimes
 from workers.matching import Match, Matcher
 from workers.parser import Change, parse_event
 
@@ -71,10 +72,14 @@ class Applier:
     :param store: the only writer of task records.
     :param matcher: finds the task of a change.
     :param clock: epoch milliseconds (finishTime, startTime).
+    :param event_times: where the revisions events made are noted, for the event-to-hook latency.
     """
 
-    def __init__(self, store: TaskStore, matcher: Matcher, *, clock: Clock) -> None:
+    def __init__(
+        self, store: TaskStore, matcher: Matcher, *, clock: Clock, event_times: EventTimes | None = None
+    ) -> None:
         self.store = store
+        self.event_times = event_times
         self.redis: aioredis.Redis = store.redis
         self.matcher = matcher
         self.clock = clock
@@ -122,6 +127,10 @@ class Applier:
                 # A late event for a task that moved on (e.g. NOT_START/MODAL, or finished elsewhere).
                 log.debug("late %s event for task %s: %s", change.kind, found.task.id, exc)
         self.matcher.remember(update.task if update else found.task, bind)
+        if update is not None and update.changed and update.task is not None and self.event_times is not None:
+            old, new = found.task, update.task
+            if (old.status, old.progress, old.image_url) != (new.status, new.progress, new.image_url):
+                self.event_times.note(new.id, new.revision, event.at)  # a write a hook will carry
         return Outcome(
             change.kind,
             task_id=found.task.id,

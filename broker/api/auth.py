@@ -50,9 +50,15 @@ def _match(keys: Sequence[tuple[bytes, str]], given: str) -> str | None:
     return found
 
 
-def door_middleware(api_keys: Sequence[ApiKey], cors_origins: Sequence[str]) -> type:
-    """An ASGI middleware class (litestar builds it with `app=`): CORS, then the key check."""
+def door_middleware(
+    api_keys: Sequence[ApiKey], cors_origins: Sequence[str], *, open_metrics: bool = True
+) -> type:
+    """An ASGI middleware class (litestar builds it with `app=`): CORS, then the key check.
+
+    :param open_metrics: `/metrics` needs no key (``server.metrics_requires_key: false``).
+    """
     keys = [(k.secret.encode(), k.name) for k in api_keys]
+    open_paths = (*_OPEN_PATHS, "/metrics") if open_metrics else _OPEN_PATHS
     any_origin = "*" in cors_origins
     origins = {o.encode() for o in cors_origins}
 
@@ -95,7 +101,7 @@ def door_middleware(api_keys: Sequence[ApiKey], cors_origins: Sequence[str]) -> 
                 return
             if allow is not None:
                 send = _with_origin(send, allow)
-            if keys and not scope["path"].startswith(_OPEN_PATHS):
+            if keys and not scope["path"].startswith(open_paths):
                 given = _given(secret, auth)
                 key_name = _match(keys, given) if given else None
                 if key_name is None:
