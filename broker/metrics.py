@@ -32,6 +32,7 @@ import uuid
 import msgspec
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
+from prometheus_client.metrics_core import Metric
 from prometheus_client.process_collector import ProcessCollector
 from redis.exceptions import RedisError
 
@@ -162,8 +163,16 @@ def snapshot_of(registry: CollectorRegistry, *, role: str, process: str, until_m
             [Sample(s.name, dict(s.labels), float(s.value)) for s in metric.samples],
         )
         for metric in registry.collect()
+        if not _unused_histogram(metric)
     ]
     return Snapshot(role=role, process=process, until_ms=until_ms, families=families)
+
+
+def _unused_histogram(metric: Metric) -> bool:
+    # A histogram of another process's job (the web's `event_to_hook`) would export empty buckets.
+    return metric.type == "histogram" and all(
+        s.value == 0 for s in metric.samples if s.name.endswith("_count")
+    )
 
 
 def process_name(role: str) -> str:

@@ -37,6 +37,7 @@ from broker.store import TaskStore
 from discord_bridge.discord_overrides import install_fixed_super_properties, point_client_at
 from discord_bridge.forwarder import Publisher
 from discord_bridge.leases import Leases, fair_share
+from discord_bridge.library_logs import quiet_library_logs
 from discord_bridge.runner import AccountRunner
 
 __all__ = ["Bridge", "apply_overrides", "main"]
@@ -49,6 +50,7 @@ def apply_overrides(settings: Settings) -> None:
 
     Process-wide (class attributes of the library): a process talks to one Discord.
     """
+    quiet_library_logs()
     point_client_at(settings.discord.rest_url, settings.discord.gateway_url, settings.discord.cdn_url)
     agent = settings.accounts[0].user_agent if settings.accounts else DEFAULT_USER_AGENT
     install_fixed_super_properties(agent, settings.discord.build_number)
