@@ -55,14 +55,38 @@ class RedactSecrets(logging.Filter):
         return True
 
 
+class TextFormatter(logging.Formatter):
+    """`TEXT_FORMAT`, with the time's text made once per second rather than once per record (the
+    access log writes a line per request: strftime was half of its cost)."""
+
+    def __init__(self) -> None:
+        super().__init__(TEXT_FORMAT)
+        self._second = -1
+        self._stamp = ""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        second = int(record.created)
+        if second != self._second:
+            self._stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
+            self._second = second
+        return f"{self._stamp},{int(record.msecs):03d}"
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per record and line: time (ISO 8601, UTC), level, logger, message, exc."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._second = -1
+        self._stamp = ""
+
     def format(self, record: logging.LogRecord) -> str:
-        seconds = int(record.created)
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+        second = int(record.created)
+        if second != self._second:
+            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = second
         out: dict[str, Any] = {
-            "time": f"{stamp}.{int(record.msecs):03d}Z",
+            "time": f"{self._stamp}.{int(record.msecs):03d}Z",
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
@@ -79,7 +103,7 @@ class JsonFormatter(logging.Formatter):
 def _formatter(environ: Mapping[str, str]) -> logging.Formatter:
     if environ.get("LOG_FORMAT", "text").strip().lower() == "json":
         return JsonFormatter()
-    return logging.Formatter(TEXT_FORMAT)
+    return TextFormatter()
 
 
 def setup_logging(

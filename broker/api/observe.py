@@ -25,6 +25,7 @@ import time
 import msgspec
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from prometheus_client import Counter
 
 from broker.metrics import Metrics
 
@@ -71,6 +72,14 @@ def _code_of(body: bytes) -> str:
 def observe_middleware(metrics: Metrics, *, access: bool) -> type:
     """An ASGI middleware class (litestar builds it with `app=`) that logs and counts requests."""
     submitted = metrics.submitted
+    # one child per (action, code) seen, looked up without the counter's lock
+    children: dict[tuple[str, str], Counter] = {}
+
+    def count(action: str, code: str) -> None:
+        child = children.get((action, code))
+        if child is None:
+            child = children[(action, code)] = submitted.labels(action, code)
+        child.inc()
 
     class ObserveMiddleware:
         def __init__(self, app: ASGIApp) -> None:
@@ -98,7 +107,7 @@ def observe_middleware(metrics: Metrics, *, access: bool) -> type:
                 await self.app(scope, receive, watch)
             finally:
                 if action is not None:
-                    submitted.labels(action, _code_of(bytes(body))).inc()
+                    count(action, _code_of(bytes(body)))
                 if access:
                     ms = (time.perf_counter() - started) * 1000
                     shown = path[:200] if path.isprintable() else repr(path[:200])
