@@ -55,21 +55,38 @@ class RedactSecrets(logging.Filter):
         return True
 
 
+class Stamps:
+    """The time of a record as text, the date and seconds part made once per second (strftime was
+    half the cost of a line, and the access log writes one per request)."""
+
+    def __init__(self) -> None:
+        self._local = (-1, "")
+        self._utc = (-1, "")
+
+    def text(self, created: float) -> str:
+        """Local time as logging's default `asctime`: ``2026-12-01 23:03:17,741``."""
+        second = int(created)
+        if second != self._local[0]:
+            self._local = (second, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second)))
+        return f"{self._local[1]},{int((created - second) * 1000):03d}"
+
+    def iso(self, created: float) -> str:
+        """UTC, ISO 8601: ``2026-12-01T23:03:17.741Z``."""
+        second = int(created)
+        if second != self._utc[0]:
+            self._utc = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+        return f"{self._utc[1]}.{int((created - second) * 1000):03d}Z"
+
+
 class TextFormatter(logging.Formatter):
-    """`TEXT_FORMAT`, with the time's text made once per second rather than once per record (the
-    access log writes a line per request: strftime was half of its cost)."""
+    """`TEXT_FORMAT`, with `Stamps` for the time."""
 
     def __init__(self) -> None:
         super().__init__(TEXT_FORMAT)
-        self._second = -1
-        self._stamp = ""
+        self._stamps = Stamps()
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
-        second = int(record.created)
-        if second != self._second:
-            self._stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
-            self._second = second
-        return f"{self._stamp},{int(record.msecs):03d}"
+        return self._stamps.text(record.created)
 
 
 class JsonFormatter(logging.Formatter):
@@ -77,16 +94,11 @@ class JsonFormatter(logging.Formatter):
 
     def __init__(self) -> None:
         super().__init__()
-        self._second = -1
-        self._stamp = ""
+        self._stamps = Stamps()
 
     def format(self, record: logging.LogRecord) -> str:
-        second = int(record.created)
-        if second != self._second:
-            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-            self._second = second
         out: dict[str, Any] = {
-            "time": f"{self._stamp}.{int(record.msecs):03d}Z",
+            "time": self._stamps.iso(record.created),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
@@ -100,10 +112,13 @@ class JsonFormatter(logging.Formatter):
         return msgspec.json.encode(out).decode()
 
 
+def wants_json(environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether ``LOG_FORMAT=json`` asks for JSON lines."""
+    return environ.get("LOG_FORMAT", "text").strip().lower() == "json"
+
+
 def _formatter(environ: Mapping[str, str]) -> logging.Formatter:
-    if environ.get("LOG_FORMAT", "text").strip().lower() == "json":
-        return JsonFormatter()
-    return TextFormatter()
+    return JsonFormatter() if wants_json(environ) else TextFormatter()
 
 
 def setup_logging(

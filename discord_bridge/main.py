@@ -81,7 +81,7 @@ class Bridge:
         self.bridge_id = bridge_id or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         #: this process's counters, published for the web's /metrics (see `broker.metrics`)
         self.metrics = Metrics()
-        self.publisher_of_metrics = MetricsPublisher(
+        self.metrics_publisher = MetricsPublisher(
             redis,
             self.metrics,
             role="bridge",
@@ -121,7 +121,7 @@ class Bridge:
         self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
         self.publisher.start()
         renewer = asyncio.create_task(self._renew_loop(), name="lease-renewal")
-        metrics = asyncio.create_task(self.publisher_of_metrics.run(), name="metrics")
+        metrics = asyncio.create_task(self.metrics_publisher.run(), name="metrics")
         log.info("bridge %s started with %d accounts in config", self.bridge_id, len(self.settings.accounts))
         try:
             while not self._stop.is_set():
@@ -145,7 +145,7 @@ class Bridge:
             finally:
                 await cancel_and_wait(metrics)
                 await self.shutdown()
-                await self.publisher_of_metrics.close()
+                await self.metrics_publisher.close()
 
     def _say_held(self) -> None:
         """One line whenever the set of accounts this bridge holds changes ("bridge holds a1, a2")."""
@@ -187,6 +187,7 @@ class Bridge:
             await self._give_back_one()
 
     def _start(self, account: Account) -> None:
+        log.info("bridge %s starts the session of account %s", self.bridge_id, account.id)
         runner = AccountRunner(self, account)
         self.runners[account.id] = runner
         runner.start()

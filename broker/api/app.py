@@ -11,6 +11,8 @@ from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import RedocRenderPlugin, SwaggerRenderPlugin, YamlRenderPlugin
 
+from broker.api.access_log import LOGGER as ACCESS_LOGGER
+from broker.api.access_log import AccessLog
 from broker.api.accounts import ACCOUNT_HANDLERS
 from broker.api.auth import door_middleware
 from broker.api.body import ApiRequest
@@ -26,7 +28,7 @@ from broker.api.submit import SUBMIT_HANDLERS
 from broker.api.tasks import TASK_HANDLERS
 from broker.config import Settings, config_path, load_settings
 from broker.config_watcher import ConfigWatcher
-from broker.logs import RedactSecrets, setup_logging
+from broker.logs import RedactSecrets, setup_logging, wants_json
 from broker.metrics import MetricsPublisher
 from broker.redis_client import connect
 from broker.shutdown import cancel_and_wait
@@ -51,6 +53,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
     if not settings.api_keys:
         log.warning("no api_keys configured: the API is open to anyone who can reach it")
     server = settings.server
+    access = None
+    if server.access_log and logging.getLogger(ACCESS_LOGGER).isEnabledFor(logging.INFO):
+        access = AccessLog(secrets=settings.secrets(), json=wants_json())
     publishing: list[tuple[MetricsPublisher, asyncio.Task[None]]] = []
 
     async def startup() -> None:
@@ -73,6 +78,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await publisher.close()
         publishing.clear()
         await ctx.close()
+        if access is not None:
+            access.flush()
 
     components, requirement = security(bool(settings.api_keys))
 
@@ -88,7 +95,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         on_startup=[startup],
         on_shutdown=[shutdown],
         middleware=[
-            observe_middleware(ctx.metrics, access=server.access_log),
+            observe_middleware(ctx.metrics, access=access),
             door_middleware(
                 settings.api_keys, server.cors_origins, open_metrics=not server.metrics_requires_key
             ),

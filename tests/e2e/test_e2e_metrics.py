@@ -78,7 +78,7 @@ async def test_a_task_moves_the_counters_of_every_process(stack: Stack) -> None:
 
     web, bridge = lines("web"), lines("bridge")
     worker = [json.loads(line)["message"] for line in lines("worker")]
-    assert any("IMAGINE account=a0: new -> NOT_START" in line for line in web), web
+    assert any(f"POST /mj/submit/imagine 200 code=1 task={task_id} " in line for line in web), web
     assert any("NOT_START -> SUBMITTED" in line for line in bridge), bridge
     assert [m for m in worker if m.startswith(f"task {task_id}")] in (
         [
