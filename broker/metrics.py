@@ -47,6 +47,7 @@ __all__ = [
     "Snapshot",
     "decode_snapshot",
     "process_name",
+    "prune",
     "snapshot_of",
 ]
 
@@ -175,6 +176,24 @@ def _unused_histogram(metric: Metric) -> bool:
     )
 
 
+#: a publisher clears the snapshots of dead processes every this many publications (the web's
+#: /metrics does too, at every scrape), so the hash does not grow when nothing scrapes it
+_PRUNE_EVERY = 12
+
+
+async def prune(redis: aioredis.Redis, *, now: int) -> None:
+    """Delete the snapshots that expired (their process stopped or died) or cannot be read."""
+    expired = []
+    for field, value in (await redis.hgetall(keys.METRICS)).items():
+        try:
+            if decode_snapshot(value).until_ms < now:
+                expired.append(field)
+        except msgspec.DecodeError:
+            expired.append(field)
+    if expired:
+        await redis.hdel(keys.METRICS, *expired)
+
+
 def process_name(role: str) -> str:
     """A name unique to this process: ``<role>:<host>:<pid>:<random>``."""
     return f"{role}:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -207,6 +226,7 @@ class MetricsPublisher:
         self.every = max(every, 0.05)
         self.clock = clock
         self._failing = False
+        self._published = 0
 
     async def publish(self) -> None:
         ttl_ms = int(self.every * SNAPSHOT_TTL_FACTOR * 1000)
@@ -214,6 +234,9 @@ class MetricsPublisher:
             self.metrics.registry, role=self.role, process=self.process, until_ms=self.clock() + ttl_ms
         )
         await self.redis.hset(keys.METRICS, self.process, _encode(snapshot))
+        self._published += 1
+        if self._published % _PRUNE_EVERY == 1:
+            await prune(self.redis, now=self.clock())
 
     async def run(self) -> None:
         """Publish until cancelled; a Redis outage only pauses it (said once, not every interval)."""

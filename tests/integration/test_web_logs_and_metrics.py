@@ -13,7 +13,7 @@ from api_support import API_SECRET, AUTH, HOOK_SECRET, TOKEN_A1, WebProcess, run
 from prometheus_client.parser import text_string_to_metric_families
 
 from broker import keys
-from broker.metrics import Metrics, Snapshot, snapshot_of
+from broker.metrics import SNAPSHOT_TTL_FACTOR, Metrics, MetricsPublisher, Snapshot, snapshot_of
 from broker.redis_server import EmbeddedRedis
 
 
@@ -141,3 +141,19 @@ def test_a_snapshot_round_trips_through_its_wire_format() -> None:
     assert [(s.labels, s.value) for s in finished.samples] == [
         ({"action": "IMAGINE", "status": "SUCCESS"}, 1.0)
     ]
+
+
+async def test_a_publisher_writes_its_snapshot_and_clears_those_of_dead_processes(
+    redis: aioredis.Redis,
+) -> None:
+    dead = snapshot_of(Metrics(process_collector=False).registry, role="bridge", process="gone", until_ms=1)
+    await redis.hset(keys.METRICS, "gone", msgspec.json.encode(dead))
+    metrics = Metrics(process_collector=False)
+    metrics.interactions_sent.labels("a1").inc(2)
+    publisher = MetricsPublisher(redis, metrics, role="bridge", process="b1", every=5, clock=lambda: 1000)
+    await publisher.publish()
+    assert await redis.hkeys(keys.METRICS) == [b"b1"]
+    snap = msgspec.json.decode(await redis.hget(keys.METRICS, "b1"), type=Snapshot)
+    assert snap.until_ms == 1000 + 5 * SNAPSHOT_TTL_FACTOR * 1000
+    [sent] = [f for f in snap.families if f.name == "mjbroker_interactions_sent"]
+    assert [(s.labels, s.value) for s in sent.samples] == [({"account": "a1"}, 2.0)]
