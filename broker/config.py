@@ -118,6 +118,12 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     cors_origins: tuple[str, ...] = ("*",)
     #: largest request body accepted, in bytes (images arrive base64 in JSON)
     max_body_bytes: int = 32 * 1024 * 1024
+    #: one log line per request (method, path, status, duration)
+    access_log: bool = True
+    #: `GET /metrics` asks for an api key like the API (by default it is open, as /health)
+    metrics_requires_key: bool = False
+    #: how often every process (web, worker, bridge) writes its metrics to Redis for /metrics
+    metrics_interval_seconds: float = 5.0
 
 
 class RedisSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -17,6 +17,7 @@ __all__ = [
     "HOOKS_DUE",
     "HOOK_RECEIVERS_FAILING",
     "LIVE_TASKS",
+    "METRICS",
     "UNMATCHED_EVENTS",
     "WORKERS",
     "account_day_count",
@@ -54,6 +55,10 @@ LIVE_TASKS = f"{PREFIX}:tasks:live"
 
 #: counter of events that were about a job but matched no task
 UNMATCHED_EVENTS = f"{PREFIX}:stats:unmatched"
+
+#: hash: process name -> its latest metrics snapshot (`broker.metrics`); the web's /metrics reads it
+#: whole and deletes the fields whose snapshot expired
+METRICS = f"{PREFIX}:metrics"
 
 #: sorted set of live bridge processes, scored by when their announcement expires (epoch ms)
 BRIDGES = f"{PREFIX}:bridges"

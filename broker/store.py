@@ -36,7 +36,9 @@ from broker import keys
 from broker.batching import PipelineBatcher, Unbatched
 from broker.clock import Clock, now_ms
 from broker.lua import Script
+from broker.metrics import Metrics
 from broker.models import Task, TaskStatus, decode_task, encode_task
+from broker.transitions import announce
 
 __all__ = [
     "ALLOWED",
@@ -181,8 +183,10 @@ class TaskStore:
         retention_seconds: float,
         clock: Clock = now_ms,
         batch: bool = True,
+        metrics: Metrics | None = None,
     ) -> None:
         self.redis = redis
+        self.metrics = metrics
         self.retention_ms = int(retention_seconds * 1000)
         self.clock = clock
         # Concurrent reads and writes of this process share round trips (see broker.batching).
@@ -227,6 +231,7 @@ class TaskStore:
         ok = await self._write(task, expected="-1", durable=durable)
         if not ok:
             raise ValueError(f"task {task.id} already exists")
+        announce(None, task, self.metrics)
         return task
 
     async def delete(self, task_id: str) -> None:
@@ -286,6 +291,7 @@ class TaskStore:
                 )
                 pending = []  # the pipeline wrote them, whether or not the CAS won
                 if written:
+                    announce(current, proposed, self.metrics)
                     return Update(proposed, True)
                 current = None
         finally:

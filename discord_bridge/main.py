@@ -29,6 +29,8 @@ from broker.config import DEFAULT_USER_AGENT, Account, Settings, config_path, lo
 from broker.config_watcher import ConfigWatcher
 from broker.events import GatewayEvent
 from broker.image_fetch import ImageFetcher
+from broker.logs import setup_logging
+from broker.metrics import Metrics, MetricsPublisher
 from broker.queues import AccountQueues
 from broker.redis_client import RedisRefused, connect, preflight
 from broker.shutdown import cancel_and_wait
@@ -36,6 +38,7 @@ from broker.store import TaskStore
 from discord_bridge.discord_overrides import install_fixed_super_properties, point_client_at
 from discord_bridge.forwarder import Publisher
 from discord_bridge.leases import Leases, fair_share
+from discord_bridge.library_logs import quiet_library_logs
 from discord_bridge.runner import AccountRunner
 
 __all__ = ["Bridge", "apply_overrides", "main"]
@@ -48,6 +51,7 @@ def apply_overrides(settings: Settings) -> None:
 
     Process-wide (class attributes of the library): a process talks to one Discord.
     """
+    quiet_library_logs()
     point_client_at(settings.discord.rest_url, settings.discord.gateway_url, settings.discord.cdn_url)
     agent = settings.accounts[0].user_agent if settings.accounts else DEFAULT_USER_AGENT
     install_fixed_super_properties(agent, settings.discord.build_number)
@@ -76,7 +80,18 @@ class Bridge:
         self._watcher = ConfigWatcher(config_path, settings, every=0.0) if config_path else None
         self._loaded = settings
         self.bridge_id = bridge_id or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
-        self.store = TaskStore(redis, retention_seconds=settings.tasks.retention_days * 86400)
+        #: this process's counters, published for the web's /metrics (see `broker.metrics`)
+        self.metrics = Metrics()
+        self.metrics_publisher = MetricsPublisher(
+            redis,
+            self.metrics,
+            role="bridge",
+            process=f"bridge:{self.bridge_id}",
+            every=settings.server.metrics_interval_seconds,
+        )
+        self.store = TaskStore(
+            redis, retention_seconds=settings.tasks.retention_days * 86400, metrics=self.metrics
+        )
         self.queues = AccountQueues(redis)
         self.publisher = Publisher(redis)
         self.leases = Leases(
@@ -92,6 +107,8 @@ class Bridge:
             timeout_seconds=settings.url_guard.timeout_seconds,
         )
         self._stop = asyncio.Event()
+        #: the accounts the last "bridge holds ..." line named
+        self._said_held: list[str] | None = None
 
     def stop(self) -> None:
         self._stop.set()
@@ -105,6 +122,7 @@ class Bridge:
         self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
         self.publisher.start()
         renewer = asyncio.create_task(self._renew_loop(), name="lease-renewal")
+        metrics = asyncio.create_task(self.metrics_publisher.run(), name="metrics")
         log.info("bridge %s started with %d accounts in config", self.bridge_id, len(self.settings.accounts))
         try:
             while not self._stop.is_set():
@@ -112,6 +130,7 @@ class Bridge:
                     await self.tick()
                 except (RedisError, OSError) as exc:
                     log.warning("bridge tick failed (%s); retrying", exc)
+                self._say_held()
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self.settings.bridge.acquire_seconds):
                         await self._stop.wait()
@@ -125,7 +144,16 @@ class Bridge:
                 else:
                     await cancel_and_wait(renewer)  # run() itself is being cancelled
             finally:
+                await cancel_and_wait(metrics)
                 await self.shutdown()
+                await self.metrics_publisher.close()
+
+    def _say_held(self) -> None:
+        """One line whenever the set of accounts this bridge holds changes ("bridge holds a1, a2")."""
+        held = sorted(self.runners)
+        if held != self._said_held:
+            self._said_held = held
+            log.info("bridge holds %s (%s)", ", ".join(held) or "no account", self.bridge_id)
 
     async def shutdown(self) -> None:
         for account_id in list(self.runners):
@@ -161,7 +189,7 @@ class Bridge:
             await self._give_back_one()
 
     def _start(self, account: Account) -> None:
-        log.info("bridge %s holds account %s", self.bridge_id, account.id)
+        log.info("bridge %s starts the session of account %s", self.bridge_id, account.id)
         runner = AccountRunner(self, account)
         self.runners[account.id] = runner
         runner.start()
@@ -243,6 +271,7 @@ def _with_bridge_defaults(new: Settings, old: Settings) -> Settings:
 async def amain(path: str | None = None) -> None:
     file = config_path(path)
     settings = load_settings(file)
+    setup_logging(settings.secrets())
     redis = connect(settings.redis_url, settings.redis)
     try:
         await preflight(redis, settings.redis)
@@ -260,11 +289,7 @@ async def amain(path: str | None = None) -> None:
 
 
 def main() -> None:
-    logging.basicConfig(
-        level=os.environ.get("MJBROKER_LOG_LEVEL", "INFO"),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("discord").setLevel(logging.WARNING)
+    setup_logging()  # the secrets are added once the config is read (`amain`)
     started = time.monotonic()
     uvloop.run(amain())
     log.info("bridge stopped after %.0fs", time.monotonic() - started)

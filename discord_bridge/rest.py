@@ -35,6 +35,7 @@ from curl_cffi import requests as curl_requests
 from curl_cffi.requests.exceptions import RequestException as CurlError
 
 from broker.config import Account, DiscordSettings
+from broker.metrics import Metrics
 from discord_bridge.payloads import CommandBook, new_nonce
 from discord_bridge.session import Session
 
@@ -99,6 +100,7 @@ class RestClient:
     :param http: a shared aiohttp session for non-Discord hosts (upload bucket, inpaint host, links).
     :param request_timeout: seconds before an `/interactions` POST counts as ambiguous.
     :param rate_limit_budget: total seconds a request may spend waiting out 429s.
+    :param metrics: counts the interactions sent and failed (by account; default: not exported).
     """
 
     def __init__(
@@ -109,6 +111,7 @@ class RestClient:
         http: aiohttp.ClientSession,
         request_timeout: float = 15.0,
         rate_limit_budget: float = 120.0,
+        metrics: Metrics | None = None,
     ) -> None:
         self.session = session
         self.account: Account = session.account
@@ -119,6 +122,9 @@ class RestClient:
         self.commands = CommandBook()
         self.rate_limited = 0
         self._curl: curl_requests.AsyncSession[curl_requests.Response] | None = None
+        metrics = metrics or Metrics(process_collector=False)
+        self._sent = metrics.interactions_sent.labels(self.account.id)
+        self._failed = metrics.interactions_failed
 
     async def close(self) -> None:
         if self._curl is not None:
@@ -160,6 +166,21 @@ class RestClient:
         :param wait: wait out 429s (each `retry_after` in full, `rate_limit_budget` seconds in all);
             False raises `RateLimited` on the first 429 instead.
         """
+        try:
+            await self._post_interaction(payload, wait=wait)
+        except RateLimited:
+            self._failed.labels(self.account.id, "rate_limited").inc()
+            raise
+        except Rejected as exc:
+            reason = "rate_limited" if exc.status == 429 else "rejected"
+            self._failed.labels(self.account.id, reason).inc()
+            raise
+        except Ambiguous:
+            self._failed.labels(self.account.id, "no_answer").inc()
+            raise
+        self._sent.inc()
+
+    async def _post_interaction(self, payload: Payload, *, wait: bool) -> None:
         if not self.session.ready.is_set():
             raise Ambiguous("the account's Discord session is not connected")
         headers = self._headers()

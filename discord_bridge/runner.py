@@ -21,6 +21,7 @@ from broker.config import Account, Settings
 from broker.discord import INSIGHTFACE_ID, MESSAGE_CREATE, MIDJOURNEY_ID, NIJI_ID
 from broker.events import GatewayEvent
 from broker.image_fetch import ImageFetcher
+from broker.metrics import Metrics
 from broker.models import SpeedMode, TaskStatus
 from broker.queues import AccountQueues
 from broker.shutdown import cancel_and_wait
@@ -49,6 +50,7 @@ class Host(Protocol):
     bridge_id: str
     http: aiohttp.ClientSession
     fetcher: ImageFetcher
+    metrics: Metrics
 
     def publish(self, event: GatewayEvent) -> None: ...
 
@@ -68,13 +70,17 @@ class AccountRunner:
             auto_relax=account.auto_relax,
             on_relax_only=self._relax,
         )
-        self.session = Session(account, on_dispatch=self._on_dispatch, on_fatal=self._on_fatal)
+        reconnects = bridge.metrics.gateway_reconnects.labels(account.id)
+        self.session = Session(
+            account, on_dispatch=self._on_dispatch, on_fatal=self._on_fatal, on_reconnect=reconnects.inc
+        )
         cfg = bridge.settings.bridge
         self.rest = RestClient(
             self.session,
             settings=bridge.settings.discord,
             http=bridge.http,
             request_timeout=cfg.request_timeout_seconds,
+            metrics=bridge.metrics,
         )
         self.interactions = Interactions(
             self.session,

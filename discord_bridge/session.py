@@ -94,6 +94,8 @@ class Session:
     :param on_dispatch: called synchronously with (t, seq, d) for every dispatch, in order.
     :param on_fatal: called once with a reason when the token is rejected; the session then stops.
     :param reconnect_delay: seconds between attempts when login itself fails (network, 5xx).
+    :param on_reconnect: called on every READY or RESUMED after the first READY (a gateway
+        reconnect, whether resumed or identified again).
     """
 
     def __init__(
@@ -103,8 +105,10 @@ class Session:
         on_dispatch: DispatchHook,
         on_fatal: Callable[[str], None] | None = None,
         reconnect_delay: float = 2.0,
+        on_reconnect: Callable[[], None] | None = None,
     ) -> None:
         self.account = account
+        self._on_reconnect = on_reconnect
         self._on_dispatch = on_dispatch
         self._on_fatal = on_fatal
         self._reconnect_delay = reconnect_delay
@@ -231,10 +235,13 @@ class Session:
         if envelope.op != _DISPATCH or not envelope.t:
             return
         t, d = envelope.t, bytes(envelope.d)
-        if t == "READY":
-            self._on_ready(d)
-        elif t == "RESUMED":
-            self.ready.set()
+        if t in ("READY", "RESUMED"):
+            if self.ready_at is not None and self._on_reconnect is not None:
+                self._on_reconnect()
+            if t == "READY":
+                self._on_ready(d)
+            else:
+                self.ready.set()
         try:
             self._on_dispatch(t, envelope.s or 0, d)
         except Exception:

@@ -184,8 +184,10 @@ class Stack:
             "web": Proc(
                 "web", [py, "-m", "broker.api", "--port", str(self.web_port)], env=env, log_dir=self.logs
             ),
+            # the worker logs JSON (LOG_FORMAT=json), so the suite reads and redacts both formats
             "worker": Proc(
-                "worker", [py, "-m", "workers", "--log-level", worker_log], env=env, log_dir=self.logs
+                "worker", [py, "-m", "workers", "--log-level", worker_log],
+                env={**env, "LOG_FORMAT": "json"}, log_dir=self.logs,
             ),
             "bridge": Proc("bridge", [py, "-m", "discord_bridge"], env=env, log_dir=self.logs),
         }  # fmt: skip
@@ -205,7 +207,8 @@ class Stack:
     def config(self) -> dict[str, Any]:
         base = f"http://127.0.0.1:{self.mjsim_port}"
         return {
-            "server": {"host": "127.0.0.1", "port": self.web_port},
+            # metrics snapshots every 0.2 s, so /metrics shows a task's counts within a test's patience
+            "server": {"host": "127.0.0.1", "port": self.web_port, "metrics_interval_seconds": 0.2},
             # the embedded server's settings: every process reads its password from data_dir
             "redis": {
                 "url": "",

@@ -40,6 +40,7 @@ from broker.discord import MESSAGE_DELETE, ButtonKind, parse_custom_id
 from broker.events import GatewayEvent
 from broker.models import Task, TaskProperties, TaskStatus, VideoUrl
 from broker.store import InvalidTransition, TaskStore, Update, failing
+from workers.latency import EventTimes
 from workers.matching import Match, Matcher
 from workers.parser import Change, parse_event
 
@@ -77,6 +78,7 @@ class Applier:
     :param store: the only writer of task records.
     :param matcher: finds the task of a change.
     :param clock: epoch milliseconds (finishTime, startTime).
+    :param event_times: where the revisions events made are noted, for the event-to-hook latency.
     """
 
     def __init__(
@@ -86,8 +88,10 @@ class Applier:
         *,
         clock: Clock,
         finishing_of: Callable[[Task], str | None] = lambda _: None,
+        event_times: EventTimes | None = None,
     ) -> None:
         self.store = store
+        self.event_times = event_times
         self.redis: aioredis.Redis = store.redis
         self.matcher = matcher
         self.clock = clock
@@ -138,6 +142,10 @@ class Applier:
                 log.debug("late %s event for task %s: %s", change.kind, found.task.id, exc)
         latest = update.task if update else found.task
         self.matcher.remember(latest, bind)
+        if update is not None and update.changed and update.task is not None and self.event_times is not None:
+            old, new = found.task, update.task
+            if (old.status, old.progress, old.image_url) != (new.status, new.progress, new.image_url):
+                self.event_times.note(new.id, new.revision, event.at)  # a write a hook will carry
         if latest is not None and latest.properties.finishing and latest.status in _RUNNING:
             # again on a replayed event too: the entry may have died between the write and this
             await self.redis.xadd(keys.FINISHING_STREAM, {"id": latest.id}, maxlen=100_000, approximate=True)

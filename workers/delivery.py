@@ -45,6 +45,7 @@ import hmac
 import logging
 import random
 import ssl
+import time
 from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit
 
@@ -58,10 +59,12 @@ from broker import hook_receivers, keys
 from broker.clock import Clock, now_ms
 from broker.config import HookSettings
 from broker.lua import execute
+from broker.metrics import Metrics
 from broker.models import Task, decode_task
 from broker.store import TaskStore
 from broker.url_guard import UrlGuard, UrlRefused
 from workers.hook_http import HookPoster
+from workers.latency import EventTimes
 from workers.outbox import SCRIPTS, HookOutbox, Lease, ScheduleBatch, Wanted
 from workers.receiver_slots import ReceiverSlots
 
@@ -109,6 +112,8 @@ class HookDeliverer:
         `redis` with the default retention).
     :param resolver: looks receivers' names up (default: the system's); its answers are guarded.
     :param tls: how https receivers are verified (default: the system's CAs, host names checked).
+    :param metrics: counts deliveries by result, times each POST and, with `event_times`, the
+        event-to-hook latency (see `workers.latency`).
     """
 
     def __init__(
@@ -122,9 +127,13 @@ class HookDeliverer:
         resolver: AbstractResolver | None = None,
         tls: ssl.SSLContext | None = None,
         clock: Clock = now_ms,
+        metrics: Metrics | None = None,
+        event_times: EventTimes | None = None,
     ) -> None:
         self.redis = redis
         self.outbox = outbox
+        self.metrics = metrics or Metrics(process_collector=False)
+        self.event_times = event_times
         self.settings = settings
         self.clock = clock
         self.guard = guard or UrlGuard(allow_all=settings.allow_private_addresses)
@@ -296,6 +305,7 @@ class HookDeliverer:
                 slots.release(receiver)
         except UrlRefused as exc:  # by the URL, or by what the name resolved to when connecting
             log.warning("hook of task %s refused: %s", task_id, exc)
+            self.metrics.hook_deliveries.labels("refused").inc()
             # recorded first: a crash in between leaves the delivery to be claimed, refused again
             await self._record(task_id, f"refused: {exc}")
             await self.outbox.give_up(task_id, revision, f"refused: {exc}")
@@ -303,6 +313,11 @@ class HookDeliverer:
             return
         if error is None:
             self.sent += 1
+            self.metrics.hook_deliveries.labels("ok").inc()
+            if self.event_times is not None:
+                now = self.clock()
+                for at in self.event_times.take(task_id, revision):
+                    self.metrics.event_to_hook_seconds.observe(max(now - at, 0) / 1000)
             if await self.outbox.delivered(task_id, revision):
                 self.wake.set()
             if task.properties.notify_hook_error:
@@ -314,10 +329,12 @@ class HookDeliverer:
         if await self.outbox.failed(
             task_id, revision, retry_in_s=retry_in, give_up_ms=self.give_up_ms, reason=error
         ):
+            self.metrics.hook_deliveries.labels("gave_up").inc()
             log.warning("gave up the hook of task %s to %s: %s", task_id, _redact(url), error)
             minutes = self.settings.give_up_minutes
             await self._record(task_id, f"gave up after retrying for {minutes:g} min: {error}")
         else:
+            self.metrics.hook_deliveries.labels("failed").inc()
             log.info(
                 "hook of task %s to %s failed (%s); retry in %.1fs", task_id, _redact(url), error, retry_in
             )
@@ -361,12 +378,15 @@ class HookDeliverer:
             timestamp = self.clock() // 1000
             headers["X-Mjbroker-Timestamp"] = str(timestamp)
             headers["X-Mjbroker-Signature"] = sign(self.settings.secret, timestamp, body)
+        started = time.perf_counter()
         try:
             # An absolute bound: a receiver trickling its answer must not outlast the timeout.
             async with asyncio.timeout(self.settings.request_timeout_seconds):
                 return await self.poster.post(url, body, headers)
         except TimeoutError:
             return "timed out"
+        finally:
+            self.metrics.hook_seconds.observe(time.perf_counter() - started)
 
 
 def _client_options(settings: HookSettings) -> tuple[object, ...]:

@@ -34,6 +34,8 @@ from broker.clock import Clock, now_ms
 from broker.config import Settings, config_path, load_settings
 from broker.config_watcher import ConfigWatcher
 from broker.ledger import Ledger
+from broker.logs import setup_logging
+from broker.metrics import Metrics, MetricsPublisher
 from broker.queues import AccountQueues
 from broker.redis_client import check_or_exit, connect
 from broker.shutdown import RECANCEL_SECONDS, cancel_and_wait
@@ -44,6 +46,7 @@ from workers.changes import ChangeHandler
 from workers.consumer import EventHandler, StreamConsumer
 from workers.delivery import HookDeliverer
 from workers.finishing import Finisher, finishing_step
+from workers.latency import EventTimes
 from workers.matching import Matcher
 from workers.outbox import HookOutbox
 from workers.sweeper import Sweeper, SweepReport
@@ -85,7 +88,17 @@ class WorkerRuntime:
         self.clock = clock
         retention_s = settings.tasks.retention_days * 86_400
         self.redis = connect(settings.redis_url, settings.redis)
-        self.store = TaskStore(self.redis, retention_seconds=retention_s, clock=clock)
+        #: this process's counters, published for the web's /metrics (see `broker.metrics`)
+        self.metrics = Metrics()
+        self.publisher = MetricsPublisher(
+            self.redis,
+            self.metrics,
+            role="worker",
+            process=f"worker:{self.name}",
+            every=settings.server.metrics_interval_seconds,
+        )
+        event_times = EventTimes()
+        self.store = TaskStore(self.redis, retention_seconds=retention_s, clock=clock, metrics=self.metrics)
         self.queues = AccountQueues(self.redis, clock=clock)
         self.ledger: Ledger | None = None
         self.outbox = HookOutbox(self.redis, ttl_ms=int(retention_s * 1000), clock=clock)
@@ -96,6 +109,8 @@ class WorkerRuntime:
             guard=settings.hook_guard(),
             store=self.store,
             clock=clock,
+            metrics=self.metrics,
+            event_times=event_times,
         )
         self.matcher = Matcher(self.store, queues=self.queues, window_ms=self._window_ms, clock=clock)
         self.translator = Translator(settings.translation, self.redis)
@@ -104,6 +119,7 @@ class WorkerRuntime:
             self.matcher,
             clock=clock,
             finishing_of=lambda task: finishing_step(self._settings(), task),
+            event_times=event_times,
         )
         self.sweeper = Sweeper(self.store, queues=self.queues, settings=self._settings, clock=clock)
         self.events = StreamConsumer(
@@ -166,8 +182,14 @@ class WorkerRuntime:
             asyncio.create_task(self._supervise("finishing", self.finishing.run)),
             asyncio.create_task(self._supervise("hooks", self.deliverer.run)),
             asyncio.create_task(self._supervise("heartbeat", self._heartbeat)),
+            asyncio.create_task(self._supervise("metrics", self.publisher.run)),
         ]
-        log.info("worker %s started", self.name)
+        log.info(
+            "worker ready: 2 consumers (gateway events, task changes), hook deliveries up to %d "
+            "at once, as %s",
+            max(self.settings.hooks.concurrency, 1),
+            self.name,
+        )
 
     async def _heartbeat(self) -> None:
         """Tell the web this worker lives (see `broker.heartbeat`); a Redis outage only pauses it."""
@@ -181,6 +203,7 @@ class WorkerRuntime:
     async def stop(self) -> None:
         await cancel_and_wait(*self._tasks)
         self._tasks = []
+        await self.publisher.close()
         with contextlib.suppress(RedisError, OSError):
             await heartbeat.leave(self.redis, self.name)
         await self.deliverer.close()
@@ -314,16 +337,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=DEFAULT_CLAIM_IDLE_SECONDS,
         help="take over stream entries a dead worker left pending this long",
     )
-    parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--log-level", help="default: $MJBROKER_LOG_LEVEL or INFO")
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    if logging.getLogger().level >= logging.INFO:
-        # arq logs every cron run at INFO (the sweeper runs every few seconds): keep the log readable.
-        logging.getLogger("arq.worker").setLevel(logging.WARNING)
+    # (arq logs every cron run at INFO, the sweeper's every few seconds: `broker.logs` quiets it)
+    setup_logging(level=args.log_level)
     path = config_path(args.config)
     settings = load_settings(path)
+    setup_logging(settings.secrets(), level=args.log_level)
     watcher = ConfigWatcher(path, settings)
     check_or_exit(settings.redis_url, settings.redis)
     # arq builds its loop through the policy: uvloop makes every Redis round trip cheaper.

@@ -13,6 +13,7 @@ from granian import Granian
 from granian.constants import Interfaces
 
 from broker.config import ConfigError, load_settings
+from broker.logs import granian_log_config, setup_logging
 from broker.redis_client import check_or_exit
 
 
@@ -30,15 +31,21 @@ def main(argv: list[str] | None = None) -> None:
         settings = load_settings()
     except ConfigError as exc:
         raise SystemExit(f"config error: {exc}") from None
+    setup_logging(settings.secrets())
     check_or_exit(settings.redis_url, settings.redis)
+    host, port = args.host or settings.server.host, args.port or settings.server.port
+    # for the app's "web ready on ..." line, in granian's worker processes
+    os.environ["MJBROKER_WEB_ADDRESS"] = f"{host}:{port}"
     Granian(
         "broker.api.app:create_app",
         factory=True,
         interface=Interfaces.ASGI,
-        address=args.host or settings.server.host,
-        port=args.port or settings.server.port,
+        address=host,
+        port=port,
         workers=max(1, args.workers),
+        # our access log is the app's (`broker.api.observe`); granian's lines take our format
         log_access=False,
+        log_dictconfig=granian_log_config(),
     ).serve()
 
 

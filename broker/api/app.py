@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Sequence
+import os
 
 from litestar import Litestar
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import YamlRenderPlugin
 
+from broker.api.access_log import LOGGER as ACCESS_LOGGER
+from broker.api.access_log import AccessLog
 from broker.api.accounts import ACCOUNT_HANDLERS
 from broker.api.admin_accounts import ADMIN_ACCOUNT_HANDLERS
 from broker.api.admin_hooks import ADMIN_HOOK_HANDLERS
@@ -24,6 +27,8 @@ from broker.api.context import ApiContext
 from broker.api.errors import EXCEPTION_HANDLERS
 from broker.api.followups import FOLLOWUP_HANDLERS
 from broker.api.health import HEALTH_HANDLERS
+from broker.api.metrics import METRICS_HANDLERS
+from broker.api.observe import observe_middleware
 from broker.api.schema import security
 from broker.api.schema_assets import local_swagger, swagger_assets
 from broker.api.schema_page import OperationsPage
@@ -34,43 +39,14 @@ from broker.api.video import VIDEO_HANDLERS
 from broker.api.web_only import WEB_ONLY_HANDLERS
 from broker.config import Settings, config_path, load_settings
 from broker.config_watcher import ConfigWatcher
+from broker.logs import RedactSecrets, setup_logging, wants_json
+from broker.metrics import MetricsPublisher
 from broker.redis_client import connect
+from broker.shutdown import cancel_and_wait
 
 __all__ = ["RedactSecrets", "create_app"]
 
 log = logging.getLogger(__name__)
-
-
-class RedactSecrets(logging.Filter):
-    """Replaces any configured secret in a log record by `***` (defence in depth: none should be there)."""
-
-    def __init__(self, secrets: Sequence[str]) -> None:
-        super().__init__()
-        self.secrets = [s for s in secrets if len(s) >= 4]
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not self.secrets:
-            return True
-        text = record.getMessage()
-        if record.exc_info and not record.exc_text:
-            record.exc_text = logging.Formatter().formatException(record.exc_info)
-        exc_text = record.exc_text or ""
-        if any(s in text or s in exc_text for s in self.secrets):
-            for secret in self.secrets:
-                text = text.replace(secret, "***")
-                exc_text = exc_text.replace(secret, "***")
-            record.msg, record.args, record.exc_text = text, None, exc_text or None
-        return True
-
-
-def _setup_logging(settings: Settings) -> None:
-    root = logging.getLogger()
-    if not root.handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    redact = RedactSecrets(settings.secrets())
-    for handler in root.handlers:
-        if not any(isinstance(f, RedactSecrets) for f in handler.filters):
-            handler.addFilter(redact)
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -83,16 +59,38 @@ def create_app(settings: Settings | None = None) -> Litestar:
         path = config_path()
         settings = load_settings(path)
         watcher = ConfigWatcher(path, settings)
-    _setup_logging(settings)
+    setup_logging(settings.secrets())
     ctx = ApiContext(settings, watcher=watcher)
     if not settings.api_keys:
         log.warning("no api_keys configured: the API is open to anyone who can reach it")
+    server = settings.server
+    access = None
+    if server.access_log and logging.getLogger(ACCESS_LOGGER).isEnabledFor(logging.INFO):
+        access = AccessLog(secrets=settings.secrets(), json=wants_json())
+    publishing: list[tuple[MetricsPublisher, asyncio.Task[None]]] = []
 
     async def startup() -> None:
         ctx.open(connect(settings.redis_url, settings.redis))
+        publisher = MetricsPublisher(
+            ctx.redis,
+            ctx.metrics,
+            role="web",
+            process=ctx.metrics_process,
+            every=server.metrics_interval_seconds,
+        )
+        publishing.append((publisher, asyncio.create_task(publisher.run(), name="metrics")))
+        # `python -m broker.api` says where granian listens (a --port may override the config)
+        where = os.environ.get("MJBROKER_WEB_ADDRESS") or f"{server.host}:{server.port}"
+        log.info("web ready on %s (pid %d)", where, os.getpid())
 
     async def shutdown() -> None:
+        for publisher, task in publishing:
+            await cancel_and_wait(task)
+            await publisher.close()
+        publishing.clear()
         await ctx.close()
+        if access is not None:
+            access.flush()
 
     components, requirement = security(bool(settings.api_keys))
 
@@ -114,10 +112,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
             *USAGE_HANDLERS,
             *ADMIN_PAGE_HANDLERS,
             swagger_assets(),
+            *METRICS_HANDLERS,
         ],
         on_startup=[startup],
         on_shutdown=[shutdown],
-        middleware=[door_middleware(lambda: ctx.settings)],
+        middleware=[observe_middleware(ctx.metrics, access=access), door_middleware(lambda: ctx.settings)],
         exception_handlers=EXCEPTION_HANDLERS,
         request_class=ApiRequest,
         request_max_body_size=settings.server.max_body_bytes,

@@ -30,14 +30,12 @@ from litestar.types import (
 from broker.api.sessions import COOKIE_NAME, session_key
 from broker.config import ApiKey, Settings
 
-__all__ = ["ADMIN_PATHS", "door_middleware", "match_secret"]
+__all__ = ["door_middleware", "match_secret"]
 
 # code 4 as every client error (README's code table), with HTTP 401
 #: answered without an api key: the schema, the probes of load balancers (`broker.api.health`), and
 #: the status page's sign-in, sign-out and static files (`broker.api.admin_page`)
 _OPEN_PATHS = ("/schema", "/health", "/ready", "/admin/login", "/admin/logout", "/admin/assets/")
-#: need a key whose role is admin (with no keys configured, everything is open: a dev setup)
-ADMIN_PATHS = ("/mj/admin/", "/admin")
 
 _BODY_MISSING = (
     b'{"code":4,"description":"Missing api secret: send the mj-api-secret header",'
@@ -75,16 +73,17 @@ class _Keys:
 def door_middleware(settings: Callable[[], Settings]) -> type:
     """An ASGI middleware class (litestar builds it with `app=`): CORS, then the key check.
 
-    :param settings: the settings in force, asked on every request so that api keys and CORS
-        origins added, revoked or rotated in config.yaml apply without a restart.
+    :param settings: the settings in force, asked on every request so that api keys, CORS origins
+        and `server.metrics_requires_key` changed in config.yaml apply without a restart.
     """
     tables = _Keys(settings().api_keys)
     origins_source: Sequence[str] = ()
     any_origin = False
     origins: set[bytes] = set()
+    open_paths: tuple[str, ...] = _OPEN_PATHS
 
     def current_keys() -> _Keys:
-        nonlocal tables, origins_source, any_origin, origins
+        nonlocal tables, origins_source, any_origin, origins, open_paths
         now = settings()
         if now.api_keys is not tables.source:
             tables = _Keys(now.api_keys)
@@ -92,6 +91,8 @@ def door_middleware(settings: Callable[[], Settings]) -> type:
             origins_source = now.server.cors_origins
             any_origin = "*" in origins_source
             origins = {o.encode() for o in origins_source}
+        # `/metrics` needs no key unless server.metrics_requires_key
+        open_paths = _OPEN_PATHS if now.server.metrics_requires_key else (*_OPEN_PATHS, "/metrics")
         return tables
 
     def allowed(origin: bytes) -> bytes | None:
@@ -138,7 +139,7 @@ def door_middleware(settings: Callable[[], Settings]) -> type:
             if allow is not None:
                 send = _with_origin(send, allow)
             path = scope["path"]
-            if keys.secrets and not path.startswith(_OPEN_PATHS):
+            if keys.secrets and not path.startswith(open_paths):
                 given = _given(secret, auth)
                 key_name = match_secret(keys.secrets, given) if given else None
                 if key_name is None and not given and cookie and scope["method"] in ("GET", "HEAD"):
@@ -151,13 +152,19 @@ def door_middleware(settings: Callable[[], Settings]) -> type:
                     body = _BODY_MISSING if not given else _BODY_WRONG
                     await _answer(send, 401, [(b"content-type", b"application/json")], body)
                     return
-                if key_name not in keys.admins and path.startswith(ADMIN_PATHS):
+                if key_name not in keys.admins and _is_admin(path):
                     await _answer(send, 403, [(b"content-type", b"application/json")], _BODY_NOT_ADMIN)
                     return
                 scope["mjb_key"] = key_name  # type: ignore[typeddict-unknown-key]
             await self.app(scope, receive, send)
 
     return DoorMiddleware
+
+
+def _is_admin(path: str) -> bool:
+    # Anywhere in the path, not only at its start: a route alias (such as the /mj-fast prefixes of
+    # the client routes) given to an admin route by mistake must not open it to client keys.
+    return "/mj/admin/" in path or path.lstrip("/").startswith("admin")
 
 
 def _browsing(path: str, method: str) -> bool:

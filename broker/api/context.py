@@ -16,6 +16,7 @@ from broker.config import Settings
 from broker.config_watcher import ConfigWatcher
 from broker.heartbeat import WorkerWatch
 from broker.ledger import Ledger
+from broker.metrics import Metrics, process_name
 from broker.queues import AccountQueues
 from broker.store import TaskStore
 from broker.translation import Translator
@@ -38,10 +39,15 @@ class ApiContext:
         self._translator: Translator | None = None
         self._ledger: Ledger | None = None
         self._ledger_lock = threading.Lock()
+        #: this process's counters (see `broker.metrics`), published under `metrics_process`
+        self.metrics = Metrics()
+        self.metrics_process = process_name("web")
 
     def open(self, redis: aioredis.Redis) -> None:
         self._redis = redis
-        self._store = TaskStore(redis, retention_seconds=self.settings.tasks.retention_days * 86400)
+        self._store = TaskStore(
+            redis, retention_seconds=self.settings.tasks.retention_days * 86400, metrics=self.metrics
+        )
         self._queues = AccountQueues(redis)
         # how long an account status and the account loads read are trusted (tests use 0)
         self._admitter = Admitter(

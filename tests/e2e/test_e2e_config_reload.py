@@ -57,7 +57,7 @@ async def test_config_reload_adds_and_removes_accounts_without_touching_the_othe
         assert (await _state(stack, "a1"))[0] == "ONLINE"
         # a1's session was not restarted: the bridge took the account once
         log = stack.procs["bridge"].log_path.read_text(errors="replace")
-        assert log.count("holds account a1") == 1, log[-2000:]
+        assert log.count("starts the session of account a1") == 1, log[-2000:]
         reply = await stack.post(
             "/mj/submit/imagine",
             {"prompt": "still working after a reload", "accountFilter": {"instanceId": "a1"}},
