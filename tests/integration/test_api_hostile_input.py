@@ -14,7 +14,8 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.routes import HTTPRoute
 
 from broker.api.app import create_app
-from broker.api.auth import ADMIN_PATHS
+
+ADMIN_PATHS = ("/mj/admin/", "/admin")  # the door refuses them a client key before any body is read
 from broker.config import load_settings
 from broker.models import Button, Task, TaskAction, TaskStatus
 from broker.store import TaskStore
