@@ -14,12 +14,12 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.routes import HTTPRoute
 
 from broker.api.app import create_app
-
-ADMIN_PATHS = ("/mj/admin/", "/admin")  # the door refuses them a client key before any body is read
 from broker.config import load_settings
 from broker.models import Button, Task, TaskAction, TaskStatus
 from broker.store import TaskStore
 
+#: the door refuses these a client key before any body is read
+ADMIN_PATHS = ("/mj/admin/", "/admin")
 _PARAM = re.compile(r"\{[^}]+\}")
 UNKNOWN_ID = "1799999999999999"
 
