@@ -16,6 +16,7 @@ __all__ = [
     "FINISHING_STREAM",
     "HOOKS_DUE",
     "LIVE_TASKS",
+    "STORED_IMAGES",
     "UNMATCHED_EVENTS",
     "WORKERS",
     "account_facts",
@@ -141,3 +142,8 @@ def hook_state(task_id: str) -> str:
 def translation(digest: str) -> str:
     """A cached translation (`broker.translation`); `digest` hashes the model, direction and text."""
     return f"{PREFIX}:tr:{digest}"
+
+
+#: sorted set of task ids with a copy in the image store, scored by the epoch ms their record
+#: expires at the earliest (`workers.image_retention` deletes the copy once the record is gone)
+STORED_IMAGES = f"{PREFIX}:images:stored"

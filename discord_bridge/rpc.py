@@ -7,6 +7,8 @@ and LPUSHes one `BridgeReply` on `keys.bridge_rpc_reply(call.id)`.
 - upload: the call's blobs (stored under the call id) -> CDN URLs, in `blob_names` order.
 - seed: ✉️ reaction on the task's message; the bot DMs `**Job ID**: <hash>` / `**seed** <digits>`;
   the seed is replied and written on the task (a SUCCESS task may still learn its seed).
+- refresh: expired CDN links -> fresh ones, through the account's own REST client (a worker that
+  copies a result into the image store asks; it holds no Discord session of its own).
 """
 
 from __future__ import annotations
@@ -107,6 +109,8 @@ class RpcServer:
             result: list[str] | str
             if call.kind == "upload":
                 result = await self._upload(call)
+            elif call.kind == "refresh":
+                result = await self.rest.refresh_urls(call.urls)
             else:
                 result = await self._seed(call)
             reply = BridgeReply(id=call.id, ok=True, result=result)

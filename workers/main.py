@@ -33,6 +33,8 @@ from broker import heartbeat, keys
 from broker.clock import Clock, now_ms
 from broker.config import Settings, config_path, load_settings
 from broker.config_watcher import ConfigWatcher
+from broker.image_fetch import ImageFetcher
+from broker.image_store import open_store
 from broker.ledger import Ledger
 from broker.queues import AccountQueues
 from broker.redis_client import check_or_exit, connect
@@ -44,6 +46,8 @@ from workers.changes import ChangeHandler
 from workers.consumer import EventHandler, StreamConsumer
 from workers.delivery import HookDeliverer
 from workers.finishing import Finisher, finishing_step
+from workers.image_copy import ImageCopier
+from workers.image_retention import ImageRetention
 from workers.matching import Matcher
 from workers.outbox import HookOutbox
 from workers.sweeper import Sweeper, SweepReport
@@ -99,6 +103,19 @@ class WorkerRuntime:
         )
         self.matcher = Matcher(self.store, queues=self.queues, window_ms=self._window_ms, clock=clock)
         self.translator = Translator(settings.translation, self.redis)
+        # the store is chosen at start: a change of images.backend applies after a restart
+        self.images = open_store(settings.images)
+        self.fetcher = ImageFetcher(
+            settings.link_guard(),
+            max_bytes=settings.tasks.max_image_bytes,
+            max_redirects=settings.url_guard.max_redirects,
+            timeout_seconds=settings.url_guard.timeout_seconds,
+        )
+        copier = None
+        self.retention: ImageRetention | None = None
+        if self.images is not None:
+            copier = ImageCopier(self.images, self.fetcher, self.redis, settings=self._settings, clock=clock)
+            self.retention = ImageRetention(self.images, self.redis, clock=clock)
         self.applier = Applier(
             self.store,
             self.matcher,
@@ -119,7 +136,7 @@ class WorkerRuntime:
             stream=keys.FINISHING_STREAM,
             group=keys.FINISHING_GROUP,
             name=self.name,
-            handle=Finisher(self.store, self.translator, clock=clock),
+            handle=Finisher(self.store, self.translator, clock=clock, copier=copier),
             claim_idle_ms=self.claim_idle_ms,
         )
         self.changes: StreamConsumer | None = None
@@ -182,6 +199,9 @@ class WorkerRuntime:
             await heartbeat.leave(self.redis, self.name)
         await self.deliverer.close()
         await self.translator.close()
+        await self.fetcher.close()
+        if self.images is not None:
+            await self.images.close()
         if self.ledger is not None:
             await asyncio.to_thread(self.ledger.close)
             self.ledger = None
@@ -189,7 +209,13 @@ class WorkerRuntime:
         log.info("worker %s stopped", self.name)
 
     async def sweep(self) -> SweepReport:
-        return await self.sweeper.sweep()
+        report = await self.sweeper.sweep()
+        if self.retention is not None:
+            try:
+                await self.retention.sweep()
+            except (RedisError, OSError) as exc:
+                log.warning("stored images not swept (%s); next sweep retries", type(exc).__name__)
+        return report
 
     async def _supervise(self, what: str, run: Callable[[], Awaitable[None]]) -> None:
         # A loop that dies of a bug restarts: one bad entry must not stop the whole worker.

@@ -18,6 +18,7 @@ from broker.api.context import ApiContext
 from broker.api.errors import EXCEPTION_HANDLERS
 from broker.api.followups import FOLLOWUP_HANDLERS
 from broker.api.health import HEALTH_HANDLERS
+from broker.api.image_routes import IMAGE_HANDLERS
 from broker.api.schema import security
 from broker.api.schema_page import OperationsPage
 from broker.api.submit import SUBMIT_HANDLERS
@@ -94,6 +95,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             *ACCOUNT_HANDLERS,
             *HEALTH_HANDLERS,
             *ADMIN_SESSION_HANDLERS,
+            *IMAGE_HANDLERS,
         ],
         on_startup=[startup],
         on_shutdown=[shutdown],

@@ -13,6 +13,7 @@ from broker.clock import now_ms
 from broker.config import Settings
 from broker.config_watcher import ConfigWatcher
 from broker.heartbeat import WorkerWatch
+from broker.image_store import ImageStore, open_store
 from broker.queues import AccountQueues
 from broker.store import TaskStore
 from broker.translation import Translator
@@ -33,6 +34,8 @@ class ApiContext:
         self._admitter: Admitter | None = None
         self._workers: WorkerWatch | None = None
         self._translator: Translator | None = None
+        #: the image store the image routes serve (None = off); chosen at start, as the workers do
+        self.images: ImageStore | None = None
 
     def open(self, redis: aioredis.Redis) -> None:
         self._redis = redis
@@ -48,11 +51,15 @@ class ApiContext:
         )
         self._workers = WorkerWatch(redis)
         self._translator = Translator(self.settings.translation, redis)
+        self.images = open_store(self.settings.images)
 
     async def close(self) -> None:
         if self._translator is not None:
             await self._translator.close()
             self._translator = None
+        if self.images is not None:
+            await self.images.close()
+            self.images = None
         if self._redis is not None:
             await self._redis.aclose()
         self._redis = self._store = self._queues = self._admitter = self._workers = None
