@@ -28,7 +28,7 @@ from broker.api.schema import GET_BY_ID, responses
 from broker.errors import NotFound, TaskNotFound, echo
 from broker.image_store import StoredFile
 
-__all__ = ["IMAGE_HANDLERS", "IMAGE_PATH", "byte_range", "image_door"]
+__all__ = ["IMAGE_HANDLERS", "IMAGE_PATH", "Unsatisfiable", "byte_range", "image_door"]
 
 AnyRequest = Request[Any, Any, Any]
 

@@ -64,7 +64,9 @@ async def get(url: str, **headers: str) -> httpx.Response:
         return await client.get(url, headers=headers)
 
 
-async def test_the_success_hook_carries_the_stores_stable_urls(stack: ImageStack, grid: dict[str, Any]) -> None:
+async def test_the_success_hook_carries_the_stores_stable_urls(
+    stack: ImageStack, grid: dict[str, Any]
+) -> None:
     base = f"http://127.0.0.1:{stack.web_port}/mj/image/{grid['id']}"
     assert grid["imageUrl"] == base
     assert grid["imageUrls"] == [{"url": f"{base}/{n}"} for n in range(1, 5)]
@@ -104,7 +106,9 @@ async def test_etag_gives_304_and_ranges_give_206_with_cors(stack: ImageStack, g
     assert "range" in preflight.headers["access-control-allow-headers"]
 
 
-async def test_unknown_tasks_and_paths_outside_the_store_give_404(stack: ImageStack, grid: dict[str, Any]) -> None:
+async def test_unknown_tasks_and_paths_outside_the_store_give_404(
+    stack: ImageStack, grid: dict[str, Any]
+) -> None:
     web = f"http://127.0.0.1:{stack.web_port}"
     (stack.images_dir.parent / "secret.png").write_bytes(b"not for you")
     for path in [
@@ -170,7 +174,9 @@ async def test_stored_images_outlive_the_cdn(stack: ImageStack, grid: dict[str, 
         image = opened(quarter.content).convert("RGB")
         assert image.size == (GRID_EDGE // 2, GRID_EDGE // 2)
         left, top = (n % 2) * GRID_EDGE // 2, (n // 2) * GRID_EDGE // 2
-        assert image.tobytes() == pixels.crop((left, top, left + GRID_EDGE // 2, top + GRID_EDGE // 2)).tobytes()
+        assert (
+            image.tobytes() == pixels.crop((left, top, left + GRID_EDGE // 2, top + GRID_EDGE // 2)).tobytes()
+        )
     thumb = await get(grid["thumbnailUrl"])
     assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/webp"
     assert opened(thumb.content).format == "WEBP"
