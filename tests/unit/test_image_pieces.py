@@ -67,10 +67,10 @@ def test_finishing_steps_follow_the_store_and_the_translation() -> None:
 
 
 def test_a_grid_is_told_by_its_upscale_buttons() -> None:
-    grid = Task(id="1", action=TaskAction.IMAGINE,
-                buttons=[Button(custom_id="MJ::JOB::upsample::1::h"), Button(custom_id="MJ::JOB::reroll::0::h")])  # fmt: skip
-    upscaled = Task(id="2", action=TaskAction.UPSCALE,
-                    buttons=[Button(custom_id="MJ::JOB::upsample_v7_2x_subtle::1::h::SOLO")])  # fmt: skip
+    grid_buttons = [Button(custom_id="MJ::JOB::upsample::1::h"), Button(custom_id="MJ::JOB::reroll::0::h")]
+    grid = Task(id="1", action=TaskAction.IMAGINE, buttons=grid_buttons)
+    solo = [Button(custom_id="MJ::JOB::upsample_v7_2x_subtle::1::h::SOLO")]
+    upscaled = Task(id="2", action=TaskAction.UPSCALE, buttons=solo)
     assert is_grid(grid) and not is_grid(upscaled)
     image, parts, thumb = image_urls("https://i.example", "7", quarters=0)
     assert [p.url for p in parts] == [image] and thumb == "https://i.example/mj/image/7/thumbnail"
