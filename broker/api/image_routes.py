@@ -11,8 +11,10 @@ tasks, hooks and web pages) and with what browsers and CDNs expect of static ima
 - CORS for any origin (front ends draw results into a canvas), on every answer, and preflights
   answered here: the door (`broker.api.auth`) hands these paths to `image_door`.
 
-An unknown task, an id that is not one (`..`, slashes, absolute paths never name a file: see
-`broker.image_store.valid_task_id`) or a part the task has not -> 404, code 4.
+The routes are left out of the OpenAPI schema: they are static files, not API operations (no api
+key, image bodies), and listed in the README. An unknown task, an id that is not one (`..`,
+slashes, absolute paths never name a file: see `broker.image_store.valid_task_id`) or a part the
+task has not -> 404, code 4.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ from litestar import Request, Response, get
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from broker.api.context import context_of
-from broker.api.schema import GET_BY_ID, responses
 from broker.errors import NotFound, TaskNotFound, echo
 from broker.image_store import StoredFile
 
@@ -132,8 +133,7 @@ def _etags(header: str | None) -> list[str]:
 @get(
     "/mj/image/{task_id:str}",
     summary="The stored image of a task (a grid whole); no api key needed",
-    responses=responses(GET_BY_ID),
-    include_in_schema=True,
+    include_in_schema=False,
 )
 async def image(request: AnyRequest, task_id: str) -> Response[bytes]:
     return await _serve(request, task_id, "")
@@ -142,7 +142,7 @@ async def image(request: AnyRequest, task_id: str) -> Response[bytes]:
 @get(
     "/mj/image/{task_id:str}/{part:str}",
     summary="A quarter of a stored grid (1..4, as U1..U4), or `thumbnail` (a small WebP)",
-    responses=responses(GET_BY_ID),
+    include_in_schema=False,
 )
 async def image_part(request: AnyRequest, task_id: str, part: str) -> Response[bytes]:
     return await _serve(request, task_id, part)
