@@ -18,6 +18,7 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -110,6 +111,8 @@ class WorkerRuntime:
             max_bytes=settings.tasks.max_image_bytes,
             max_redirects=settings.url_guard.max_redirects,
             timeout_seconds=settings.url_guard.timeout_seconds,
+            # built now (it reads the system's CAs: a few hundred ms), not on the first copy's path
+            tls=ssl.create_default_context() if self.images is not None else None,
         )
         copier = None
         self.retention: ImageRetention | None = None
