@@ -109,8 +109,8 @@ class ImageCopier:
         timeout = settings.images.copy_timeout_seconds
         url = task.image_url or ""
         try:
-            async with asyncio.timeout(timeout):
-                data, ext = await self._download(task, url, wait_s=timeout)
+            async with asyncio.timeout(timeout) as scope:
+                data, ext = await self._download(task, url, deadline=scope.when() or 0.0)
                 files, _, _ = await asyncio.to_thread(
                     render_copy, data, ext, grid=is_grid(task), thumbnail_px=settings.images.thumbnail_px
                 )
@@ -139,22 +139,25 @@ class ImageCopier:
         log.warning("task %s: image not copied into the store: %s", task.id, why)
         return Copied(error=f"image not stored: {why}")
 
-    async def _download(self, task: Task, url: str, *, wait_s: float) -> tuple[bytes, str]:
+    async def _download(self, task: Task, url: str, *, deadline: float) -> tuple[bytes, str]:
         if link_expired(url, self.clock()):
-            url = await self._refresh(task, url, wait_s=wait_s)
+            url = await self._refresh(task, url, deadline=deadline)
             return await self.fetcher.fetch(url)
         try:
             return await self.fetcher.fetch(url)
         except FetchRefused as exc:
             if exc.status not in _EXPIRED_STATUSES:
                 raise
-        return await self.fetcher.fetch(await self._refresh(task, url, wait_s=wait_s))
+        return await self.fetcher.fetch(await self._refresh(task, url, deadline=deadline))
 
-    async def _refresh(self, task: Task, url: str, *, wait_s: float) -> str:
+    async def _refresh(self, task: Task, url: str, *, deadline: float) -> str:
         """A fresh link for `url`, from the bridge that holds the task's account."""
         if not task.instance_id:
             raise FetchRefused("the link has expired and the task has no account to refresh it")
-        call = new_call("refresh", urls=[url], timeout=wait_s)
+        # the bridge's answer is awaited until shortly before the copy's own bound (`deadline`, on
+        # the loop's clock), so that a bridge that never answers is what the task is told
+        left = deadline - asyncio.get_running_loop().time()
+        call = new_call("refresh", urls=[url], timeout=max(0.2, left - min(0.5, left / 4)))
         try:
             fresh = await call_bridge(self.redis, task.instance_id, call)
         except BrokerError as exc:

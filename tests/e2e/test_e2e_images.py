@@ -131,7 +131,9 @@ async def test_unknown_tasks_and_paths_outside_the_store_give_404(
     assert unknown.json()["code"] == 4 and unknown.headers["access-control-allow-origin"] == "*"
 
 
-async def test_an_expired_discord_link_is_refreshed_through_the_bridge(stack: ImageStack) -> None:
+async def test_an_expired_discord_link_is_refreshed_through_the_bridge(
+    stack: ImageStack, grid: dict[str, Any]
+) -> None:
     # links in messages are born expired; refresh-urls gives links of a day
     await stack.sim_control("PATCH", "/_sim/settings", {"cdn_link_seconds": 0})
     try:
@@ -146,6 +148,10 @@ async def test_an_expired_discord_link_is_refreshed_through_the_bridge(stack: Im
     expired = await get(task["properties"]["discordImageUrl"])
     assert expired.status_code == 404 and expired.text == "This content is no longer available."
     assert opened((await get(task["imageUrl"])).content).size == (GRID_EDGE, GRID_EDGE)
+    # mjsim's "expire now": every link handed out so far, the grid's too, is refused from then on
+    assert (await get(grid["properties"]["discordImageUrl"])).status_code == 200
+    await stack.sim_control("POST", "/_sim/cdn/expire")
+    assert (await get(grid["properties"]["discordImageUrl"])).status_code == 404
 
 
 async def test_a_cdn_answer_that_is_no_image_leaves_the_discord_url_and_says_why(stack: ImageStack) -> None:

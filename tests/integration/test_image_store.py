@@ -76,6 +76,8 @@ class Cdn:
                 await response.write(chunk)
             await response.write_eof()
             return response
+        if name == "expired.png":  # what Discord's CDN answers for an expired link
+            return web.Response(status=404, text="This content is no longer available.")
         if name == "slow.png":
             await self._release.wait()  # until the server stops
         return web.Response(status=500)
@@ -150,6 +152,8 @@ async def test_a_grid_is_stored_with_its_quarters_and_thumbnail(
         ("huge.png", f"is larger than {CAP} bytes"),
         ("slow.png", "the copy took longer than 2 s"),
         ("gone.png", "answered HTTP 500"),
+        # a 404 is an expired link: the bridge holding a1 is asked for a fresh one (none runs here)
+        ("expired.png", "the link has expired and was not refreshed: no bridge answered for account a1"),
     ],
 )
 async def test_a_copy_that_cannot_be_made_says_why_and_stores_nothing(
