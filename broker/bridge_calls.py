@@ -11,7 +11,9 @@ Protocol (Redis only; web and bridge never talk directly):
 3. the bridge holding the account BLPOPs its rpc list (first come, first served), drops a call
    whose `deadline_ms` (epoch ms) has passed (nobody waits for it any more), runs it, and LPUSHes
    one `BridgeReply` JSON on `keys.bridge_rpc_reply(call.id)` with a short expiry (e.g. 60 s):
-   upload -> `result` = the attachment URLs in `blob_names` order; seed -> `result` = the seed string.
+   upload -> `result` = the attachment URLs in `blob_names` order; seed -> `result` = the seed string;
+   refresh (from a worker: `workers.image_copy`) -> `result` = fresh links for the expired CDN
+   links in `urls`, in order (Discord's ``POST /attachments/refresh-urls``).
    On failure `ok=False` and `error` says why in plain words (never a token).
 4. A timeout means no bridge holds the account or it is stuck: web answers code 9
    ("no bridge answered for account X").
@@ -40,9 +42,11 @@ class BridgeCall(msgspec.Struct, kw_only=True):
     """A request from web to the bridge holding an account."""
 
     id: str
-    kind: Literal["upload", "seed", "cancel"]
+    kind: Literal["upload", "seed", "cancel", "refresh"]
     task_id: str | None = None
     blob_names: list[str] = msgspec.field(default_factory=list)
+    #: expired CDN links to refresh (kind "refresh")
+    urls: list[str] = msgspec.field(default_factory=list)
     #: epoch ms after which nobody waits for the answer
     deadline_ms: int
 
@@ -61,10 +65,11 @@ _reply_decoder = msgspec.json.Decoder(BridgeReply)
 
 
 def new_call(
-    kind: Literal["upload", "seed", "cancel"],
+    kind: Literal["upload", "seed", "cancel", "refresh"],
     *,
     task_id: str | None = None,
     blob_names: list[str] | None = None,
+    urls: list[str] | None = None,
     timeout: float | None = None,
 ) -> BridgeCall:
     wait = (
@@ -77,6 +82,7 @@ def new_call(
         kind=kind,
         task_id=task_id,
         blob_names=blob_names or [],
+        urls=urls or [],
         deadline_ms=now_ms() + int(wait * 1000),
     )
 

@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import msgspec
 import yaml
 
+from broker.image_settings import ImageSettings, check_image_settings
 from broker.models import BotType, SpeedMode
 from broker.redis_password import embedded_password, existing_password
 from broker.url_guard import UrlGuard, parse_allow
@@ -285,6 +286,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     bridge: BridgeSettings = BridgeSettings()
     url_guard: UrlGuardSettings = UrlGuardSettings()
     translation: TranslationSettings = TranslationSettings()
+    images: ImageSettings = ImageSettings()
     api_keys: tuple[ApiKey, ...] = ()
     banned_words: tuple[str, ...] = ()
     accounts: tuple[Account, ...] = ()
@@ -321,6 +323,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         """Every secret value, so tests and log filters can check none leaks."""
         values = [a.token for a in self.accounts] + [k.secret for k in self.api_keys] + [self.hooks.secret]
         values.append(self.translation.api_key)
+        values.append(self.images.s3.secret_access_key)
         proxies = (self.hooks.env_proxy.http, self.hooks.env_proxy.https)
         values += [urlsplit(p).password or "" for p in proxies]  # http://user:password@proxy:3128
         if self.redis.url:
@@ -328,6 +331,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         else:
             values.append(existing_password(self.redis.data_dir) or "")
         return [v for v in values if v]
+
+    def image_base_url(self) -> str:
+        """The origin of the image URLs written into tasks: `images.public_base_url`, else the web's."""
+        if self.images.public_base_url:
+            return self.images.public_base_url.rstrip("/")
+        return f"http://{self.server.host}:{self.server.port}"
 
 
 #: least_busy: fewest running + waiting first; weight: at random in proportion to `weight`;
@@ -407,6 +416,9 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("translation.timeout_seconds: must be positive")
     if settings.url_guard.max_redirects < 0:
         raise ConfigError("url_guard.max_redirects: must not be negative")
+    images_wrong = check_image_settings(settings.images)
+    if images_wrong:
+        raise ConfigError(images_wrong)
 
 
 def _lift_accounts(document: dict[str, Any]) -> dict[str, Any]:

@@ -42,11 +42,13 @@ _LOOKUP_TIMEOUT_S = 5.0
 
 
 class FetchRefused(Exception):
-    """A link that was not fetched, or whose answer is not an acceptable image; `reason` says why."""
+    """A link that was not fetched, or whose answer is not an acceptable image; `reason` says why,
+    `status` is the HTTP status that refused it, if one did."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, *, status: int | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.status = status
 
 
 def _origin(url: str) -> str:
@@ -160,7 +162,9 @@ class ImageFetcher:
                         url = urljoin(url, response.headers["Location"])
                         continue
                     if response.status != 200:
-                        raise FetchRefused(f"image link {origin} answered HTTP {response.status}")
+                        raise FetchRefused(
+                            f"image link {origin} answered HTTP {response.status}", status=response.status
+                        )
                     if (response.content_length or 0) > self.max_bytes:
                         raise FetchRefused(f"image link {origin} is larger than {self.max_bytes} bytes")
                     body = bytearray()

@@ -18,6 +18,7 @@ __all__ = [
     "HOOK_RECEIVERS_FAILING",
     "LIVE_TASKS",
     "METRICS",
+    "STORED_IMAGES",
     "UNMATCHED_EVENTS",
     "WORKERS",
     "account_day_count",
@@ -172,3 +173,8 @@ HOOK_RECEIVERS_FAILING = f"{PREFIX}:hooks:receivers:failing"
 def hook_receiver(receiver: str) -> str:
     """Hash {failures, first_failure_ms, last_failure_ms, last_error} of a failing hook receiver."""
     return f"{PREFIX}:hooks:receiver:{receiver}"
+
+
+#: sorted set of task ids with a copy in the image store, scored by the epoch ms their record
+#: expires at the earliest (`workers.image_retention` deletes the copy once the record is gone)
+STORED_IMAGES = f"{PREFIX}:images:stored"

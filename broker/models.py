@@ -17,6 +17,7 @@ from broker.video import VideoSpec
 __all__ = [
     "BotType",
     "Button",
+    "ImageUrl",
     "ReturnCode",
     "SpeedMode",
     "SubmitResult",
@@ -114,6 +115,12 @@ class VideoUrl(msgspec.Struct, kw_only=True):
     url: str
 
 
+class ImageUrl(msgspec.Struct, kw_only=True):
+    """One entry of a task's `imageUrls` (the name trueai-org/midjourney-proxy uses)."""
+
+    url: str
+
+
 class TaskProperties(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=True):
     """The free `properties` map of midjourney-proxy, typed; unset keys are left out of the JSON."""
 
@@ -166,6 +173,10 @@ class TaskProperties(msgspec.Struct, kw_only=True, rename="camel", omit_defaults
     cancel_custom_id: str | None = None
     #: epoch ms when a client asked to cancel the running job; its "(Stopped)" then fails it "cancelled"
     cancel_requested_time: int | None = None
+    #: Discord's URL of the result, once `imageUrl` is the image store's copy (`workers.image_copy`)
+    discord_image_url: str | None = None
+    #: why the result could not be copied into the image store (imageUrl is then Discord's URL)
+    image_store_error: str | None = None
 
 
 class Task(msgspec.Struct, kw_only=True, rename="camel"):
@@ -182,6 +193,10 @@ class Task(msgspec.Struct, kw_only=True, rename="camel"):
     start_time: int | None = None
     finish_time: int | None = None
     image_url: str | None = None
+    #: the image store's copies: the four quarters of a grid, or the one image of a single result
+    image_urls: list[ImageUrl] | None = None
+    #: a small WebP of the result, from the image store
+    thumbnail_url: str | None = None
     progress: str | None = None
     fail_reason: str | None = None
     properties: TaskProperties = msgspec.field(default_factory=TaskProperties)

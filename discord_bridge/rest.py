@@ -301,6 +301,21 @@ class RestClient:
             raise Rejected(400, f"Discord returned {len(urls)} attachment URLs for {len(files)} files")
         return urls
 
+    async def refresh_urls(self, urls: list[str]) -> list[str]:
+        """Fresh links for expired CDN links, in order (what the official client asks when a link
+        it shows has expired)."""
+        route = discord.http.Route("POST", "/attachments/refresh-urls")
+        answer = await self._request(route, json={"attachment_urls": urls})
+        fresh = {
+            str(item.get("original")): str(item.get("refreshed"))
+            for item in (answer or {}).get("refreshed_urls") or []
+            if isinstance(item, dict) and item.get("refreshed")
+        }
+        missing = [url for url in urls if url not in fresh]
+        if missing:
+            raise Rejected(400, f"Discord refreshed {len(urls) - len(missing)} of {len(urls)} links")
+        return [fresh[url] for url in urls]
+
     async def recent_messages(self, channel_id: str, *, limit: int = 50) -> list[Payload]:
         """The channel's latest messages, oldest first (catch-up after a session change)."""
         route = discord.http.Route("GET", "/channels/{channel_id}/messages", channel_id=channel_id)

@@ -8,6 +8,8 @@ and LPUSHes one `BridgeReply` on `keys.bridge_rpc_reply(call.id)`.
 - cancel: "Cancel Job" pressed on a running task's message (`discord_bridge.cancel`).
 - seed: ✉️ reaction on the task's message; the bot DMs `**Job ID**: <hash>` / `**seed** <digits>`;
   the seed is replied and written on the task (a SUCCESS task may still learn its seed).
+- refresh: expired CDN links -> fresh ones, through the account's own REST client (a worker that
+  copies a result into the image store asks; it holds no Discord session of its own).
 """
 
 from __future__ import annotations
@@ -113,6 +115,8 @@ class RpcServer:
                 result = await press_cancel(
                     call.task_id or "", store=self.store, session=self.session, rest=self.rest
                 )
+            elif call.kind == "refresh":
+                result = await self.rest.refresh_urls(call.urls)
             else:
                 result = await self._seed(call)
             reply = BridgeReply(id=call.id, ok=True, result=result)

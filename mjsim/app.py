@@ -10,10 +10,11 @@ from aiohttp import web
 from mjsim.bots import InsightFaceBot, MidjourneyBot
 from mjsim.bots.base import BotRuntime
 from mjsim.cdn import content_type, file_body
+from mjsim.cdn_links import EXPIRED_TEXT, add_link_routes
 from mjsim.control import ControlApi
 from mjsim.faults import FaultBook
 from mjsim.gateway import GatewayHub
-from mjsim.rest import RestApi
+from mjsim.rest import API_PREFIXES, RestApi
 from mjsim.state import AccountSpec, SimSettings, SimState
 
 __all__ = ["SIM_KEY", "Simulator", "create_app"]
@@ -42,11 +43,16 @@ async def _serve_cdn(request: web.Request) -> web.StreamResponse:
     sim = request.app[SIM_KEY]
     path = request.path
     entry = sim.state.files.get(path)
+    # Discord's CDN lets any origin read its files (front ends draw them into a canvas)
+    cors = {"Access-Control-Allow-Origin": "*"}
     if entry is None:
-        return web.Response(status=404, text="Not Found")
+        return web.Response(status=404, text="Not Found", headers=cors)
+    settings = sim.state.settings
+    if not sim.state.cdn_links.valid(path, request.query, require=settings.cdn_require_signature):
+        return web.Response(status=404, text=EXPIRED_TEXT, headers=cors)
     return web.Response(
         body=file_body(entry, path),
-        headers={"Content-Type": content_type(path), "Cache-Control": "public, max-age=86400"},
+        headers={"Content-Type": content_type(path), "Cache-Control": "public, max-age=86400", **cors},
     )
 
 
@@ -81,6 +87,7 @@ def create_app(
     ControlApi(runtime).add_routes(app)
     app.router.add_get("/attachments/{path:.+}", _serve_cdn)
     app.router.add_get("/ephemeral-attachments/{path:.+}", _serve_cdn)
+    add_link_routes(app, state, API_PREFIXES)
 
     async def _shutdown(app: web.Application) -> None:
         await runtime.cancel_all()

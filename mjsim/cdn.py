@@ -114,10 +114,18 @@ def signed_query(path: str, *, now: float | None = None) -> str:
 
 
 def attachment_payload(
-    *, base_url: str, path: str, attachment_id: str, filename: str, size: int, width: int, height: int
+    *,
+    base_url: str,
+    path: str,
+    attachment_id: str,
+    filename: str,
+    size: int,
+    width: int,
+    height: int,
+    query: str | None = None,
 ) -> Payload:
-    """An attachment object as Discord sends it inside messages."""
-    url = base_url + path + signed_query(path)
+    """An attachment object as Discord sends it inside messages (`query`: its signed query)."""
+    url = base_url + path + (query if query is not None else signed_query(path))
     return {
         "id": attachment_id,
         "filename": filename,
@@ -160,4 +168,5 @@ def publish(
         size=len(file_body(entry, path)),
         width=edge,
         height=edge,
+        query=state.cdn_links.query(path, lifetime_s=state.settings.cdn_link_seconds),
     )

@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 
 from mjsim.apps import BOTS, INSIGHTFACE, MIDJOURNEY, NIJI
+from mjsim.cdn_links import CdnLinks
 from mjsim.ids import IdFactory
 
 __all__ = [
@@ -67,6 +68,12 @@ class SimSettings(msgspec.Struct, kw_only=True):
     #: a relax job takes this many times as long as a fast one; a turbo job this many times
     relax_factor: float = 2.0
     turbo_factor: float = 0.5
+    #: lifetime of the CDN links in messages (`mjsim.cdn_links`; Discord's: about a day)
+    cdn_link_seconds: float = 86400.0
+    #: lifetime of the links /attachments/refresh-urls gives
+    cdn_refresh_seconds: float = 86400.0
+    #: the CDN refuses links without ex/is/hm (Discord does; off: tests may fetch bare paths)
+    cdn_require_signature: bool = False
 
 
 class AccountSpec(msgspec.Struct, kw_only=True):
@@ -251,6 +258,7 @@ class SimState:
         self.ephemeral_messages: dict[str, Payload] = {}  #: by id; clicks on /settings need them
         self.counters = Counters()
         self.base_url = "http://127.0.0.1:0"
+        self.cdn_links = CdnLinks()
 
     @property
     def gateway_url(self) -> str:

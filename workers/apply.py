@@ -10,7 +10,8 @@ reordered events give the same final state:
   IN_PROGRESS with the preview as ``imageUrl``;
 - ``mode`` is the speed mode the bot reports (``(fast)``, ``(relaxed)``, ``(turbo)``), kept from the
   latest message that names one;
-- ``done`` / ``describe`` / ``shorten`` -> SUCCESS with image, buttons and properties; ``error`` ->
+- ``done`` / ``describe`` / ``shorten`` -> SUCCESS with image, buttons and properties (or IN_PROGRESS
+  at 100% with ``properties.finishing`` when `workers.finishing` has steps to run first); ``error`` ->
   FAILURE with ``failReason = "[<title>] <description>"`` (through `TaskStore.fail`, the one way a
   task fails); ``queued`` changes nothing;
 - a MESSAGE_DELETE of a running task's progress message records when (``messageDeletedTime``, a
@@ -95,7 +96,8 @@ class Applier:
         self.redis: aioredis.Redis = store.redis
         self.matcher = matcher
         self.clock = clock
-        #: the step a describe or shorten result needs before SUCCESS (`workers.finishing`), if any
+        #: the steps a result needs before SUCCESS (`workers.finishing`), given the task as it
+        #: would be at SUCCESS; None = none
         self.finishing_of = finishing_of
         self.handlers: dict[str, Handler] = {
             name.removeprefix("handle_"): getattr(self, name)
@@ -221,11 +223,11 @@ class Applier:
 
     def handle_describe(self, change: Change, event: GatewayEvent) -> Mutate | None:
         text = change.embed_description or "\n".join(change.prompts)
-        return self._succeed(change, event, final_prompt=text, finish=True)
+        return self._succeed(change, event, final_prompt=text)
 
     def handle_shorten(self, change: Change, event: GatewayEvent) -> Mutate | None:
         text = change.embed_description or "\n".join(change.prompts)
-        return self._succeed(change, event, final_prompt=text, keep_image=True, finish=True)
+        return self._succeed(change, event, final_prompt=text, keep_image=True)
 
     def handle_error(self, change: Change, event: GatewayEvent) -> Mutate | None:
         return failing(_fail_reason(change, event.account), now=self.clock())
@@ -285,9 +287,8 @@ class Applier:
         *,
         final_prompt: str | None,
         keep_image: bool = False,
-        finish: bool = False,
     ) -> Mutate:
-        """The task's result is in: SUCCESS, or (with `finish`) a step of `workers.finishing` first."""
+        """The task's result is in: SUCCESS, or first the steps of `workers.finishing` it needs."""
         now = self.clock()
 
         def mutate(t: Task) -> Task | None:
@@ -305,22 +306,27 @@ class Applier:
                 discord_instance_id=props.discord_instance_id or change.channel_id or event.account,
             )
             image = t.image_url if keep_image else (change.image_url or t.image_url)
-            step = self.finishing_of(t) if finish else None
             videos = change.video_urls
-            return replace(
+            done = replace(
                 t,
-                status=S.IN_PROGRESS if step else S.SUCCESS,
+                status=S.SUCCESS,
                 progress="100%",
                 image_url=image,
                 buttons=change.buttons or t.buttons,
-                properties=replace(props, finishing=step) if step else props,
+                properties=props,
                 start_time=t.start_time or now,
-                finish_time=None if step else now,
+                finish_time=now,
                 # what the bot said; a result that names no mode (U1-U4) ran in the mode asked for,
                 # which the bridge ensured (flag or account switch)
                 mode=change.mode or t.mode or t.request_mode,
                 video_url=videos[0] if videos else t.video_url,
                 video_urls=[VideoUrl(url=u) for u in videos] if videos else t.video_urls,
+            )
+            step = self.finishing_of(done)
+            if step is None:
+                return done
+            return replace(
+                done, status=S.IN_PROGRESS, properties=replace(props, finishing=step), finish_time=None
             )
 
         return mutate

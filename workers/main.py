@@ -18,6 +18,7 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -33,6 +34,8 @@ from broker import heartbeat, keys
 from broker.clock import Clock, now_ms
 from broker.config import Settings, config_path, load_settings
 from broker.config_watcher import ConfigWatcher
+from broker.image_fetch import ImageFetcher
+from broker.image_store import open_store
 from broker.ledger import Ledger
 from broker.logs import setup_logging
 from broker.metrics import Metrics, MetricsPublisher
@@ -46,6 +49,8 @@ from workers.changes import ChangeHandler
 from workers.consumer import EventHandler, StreamConsumer
 from workers.delivery import HookDeliverer
 from workers.finishing import Finisher, finishing_step
+from workers.image_copy import ImageCopier
+from workers.image_retention import ImageRetention
 from workers.latency import EventTimes
 from workers.matching import Matcher
 from workers.outbox import HookOutbox
@@ -57,6 +62,10 @@ log = logging.getLogger(__name__)
 
 #: pending stream entries idle this long belong to a dead worker and are taken over
 DEFAULT_CLAIM_IDLE_SECONDS = 30.0
+
+
+#: results finished (translated, copied into the image store) at once by one worker process
+FINISHING_LANES = 8
 
 
 def _consumer_name() -> str:
@@ -114,6 +123,21 @@ class WorkerRuntime:
         )
         self.matcher = Matcher(self.store, queues=self.queues, window_ms=self._window_ms, clock=clock)
         self.translator = Translator(settings.translation, self.redis)
+        # the store is chosen at start: a change of images.backend applies after a restart
+        self.images = open_store(settings.images)
+        self.fetcher = ImageFetcher(
+            settings.link_guard(),
+            max_bytes=settings.tasks.max_image_bytes,
+            max_redirects=settings.url_guard.max_redirects,
+            timeout_seconds=settings.url_guard.timeout_seconds,
+            # built now (it reads the system's CAs: a few hundred ms), not on the first copy's path
+            tls=ssl.create_default_context() if self.images is not None else None,
+        )
+        copier = None
+        self.retention: ImageRetention | None = None
+        if self.images is not None:
+            copier = ImageCopier(self.images, self.fetcher, self.redis, settings=self._settings, clock=clock)
+            self.retention = ImageRetention(self.images, self.redis, clock=clock)
         self.applier = Applier(
             self.store,
             self.matcher,
@@ -130,14 +154,21 @@ class WorkerRuntime:
             handle=EventHandler(self.applier),
             claim_idle_ms=self.claim_idle_ms,
         )
-        self.finishing = StreamConsumer(
-            self.redis,
-            stream=keys.FINISHING_STREAM,
-            group=keys.FINISHING_GROUP,
-            name=self.name,
-            handle=Finisher(self.store, self.translator, clock=clock),
-            claim_idle_ms=self.claim_idle_ms,
-        )
+        finisher = Finisher(self.store, self.translator, clock=clock, copier=copier)
+        # Lanes of one entry each: a consumer takes its next batch only once the whole batch is
+        # done, so one slow copy or translation would hold every later SUCCESS back behind it.
+        self.finishing = [
+            StreamConsumer(
+                self.redis,
+                stream=keys.FINISHING_STREAM,
+                group=keys.FINISHING_GROUP,
+                name=f"{self.name}-finish{lane}",
+                handle=finisher,
+                count=1,
+                claim_idle_ms=self.claim_idle_ms,
+            )
+            for lane in range(FINISHING_LANES)
+        ]
         self.changes: StreamConsumer | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -175,18 +206,19 @@ class WorkerRuntime:
         # Groups exist before any loop reads, so nothing published meanwhile is skipped.
         await self.events.ensure_group()
         await self.changes.ensure_group()
-        await self.finishing.ensure_group()
+        await self.finishing[0].ensure_group()
         self._tasks = [
             asyncio.create_task(self._supervise("events", self.events.run)),
             asyncio.create_task(self._supervise("changes", self.changes.run)),
-            asyncio.create_task(self._supervise("finishing", self.finishing.run)),
+            *(asyncio.create_task(self._supervise("finishing", lane.run)) for lane in self.finishing),
             asyncio.create_task(self._supervise("hooks", self.deliverer.run)),
             asyncio.create_task(self._supervise("heartbeat", self._heartbeat)),
             asyncio.create_task(self._supervise("metrics", self.publisher.run)),
         ]
         log.info(
-            "worker ready: 2 consumers (gateway events, task changes), hook deliveries up to %d "
-            "at once, as %s",
+            "worker ready: consumers of gateway events, task changes and %d finishing lanes, hook "
+            "deliveries up to %d at once, as %s",
+            FINISHING_LANES,
             max(self.settings.hooks.concurrency, 1),
             self.name,
         )
@@ -208,6 +240,9 @@ class WorkerRuntime:
             await heartbeat.leave(self.redis, self.name)
         await self.deliverer.close()
         await self.translator.close()
+        await self.fetcher.close()
+        if self.images is not None:
+            await self.images.close()
         if self.ledger is not None:
             await asyncio.to_thread(self.ledger.close)
             self.ledger = None
@@ -215,7 +250,13 @@ class WorkerRuntime:
         log.info("worker %s stopped", self.name)
 
     async def sweep(self) -> SweepReport:
-        return await self.sweeper.sweep()
+        report = await self.sweeper.sweep()
+        if self.retention is not None:
+            try:
+                await self.retention.sweep()
+            except (RedisError, OSError) as exc:
+                log.warning("stored images not swept (%s); next sweep retries", type(exc).__name__)
+        return report
 
     async def _supervise(self, what: str, run: Callable[[], Awaitable[None]]) -> None:
         # A loop that dies of a bug restarts: one bad entry must not stop the whole worker.

@@ -27,6 +27,7 @@ from broker.api.context import ApiContext
 from broker.api.errors import EXCEPTION_HANDLERS
 from broker.api.followups import FOLLOWUP_HANDLERS
 from broker.api.health import HEALTH_HANDLERS
+from broker.api.image_routes import IMAGE_HANDLERS
 from broker.api.metrics import METRICS_HANDLERS
 from broker.api.observe import observe_middleware
 from broker.api.schema import security
@@ -113,6 +114,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             *ADMIN_PAGE_HANDLERS,
             swagger_assets(),
             *METRICS_HANDLERS,
+            *IMAGE_HANDLERS,
         ],
         on_startup=[startup],
         on_shutdown=[shutdown],

@@ -15,6 +15,7 @@ from broker.clock import now_ms
 from broker.config import Settings
 from broker.config_watcher import ConfigWatcher
 from broker.heartbeat import WorkerWatch
+from broker.image_store import ImageStore, open_store
 from broker.ledger import Ledger
 from broker.metrics import Metrics, process_name
 from broker.queues import AccountQueues
@@ -42,6 +43,8 @@ class ApiContext:
         #: this process's counters (see `broker.metrics`), published under `metrics_process`
         self.metrics = Metrics()
         self.metrics_process = process_name("web")
+        #: the image store the image routes serve (None = off); chosen at start, as the workers do
+        self.images: ImageStore | None = None
 
     def open(self, redis: aioredis.Redis) -> None:
         self._redis = redis
@@ -59,11 +62,15 @@ class ApiContext:
         )
         self._workers = WorkerWatch(redis)
         self._translator = Translator(self.settings.translation, redis)
+        self.images = open_store(self.settings.images)
 
     async def close(self) -> None:
         if self._translator is not None:
             await self._translator.close()
             self._translator = None
+        if self.images is not None:
+            await self.images.close()
+            self.images = None
         if self._redis is not None:
             await self._redis.aclose()
         if self._ledger is not None:

@@ -96,7 +96,7 @@ async def test_each_process_says_once_that_it_is_ready_and_the_worker_logs_json(
     assert f"web ready on 127.0.0.1:{stack.web_port}" in web
     assert "bridge holds a0, a1, a2, a3, a4" in bridge
     records = [json.loads(line) for line in worker_lines if line.strip() and not line.startswith("--- start")]
-    assert any(r["message"].startswith("worker ready: 2 consumers") for r in records)
+    assert any(r["message"].startswith("worker ready: consumers of gateway events") for r in records)
     assert all(r["level"] in ("DEBUG", "INFO", "WARNING", "ERROR") for r in records)
     for name in ("web", "worker", "bridge"):
         assert "Traceback" not in stack.procs[name].log_path.read_text(), name

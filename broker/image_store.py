@@ -1,0 +1,250 @@
+"""The image store: copies of finished images, written by the workers and served by the web.
+
+One folder per task (`<task id>/`), the same names in every backend:
+
+- ``image.<ext>``: the result as Discord served it (PNG, JPEG, WebP or GIF);
+- ``1.<ext>`` .. ``4.<ext>``: the quarters of a grid (a single result has none);
+- ``thumb.webp``: the thumbnail;
+- ``manifest.json``: what the folder holds (names, types, sizes, ETags), written last: a task
+  whose manifest is there is complete, and the web serves nothing of a task without one.
+
+Backends: `LocalBackend` (a folder; default ``var/images``) and `S3Backend` (any S3-compatible
+bucket through obstore, the Rust object_store crate's Python binding). Object names are built only
+from a validated task id (`valid_task_id`) and the fixed names above, so no request can name a
+path outside the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import uuid
+from collections import OrderedDict
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+import msgspec
+import obstore
+from obstore.exceptions import NotFoundError
+
+from broker.image_settings import ImageSettings
+
+if TYPE_CHECKING:
+    from obstore.store import S3Config
+
+__all__ = [
+    "ImageBackend",
+    "ImageStore",
+    "LocalBackend",
+    "Manifest",
+    "S3Backend",
+    "StoredFile",
+    "open_store",
+    "valid_task_id",
+]
+
+_TASK_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+MANIFEST = "manifest.json"
+
+
+def valid_task_id(task_id: str) -> bool:
+    """Whether `task_id` may name a folder of the store (letters, digits, '_' and '-' only)."""
+    return _TASK_ID.fullmatch(task_id) is not None
+
+
+class StoredFile(msgspec.Struct, frozen=True, kw_only=True):
+    """One file of a task's folder."""
+
+    name: str
+    content_type: str
+    size: int
+    #: a strong ETag (quoted), from the bytes' digest
+    etag: str
+
+
+class Manifest(msgspec.Struct, frozen=True, kw_only=True):
+    """What a task's folder holds; written last, so its presence means the copy is complete."""
+
+    image: StoredFile
+    quarters: list[StoredFile] = msgspec.field(default_factory=list)
+    thumbnail: StoredFile | None = None
+    stored_ms: int = 0
+
+    def part(self, which: str) -> StoredFile | None:
+        """The file of part "" (the image), "1".."4" (a quarter) or "thumbnail"; None if there is none."""
+        if which == "":
+            return self.image
+        if which == "thumbnail":
+            return self.thumbnail
+        if which in ("1", "2", "3", "4") and len(self.quarters) == 4:
+            return self.quarters[int(which) - 1]
+        return None
+
+
+class ImageBackend(Protocol):
+    """Where the files are: object names are ``<task id>/<name>``."""
+
+    async def put(self, name: str, data: bytes, content_type: str) -> None: ...
+
+    async def get(self, name: str) -> bytes | None: ...
+
+    async def delete_folder(self, task_id: str) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class LocalBackend:
+    """A folder on this host (or a shared volume): ``<root>/<last 2 digits>/<task id>/<name>``."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root).resolve()
+
+    def _path(self, name: str) -> Path:
+        task_id, _, file = name.partition("/")
+        if not valid_task_id(task_id) or not re.fullmatch(r"[a-z0-9]+(\.[a-z0-9]+)?", file):
+            raise ValueError("not an image store name")
+        return self.root / task_id[-2:] / task_id / file
+
+    async def put(self, name: str, data: bytes, content_type: str) -> None:
+        await asyncio.to_thread(self._write, self._path(name), data)
+
+    @staticmethod
+    def _write(path: Path, data: bytes) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # a reader sees the whole file or none: written aside, then renamed over
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+
+    async def get(self, name: str) -> bytes | None:
+        path = self._path(name)
+        try:
+            return await asyncio.to_thread(path.read_bytes)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+    async def delete_folder(self, task_id: str) -> None:
+        if not valid_task_id(task_id):
+            return
+        folder = self.root / task_id[-2:] / task_id
+        # the manifest first: a folder half deleted is never served
+        await asyncio.to_thread((folder / MANIFEST).unlink, True)
+        await asyncio.to_thread(shutil.rmtree, folder, True)
+
+    async def close(self) -> None:
+        return None
+
+
+class S3Backend:
+    """Any S3-compatible bucket, through obstore (keys from `images.s3`, else the environment's)."""
+
+    def __init__(self, settings: ImageSettings) -> None:
+        from obstore.store import S3Store
+
+        s3 = settings.s3
+        config: S3Config = {"region": s3.region, "virtual_hosted_style_request": False}
+        if s3.endpoint:
+            config["endpoint"] = s3.endpoint
+        if s3.access_key_id:
+            config["access_key_id"] = s3.access_key_id
+            config["secret_access_key"] = s3.secret_access_key
+        self.store = S3Store(
+            s3.bucket,
+            prefix=s3.prefix.strip("/") or None,
+            config=config,
+            client_options={"allow_http": s3.allow_http},
+        )
+
+    async def put(self, name: str, data: bytes, content_type: str) -> None:
+        await obstore.put_async(self.store, name, data, attributes={"Content-Type": content_type})
+
+    async def get(self, name: str) -> bytes | None:
+        try:
+            result = await obstore.get_async(self.store, name)
+            return bytes(await result.bytes_async())
+        except (NotFoundError, FileNotFoundError):
+            return None
+
+    async def delete_folder(self, task_id: str) -> None:
+        if not valid_task_id(task_id):
+            return
+        names: list[str] = []
+        async for batch in obstore.list(self.store, f"{task_id}/"):
+            names += [entry["path"] for entry in batch]
+        manifest = f"{task_id}/{MANIFEST}"
+        if manifest in names:  # first: a folder half deleted is never served
+            await obstore.delete_async(self.store, manifest)
+            names.remove(manifest)
+        if names:
+            await obstore.delete_async(self.store, names)
+
+    async def close(self) -> None:
+        return None
+
+
+_manifest_decoder = msgspec.json.Decoder(Manifest)
+
+
+class ImageStore:
+    """Reads and writes task folders; manifests are cached (a stored copy never changes).
+
+    :param backend: where the files are.
+    :param cached_manifests: how many manifests the web keeps in memory.
+    """
+
+    def __init__(self, backend: ImageBackend, *, cached_manifests: int = 4096) -> None:
+        self.backend = backend
+        self._cache: OrderedDict[str, Manifest] = OrderedDict()
+        self._cache_size = cached_manifests
+
+    async def save(self, task_id: str, files: list[tuple[StoredFile, bytes]], manifest: Manifest) -> None:
+        """Write the files, then the manifest (the mark of a complete copy)."""
+        await asyncio.gather(
+            *(self.backend.put(f"{task_id}/{f.name}", data, f.content_type) for f, data in files)
+        )
+        await self.backend.put(f"{task_id}/{MANIFEST}", msgspec.json.encode(manifest), "application/json")
+
+    async def manifest(self, task_id: str) -> Manifest | None:
+        """The task's manifest, or None when the task has no complete copy (or the id is not one)."""
+        if not valid_task_id(task_id):
+            return None
+        cached = self._cache.get(task_id)
+        if cached is not None:
+            self._cache.move_to_end(task_id)
+            return cached
+        raw = await self.backend.get(f"{task_id}/{MANIFEST}")
+        if raw is None:
+            return None
+        try:
+            found = _manifest_decoder.decode(raw)
+        except msgspec.DecodeError:
+            return None
+        self._cache[task_id] = found
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return found
+
+    async def read(self, task_id: str, file: StoredFile) -> bytes | None:
+        data = await self.backend.get(f"{task_id}/{file.name}")
+        if data is None:
+            self._cache.pop(task_id, None)  # deleted meanwhile (retention)
+        return data
+
+    async def delete(self, task_id: str) -> None:
+        """Delete the task's folder (manifest first, so a half-deleted copy is never served)."""
+        self._cache.pop(task_id, None)
+        await self.backend.delete_folder(task_id)
+
+    async def close(self) -> None:
+        await self.backend.close()
+
+
+def open_store(settings: ImageSettings) -> ImageStore | None:
+    """The store `images` configures, or None when `images.backend` is none."""
+    if settings.backend == "local":
+        return ImageStore(LocalBackend(settings.dir))
+    if settings.backend == "s3":
+        return ImageStore(S3Backend(settings))
+    return None

@@ -1,0 +1,188 @@
+"""The image store, end to end: every process real, the local store in the stack's folder.
+
+A grid's SUCCESS hook already carries the store's URLs (imageUrl, the quarters, the thumbnail);
+they are served with ETag, ranges and CORS; an expired Discord link is refreshed through the
+bridge; a CDN answer that is no image leaves the task SUCCESS with Discord's URL and the reason;
+and, last, with the simulator (Discord's CDN) stopped, every stored URL still serves its image.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from e2e_support import Stack, data_url
+from PIL import Image
+
+GRID_EDGE = 256  # mjsim renders grids of 2 x 128 px tiles
+
+
+class ImageStack(Stack):
+    """One account, the local image store under the stack's folder."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root, accounts=1)
+        self.images_dir = root / "images"
+
+    def config(self) -> dict[str, Any]:
+        images = {"backend": "local", "dir": str(self.images_dir), "copy_timeout_seconds": 10}
+        return {**super().config(), "images": images}
+
+
+@pytest.fixture(scope="module")
+async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[ImageStack]:
+    running = ImageStack(tmp_path_factory.mktemp("e2e-images"))
+    try:
+        await running.start()
+        yield running
+    finally:
+        await running.close()
+
+
+@pytest.fixture(scope="module")
+async def grid(stack: ImageStack) -> dict[str, Any]:
+    """A finished imagine, as its SUCCESS hook carried it."""
+    reply = await stack.post(
+        "/mj/submit/imagine", {"prompt": "a lighthouse in the fog", "notifyHook": stack.hook_url()}
+    )
+    assert reply["code"] == 1, reply
+    return await stack.wait_hook(str(reply["result"]), "SUCCESS")
+
+
+def opened(body: bytes) -> Image.Image:
+    image = Image.open(io.BytesIO(body))
+    image.load()
+    return image
+
+
+async def get(url: str, **headers: str) -> httpx.Response:
+    async with httpx.AsyncClient(timeout=10) as client:  # no api key: the image routes are public
+        return await client.get(url, headers=headers)
+
+
+async def test_the_success_hook_carries_the_stores_stable_urls(
+    stack: ImageStack, grid: dict[str, Any]
+) -> None:
+    base = f"http://127.0.0.1:{stack.web_port}/mj/image/{grid['id']}"
+    assert grid["imageUrl"] == base
+    assert grid["imageUrls"] == [{"url": f"{base}/{n}"} for n in range(1, 5)]
+    assert grid["thumbnailUrl"] == f"{base}/thumbnail"
+    assert grid["properties"]["discordImageUrl"].startswith(f"http://127.0.0.1:{stack.mjsim_port}/")
+    assert "finishing" not in grid["properties"] and "imageStoreError" not in grid["properties"]
+    # no hook ever carried a store URL before the copy was there (the SUCCESS one is the first)
+    earlier = [h for h in stack.hooks_for(grid["id"]) if h["status"] != "SUCCESS"]
+    assert all("/mj/image/" not in (h.get("imageUrl") or "") for h in earlier)
+
+
+async def test_etag_gives_304_and_ranges_give_206_with_cors(stack: ImageStack, grid: dict[str, Any]) -> None:
+    whole = await get(grid["imageUrl"], Origin="https://front.example")
+    assert whole.status_code == 200 and whole.headers["content-type"] == "image/png"
+    assert whole.headers["access-control-allow-origin"] == "*"
+    assert "immutable" in whole.headers["cache-control"] and whole.headers["accept-ranges"] == "bytes"
+    etag = whole.headers["etag"]
+    again = await get(grid["imageUrl"], **{"If-None-Match": etag})
+    assert again.status_code == 304 and again.content == b"" and again.headers["etag"] == etag
+    size = len(whole.content)
+    part = await get(grid["imageUrl"], Range="bytes=0-99")
+    assert part.status_code == 206 and part.content == whole.content[:100]
+    assert part.headers["content-range"] == f"bytes 0-99/{size}"
+    tail = await get(grid["imageUrl"], Range="bytes=-10")
+    assert tail.status_code == 206 and tail.content == whole.content[-10:]
+    stale = await get(grid["imageUrl"], Range="bytes=0-9", **{"If-Range": '"other"'})
+    assert stale.status_code == 200 and stale.content == whole.content
+    beyond = await get(grid["imageUrl"], Range=f"bytes={size}-")
+    assert beyond.status_code == 416 and beyond.headers["content-range"] == f"bytes */{size}"
+    async with httpx.AsyncClient(timeout=10) as client:
+        preflight = await client.options(
+            grid["imageUrl"],
+            headers={"Origin": "https://front.example", "Access-Control-Request-Method": "GET",
+                     "Access-Control-Request-Headers": "range"},
+        )  # fmt: skip
+    assert preflight.status_code == 204 and preflight.headers["access-control-allow-origin"] == "*"
+    assert "range" in preflight.headers["access-control-allow-headers"]
+
+
+async def test_unknown_tasks_and_paths_outside_the_store_give_404(
+    stack: ImageStack, grid: dict[str, Any]
+) -> None:
+    web = f"http://127.0.0.1:{stack.web_port}"
+    (stack.images_dir.parent / "secret.png").write_bytes(b"not for you")
+    for path in [
+        "/mj/image/1234567890123456",
+        f"/mj/image/{grid['id']}/5",
+        f"/mj/image/{grid['id']}/manifest.json",
+        "/mj/image/..",
+        "/mj/image/../secret.png",
+        "/mj/image/..%2Fsecret.png",
+        "/mj/image/%2E%2E/secret.png",
+        "/mj/image/..%2F..%2Fetc%2Fpasswd",
+        "/mj/image/%2Fetc%2Fpasswd",
+        f"/mj/image/{grid['id']}/..%2F..%2Fsecret.png",
+    ]:
+        async with httpx.AsyncClient(base_url=web, timeout=10) as client:
+            response = await client.get(httpx.URL(web + path))
+        assert response.status_code == 404, (path, response.status_code, response.text)
+        assert b"not for you" not in response.content
+    unknown = await get(f"{web}/mj/image/1234567890123456")
+    assert unknown.json()["code"] == 4 and unknown.headers["access-control-allow-origin"] == "*"
+
+
+async def test_an_expired_discord_link_is_refreshed_through_the_bridge(
+    stack: ImageStack, grid: dict[str, Any]
+) -> None:
+    # links in messages are born expired; refresh-urls gives links of a day
+    await stack.sim_control("PATCH", "/_sim/settings", {"cdn_link_seconds": 0})
+    try:
+        before = (await stack.sim_control("GET", "/_sim/cdn"))["refreshed"]
+        reply = await stack.post("/mj/submit/imagine", {"prompt": "an old map of the sea"})
+        task = await stack.wait_task(str(reply["result"]))
+    finally:
+        await stack.sim_control("PATCH", "/_sim/settings", {"cdn_link_seconds": 86400})
+    assert task["status"] == "SUCCESS" and "imageStoreError" not in task["properties"], task
+    assert task["imageUrl"].endswith(f"/mj/image/{task['id']}")
+    assert (await stack.sim_control("GET", "/_sim/cdn"))["refreshed"] > before
+    expired = await get(task["properties"]["discordImageUrl"])
+    assert expired.status_code == 404 and expired.text == "This content is no longer available."
+    assert opened((await get(task["imageUrl"])).content).size == (GRID_EDGE, GRID_EDGE)
+    # mjsim's "expire now": every link handed out so far, the grid's too, is refused from then on
+    assert (await get(grid["properties"]["discordImageUrl"])).status_code == 200
+    await stack.sim_control("POST", "/_sim/cdn/expire")
+    assert (await get(grid["properties"]["discordImageUrl"])).status_code == 404
+
+
+async def test_a_cdn_answer_that_is_no_image_leaves_the_discord_url_and_says_why(stack: ImageStack) -> None:
+    # PNG's magic bytes pass the door; the rest is no image: the CDN serves it back as image/png
+    fake = b"\x89PNG\r\n\x1a\n" + b"this is not an image" * 20
+    reply = await stack.post("/mj/submit/describe", {"base64": data_url(fake)})
+    assert reply["code"] == 1, reply
+    task = await stack.wait_task(str(reply["result"]))
+    assert task["status"] == "SUCCESS", task
+    assert "is not a PNG, JPEG, WebP or GIF image" in task["properties"]["imageStoreError"]
+    assert task["imageUrl"].startswith(f"http://127.0.0.1:{stack.mjsim_port}/")
+    assert task["imageUrls"] is None and task["thumbnailUrl"] is None
+
+
+async def test_stored_images_outlive_the_cdn(stack: ImageStack, grid: dict[str, Any]) -> None:
+    """Last: the simulator stops for good."""
+    stack.procs["mjsim"].stop()
+    with pytest.raises(httpx.ConnectError):
+        await get(grid["properties"]["discordImageUrl"])
+    whole = await get(grid["imageUrl"])
+    assert whole.status_code == 200 and opened(whole.content).size == (GRID_EDGE, GRID_EDGE)
+    pixels = opened(whole.content).convert("RGB")
+    for n, entry in enumerate(grid["imageUrls"]):
+        quarter = await get(entry["url"])
+        assert quarter.status_code == 200 and quarter.headers["content-type"] == "image/png"
+        image = opened(quarter.content).convert("RGB")
+        assert image.size == (GRID_EDGE // 2, GRID_EDGE // 2)
+        left, top = (n % 2) * GRID_EDGE // 2, (n // 2) * GRID_EDGE // 2
+        assert (
+            image.tobytes() == pixels.crop((left, top, left + GRID_EDGE // 2, top + GRID_EDGE // 2)).tobytes()
+        )
+    thumb = await get(grid["thumbnailUrl"])
+    assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/webp"
+    assert opened(thumb.content).format == "WEBP"
