@@ -1,8 +1,9 @@
 """Account choice and the atomic admit: 1 started, 22 queued, 23 queue full, 3 no usable account.
 
-The pure half (banned words, speed modes, which accounts may take a task and in what order) has no
-I/O; `Admitter` adds the Redis reads (live account status, loads) and `create_and_admit`: the record
-written first, then the one atomic admission step of `AccountQueues.admit`. Rules: `broker.choice`.
+Which accounts may take a task is `broker.eligibility` (pure) and the choice rules
+`broker.choice`; `Admitter` adds the Redis reads (live account status, loads) and
+`create_and_admit`: the record written first, then the one atomic admission step of
+`AccountQueues.admit`.
 """
 
 from __future__ import annotations
@@ -20,23 +21,15 @@ from broker.banned import BannedWords
 from broker.choice import Chooser, LocalTime, local_time, no_account
 from broker.clock import Clock, now_ms
 from broker.config import Account, Settings
+from broker.eligibility import AccountFilter, candidates, order_by_load
 from broker.errors import NoAccount, QueueFull
 from broker.ids import IdSource
 from broker.models import BotType, ReturnCode, SpeedMode, Task, TaskStatus
-from broker.modes import mode_for, modes_in_prompt, requested_modes
+from broker.modes import mode_for
 from broker.queues import AccountQueues, Admission, DayCount
 from broker.store import TaskStore
 
-__all__ = [
-    "AccountFilter",
-    "Admitted",
-    "Admitter",
-    "IdSource",
-    "candidates",
-    "create_and_admit",
-    "modes_in_prompt",
-    "order_by_load",
-]
+__all__ = ["Admitted", "Admitter", "create_and_admit"]
 
 log = logging.getLogger(__name__)
 
@@ -46,67 +39,6 @@ _ASK_RELAX = " (ask for relax: /mj-relax/... or --relax)"
 STATUS_TTL_SECONDS = 1.0
 #: how long a process trusts the account loads it read, keeping them current with its own admissions
 LOAD_TTL_SECONDS = 0.1
-
-
-class AccountFilter(msgspec.Struct, kw_only=True, rename="camel"):
-    """midjourney-proxy's `accountFilter`: which accounts may take the task."""
-
-    #: pin to one account (its config id or its channel id)
-    instance_id: str | None = None
-    #: speed modes in priority order
-    modes: list[SpeedMode] | None = None
-    remix: bool | None = None
-    niji_remix: bool | None = None
-    #: trueai's filter on `remix_auto_submit` (accounts that answer the remix dialog themselves)
-    remix_auto_considered: bool | None = None
-    remark: str | None = None
-
-
-def wanted_modes(prefix: SpeedMode | None, flt: AccountFilter | None, prompt: str | None) -> list[SpeedMode]:
-    """Requested speed modes, first = preferred (`broker.modes.requested_modes`: the prompt's flag,
-    the URL prefix, then accountFilter.modes); empty = each account's default. Code 4 on conflicts."""
-    return requested_modes(prefix, flt.modes if flt else None, prompt)
-
-
-def candidates(
-    accounts: Sequence[Account],
-    *,
-    bot_type: BotType,
-    account_filter: AccountFilter | None,
-    modes: Sequence[SpeedMode],
-) -> list[Account]:
-    """Enabled accounts that have the bot and match the filter and at least one wanted mode."""
-    flt = account_filter or AccountFilter()
-    out = []
-    for account in accounts:
-        if not account.enabled or bot_type not in account.bots:
-            continue
-        if flt.instance_id and flt.instance_id not in (account.id, account.channel_id):
-            continue
-        if flt.remark and flt.remark != account.remark:
-            continue
-        if flt.remix is not None and flt.remix != account.remix:
-            continue
-        if flt.niji_remix is not None and flt.niji_remix != account.niji_remix:
-            continue
-        if flt.remix_auto_considered is not None and flt.remix_auto_considered != account.remix_auto_submit:
-            continue
-        if modes and not any(m in account.modes for m in modes):
-            continue
-        out.append(account)
-    return out
-
-
-def order_by_load(
-    accounts: Sequence[Account], loads: Mapping[str, int], modes: Sequence[SpeedMode] = ()
-) -> list[Account]:
-    """Accounts with the preferred mode first, then least loaded (running + waiting); stable on ties."""
-
-    def rank(account: Account) -> tuple[int, int]:
-        mode_rank = next((i for i, m in enumerate(modes) if m in account.modes), len(modes))
-        return mode_rank, loads.get(account.id, 0)
-
-    return sorted(accounts, key=rank)
 
 
 class Admitted(msgspec.Struct, frozen=True):

@@ -37,7 +37,7 @@ from broker.models import BotType, SpeedMode
 from broker.work_hours import WorkHours, parse_work_hours, within
 
 if TYPE_CHECKING:
-    from broker.admission import AccountFilter
+    from broker.eligibility import AccountFilter
 
 __all__ = [
     "Candidates",

@@ -21,10 +21,11 @@ import redis.asyncio as aioredis
 import yaml
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from broker.admission import IdSource, create_and_admit
+from broker.admission import create_and_admit
 from broker.clock import now_ms
 from broker.config import Account, HookSettings, Settings, TaskSettings, parse_settings
 from broker.events import GatewayEvent, publish
+from broker.ids import IdSource
 from broker.models import ReturnCode, Task, TaskAction, TaskProperties
 from broker.queues import AccountQueues
 from broker.store import TaskStore

@@ -7,7 +7,6 @@ from typing import Any
 
 from litestar import Request, post
 
-from broker.admission import wanted_modes
 from broker.api.context import ApiContext, api_key_name, context_of
 from broker.api.door import (
     MAX_IMAGES,
@@ -33,6 +32,7 @@ from broker.api.types import (
     UploadRequest,
 )
 from broker.bridge_calls import call_bridge, new_call
+from broker.eligibility import wanted_modes
 from broker.errors import ValidationFailed
 from broker.models import BotType, ReturnCode, SubmitResult, Task, TaskAction, TaskProperties
 

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from broker.admission import AccountFilter
+from broker.eligibility import AccountFilter
 from broker.models import BotType
 
 __all__ = [

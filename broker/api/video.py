@@ -14,7 +14,6 @@ from typing import Any
 
 from litestar import Request, post
 
-from broker.admission import wanted_modes
 from broker.api.context import ApiContext, api_key_name, context_of
 from broker.api.door import (
     MAX_URL,
@@ -30,6 +29,7 @@ from broker.api.paths import route_paths, speed_mode
 from broker.api.schema import POST, responses
 from broker.api.types import VideoRequest
 from broker.discord import ButtonKind, parse_custom_id
+from broker.eligibility import wanted_modes
 from broker.errors import ParentNotReady, TaskNotFound, ValidationFailed
 from broker.models import BotType, SubmitResult, Task, TaskAction, TaskProperties, TaskStatus
 from broker.video import BATCH_SIZES, DEFAULT_BATCH, MOTIONS, VIDEO_TYPES, VideoSpec, is_own_image_url

@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 from broker.account_status import AccountState, usable
-from broker.admission import (
-    AccountFilter,
-    IdSource,
-    candidates,
-    modes_in_prompt,
-    order_by_load,
-    wanted_modes,
-)
 from broker.config import Account
+from broker.eligibility import AccountFilter, candidates, order_by_load, wanted_modes
+from broker.ids import IdSource
 from broker.models import BotType, SpeedMode
+from broker.modes import modes_in_prompt
 
 
 def _acct(account_id: str, **kw: object) -> Account:

@@ -7,9 +7,9 @@ from collections import Counter
 from datetime import UTC, datetime
 
 from broker.account_status import AccountState
-from broker.admission import AccountFilter, candidates
 from broker.choice import Chooser, LocalTime, describe, local_time, no_account, order, sift
 from broker.config import Account
+from broker.eligibility import AccountFilter, candidates
 from broker.models import BotType, SpeedMode
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from broker.actions import MODAL_PROMPT, build_child, plan_action
-from broker.admission import AccountFilter, candidates
 from broker.config import Account
+from broker.eligibility import AccountFilter, candidates
 from broker.models import BotType, Button, SpeedMode, Task, TaskAction, TaskProperties, TaskStatus
 
 H = "4c3a5e2f-1111-2222-3333-444455556666"
