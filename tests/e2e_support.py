@@ -439,3 +439,29 @@ def find_button(task: dict[str, Any], prefix: str) -> str:
         if custom_id.startswith(prefix):
             return custom_id
     raise AssertionError(f"no button starting {prefix!r} in {button_ids(task)}")
+
+
+def pin(account: str) -> dict[str, Any]:
+    """The body part that pins a task to one account."""
+    return {"accountFilter": {"instanceId": account}}
+
+
+async def submit(stack: Stack, path: str, body: dict[str, Any], *, expect: tuple[int, ...] = (1, 22)) -> str:
+    """Submit with the stack's hook receiver; the reply's code must be one of `expect`."""
+    reply = await stack.post(path, {"notifyHook": stack.hook_url(), **body})
+    assert reply["code"] in expect, reply
+    return str(reply["result"])
+
+
+async def run(stack: Stack, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    """Submit and wait for SUCCESS (and its hook)."""
+    task_id = await submit(stack, path, body)
+    task = await stack.wait_task(task_id)
+    assert task["status"] == "SUCCESS", task
+    await stack.wait_hook(task_id, "SUCCESS")
+    return task
+
+
+async def press(stack: Stack, parent: dict[str, Any], custom_id: str) -> dict[str, Any]:
+    """Press a button of `parent` and wait for the child's SUCCESS."""
+    return await run(stack, "/mj/submit/action", {"taskId": parent["id"], "customId": custom_id})

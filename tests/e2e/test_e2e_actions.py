@@ -5,34 +5,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from e2e_support import Stack, button_ids, data_url, find_button, tiny_png
+from e2e_support import Stack, button_ids, data_url, find_button, pin, press, run, submit, tiny_png
 
 GRID = [f"MJ::JOB::upsample::{i}::" for i in range(1, 5)] + [
     f"MJ::JOB::variation::{i}::" for i in range(1, 5)
 ]
-
-
-def pin(account: str) -> dict[str, Any]:
-    return {"accountFilter": {"instanceId": account}}
-
-
-async def submit(stack: Stack, path: str, body: dict[str, Any], *, expect: tuple[int, ...] = (1, 22)) -> str:
-    reply = await stack.post(path, {"notifyHook": stack.hook_url("actions"), **body})
-    assert reply["code"] in expect, reply
-    return str(reply["result"])
-
-
-async def run(stack: Stack, path: str, body: dict[str, Any]) -> dict[str, Any]:
-    """Submit and wait for SUCCESS (and its hook)."""
-    task_id = await submit(stack, path, body)
-    task = await stack.wait_task(task_id)
-    assert task["status"] == "SUCCESS", task
-    await stack.wait_hook(task_id, "SUCCESS")
-    return task
-
-
-async def press(stack: Stack, parent: dict[str, Any], custom_id: str) -> dict[str, Any]:
-    return await run(stack, "/mj/submit/action", {"taskId": parent["id"], "customId": custom_id})
 
 
 async def press_modal(

@@ -5,11 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from e2e_support import Stack
-
-
-def pin(account: str) -> dict[str, Any]:
-    return {"accountFilter": {"instanceId": account}}
+from e2e_support import Stack, pin
 
 
 async def imagine(stack: Stack, prompt: str, account: str) -> str:

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from e2e_support import Stack, find_button
+from e2e_support import Stack, find_button, pin
 
 ALL_MODES = ["FAST", "RELAX", "TURBO"]
 
@@ -36,10 +36,6 @@ async def modes_stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator
         yield running
     finally:
         await running.close()
-
-
-def pin(account: str) -> dict[str, Any]:
-    return {"accountFilter": {"instanceId": account}}
 
 
 async def sim_account(stack: Stack, index: int) -> dict[str, Any]:

@@ -11,24 +11,7 @@ from typing import Any
 
 import av
 import httpx
-from e2e_support import Stack, button_ids, data_url, find_button, tiny_png
-
-
-def pin(account: str) -> dict[str, Any]:
-    return {"accountFilter": {"instanceId": account}}
-
-
-async def run(stack: Stack, path: str, body: dict[str, Any]) -> dict[str, Any]:
-    reply = await stack.post(path, {"notifyHook": stack.hook_url("video"), **body})
-    assert reply["code"] in (1, 22), reply
-    task = await stack.wait_task(str(reply["result"]))
-    assert task["status"] == "SUCCESS", task
-    await stack.wait_hook(task["id"], "SUCCESS")
-    return task
-
-
-async def press(stack: Stack, parent: dict[str, Any], custom_id: str) -> dict[str, Any]:
-    return await run(stack, "/mj/submit/action", {"taskId": parent["id"], "customId": custom_id})
+from e2e_support import Stack, button_ids, data_url, find_button, pin, press, run, tiny_png
 
 
 async def assert_playable(url: str) -> None:
