@@ -144,7 +144,7 @@ class Interactions:
         app = application_id_for(task.bot_type)
         custom_id = task.custom_id or task.properties.custom_id
         if task.action == TaskAction.VIDEO and not custom_id:
-            return await self.video.prepare(task, app, (task.prompt or "").strip())
+            return await self.video.prepare(task, app, _prompt_of(task))
         if task.action == TaskAction.VIDEO_EXTEND and _is_video_upscale(custom_id):
             # two clicks (see discord_bridge.video), in the mode asked for like every click
             return Plan(kind="extend", application_id=app, switch_mode=task.request_mode)

@@ -22,6 +22,7 @@ from broker.api.door import (
     check_link,
     check_prompt,
     check_prompt_links,
+    english,
     require_worker,
 )
 from broker.api.images import decode_image
@@ -95,6 +96,7 @@ async def video(request: AnyRequest, data: VideoRequest) -> SubmitResult:
     action = (data.action or "").strip().lower()
     if action == "extend":
         return await _extend(request, ctx, data, prompt, spec, hook)
+    translated = await english(ctx, prompt)
     if action:
         raise ValidationFailed("action must be 'extend', or left out for a new video")
     if data.task_id or data.index is not None:
@@ -113,12 +115,14 @@ async def video(request: AnyRequest, data: VideoRequest) -> SubmitResult:
         id=task_id,
         action=TaskAction.VIDEO,
         prompt=prompt,
-        prompt_en=prompt,
+        prompt_en=translated.text,
         description=f"/video {prompt}",
         state=data.state,
         submit_time=ctx.clock(),
         properties=TaskProperties(
             notify_hook=hook,
+            prompt_en=translated.text,
+            translation_error=translated.error,
             attachments=list(blobs) or None,
             bot_type=BotType.MID_JOURNEY.value,
             video=spec,
@@ -170,7 +174,8 @@ async def _extend(
             else f"task {parent.id} has no videos to extend"
         )
     spec.index = data.index + 1
-    ctx.admitter.banned.check(prompt)
+    translated = await english(ctx, prompt)
+    ctx.admitter.banned.check(translated.text, prompt)
     await require_worker(ctx)
     account = await ctx.admitter.account_of(parent)
     props = parent.properties
@@ -178,7 +183,7 @@ async def _extend(
         id=ctx.admitter.new_id(),
         action=TaskAction.VIDEO_EXTEND,
         prompt=prompt,
-        prompt_en=prompt,
+        prompt_en=translated.text,
         description=f"/video extend {parent.id} {data.index}",
         state=data.state,
         submit_time=ctx.clock(),

@@ -94,3 +94,12 @@ async def test_a_translator_that_is_down_leaves_every_task_intact(
     assert describe["status"] == "SUCCESS" and describe["properties"]["finalPrompt"]
     assert "finalZhPrompt" not in describe["properties"]
     assert "translation failed" in describe["properties"]["translationError"]
+
+
+async def test_a_video_prompt_in_chinese_goes_in_english(stack: Stack) -> None:
+    body = {"prompt": "一只猫 坐在月亮上", "image": data_url(tiny_png(8)), "batchSize": 1}
+    task = await stack.wait_task(await submit(stack, "/mj/submit/video", body))
+    assert task["status"] == "SUCCESS", task
+    assert task["properties"]["promptEn"] == "a cat sitting on the moon"
+    assert "a cat sitting on the moon" in task["properties"]["finalPrompt"]
+    assert "--video 1" in task["properties"]["finalPrompt"]
