@@ -93,9 +93,13 @@ def observe_middleware(metrics: Metrics, *, access: AccessLog | None) -> type:
             if scope["type"] != ScopeType.HTTP:
                 await self.app(scope, receive, send)
                 return
-            started = time.perf_counter()
             method, path = scope["method"], scope["path"]
             action = submit_action(method, path)
+            if action is None and access is None:
+                # nothing to count or log: the metrics cost a request that is not a submit nothing
+                await self.app(scope, receive, send)
+                return
+            started = time.perf_counter()
             status = 500
             body = bytearray()
 
