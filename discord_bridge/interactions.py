@@ -38,9 +38,8 @@ from broker.image_fetch import FetchRefused, ImageFetcher
 from broker.models import Task, TaskAction
 from broker.modes import with_mode_flag, without_mode_flags
 from broker.store import TaskStore
-from broker.url_guard import prompt_urls
 from discord_bridge import payloads
-from discord_bridge.plan import FlowFailed, LinkRefused, Payload, Plan
+from discord_bridge.plan import FlowFailed, LinkRefused, Payload, Plan, check_prompt_links
 from discord_bridge.rest import Rejected, RestClient, Uploaded
 from discord_bridge.session import Session
 from discord_bridge.speed import ModeSwitcher
@@ -157,11 +156,7 @@ class Interactions:
             return plan
         if task.action == TaskAction.IMAGINE:
             prompt = _prompt_of(task)
-            for link in prompt_urls(prompt):  # Midjourney fetches them: their hosts are checked
-                try:
-                    await self.fetcher.check_host(link)
-                except FetchRefused as exc:
-                    raise LinkRefused(f"image prompt {exc.reason}") from None
+            await check_prompt_links(self.fetcher, prompt)
             files = await self._blobs(task)
             urls = await self.rest.upload_to_cdn(files) if files else []
             final = with_mode_flag(" ".join([*urls, prompt]).strip(), task.request_mode)

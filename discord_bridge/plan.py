@@ -7,10 +7,12 @@ from typing import Any
 import msgspec
 
 from broker.discord import MIDJOURNEY_ID
+from broker.image_fetch import FetchRefused, ImageFetcher
 from broker.models import SpeedMode
+from broker.url_guard import prompt_urls
 from discord_bridge.rest import DiscordError, Rejected, Uploaded
 
-__all__ = ["FlowFailed", "LinkRefused", "Payload", "Plan"]
+__all__ = ["FlowFailed", "LinkRefused", "Payload", "Plan", "check_prompt_links"]
 
 Payload = dict[str, Any]
 
@@ -26,6 +28,15 @@ class LinkRefused(Rejected):
         DiscordError.__init__(self, reason)
         self.status = 400
         self.code = None
+
+
+async def check_prompt_links(fetcher: ImageFetcher, prompt: str) -> None:
+    """Midjourney fetches the links of a prompt (imagine, video): their hosts pass the URL guard first."""
+    for link in prompt_urls(prompt):
+        try:
+            await fetcher.check_host(link)
+        except FetchRefused as exc:
+            raise LinkRefused(f"image prompt {exc.reason}") from None
 
 
 class Plan(msgspec.Struct, kw_only=True):

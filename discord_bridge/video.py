@@ -27,10 +27,9 @@ from broker.image_fetch import FetchRefused, ImageFetcher
 from broker.models import Task
 from broker.modes import with_mode_flag
 from broker.store import TaskStore
-from broker.url_guard import prompt_urls
 from broker.video import VideoSpec, video_prompt
 from discord_bridge import payloads
-from discord_bridge.plan import FlowFailed, LinkRefused, Plan
+from discord_bridge.plan import FlowFailed, LinkRefused, Plan, check_prompt_links
 from discord_bridge.rest import Rejected, RestClient
 from discord_bridge.session import Session
 
@@ -101,11 +100,7 @@ class VideoSteps:
     async def prepare(self, task: Task, application_id: str, prompt: str) -> Plan:
         """Upload the frames that need it and build the imagine. Raises `DiscordError`."""
         spec = task.properties.video or VideoSpec()
-        for link in prompt_urls(prompt):  # Midjourney fetches them: their hosts are checked, as imagine's
-            try:
-                await self.fetcher.check_host(link)
-            except FetchRefused as exc:
-                raise LinkRefused(f"image prompt {exc.reason}") from None
+        await check_prompt_links(self.fetcher, prompt)
         start = await self._frame(task, "start", spec.start_url, spec.start_link)
         if start is None:
             raise Rejected(400, "the video has no start frame")
