@@ -12,8 +12,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import msgspec
 from litestar import Request, post
 
+from broker.actions import ActionPlan, build_child
 from broker.api.context import ApiContext, api_key_name, context_of
 from broker.api.door import (
     MAX_URL,
@@ -178,32 +180,26 @@ async def _extend(
     ctx.admitter.banned.check(translated.text, prompt)
     await require_worker(ctx)
     account = await ctx.admitter.account_of(parent)
-    props = parent.properties
-    child = Task(
-        id=ctx.admitter.new_id(),
+    mode = ctx.admitter.followup_mode(parent, account, speed_mode(request.scope["path"]))
+    plan = ActionPlan(
         action=TaskAction.VIDEO_EXTEND,
+        index=spec.index,
         prompt=prompt,
-        prompt_en=translated.text,
         description=f"/video extend {parent.id} {data.index}",
-        state=data.state,
-        submit_time=ctx.clock(),
-        properties=TaskProperties(
-            discord_instance_id=props.discord_instance_id,
-            notify_hook=hook,
-            referenced_message_id=props.message_id,
-            flags=props.flags,
-            message_hash=props.message_hash,
-            custom_id=custom_id,
-            index=spec.index,
-            bot_type=parent.bot_type.value,
-            video=spec,
-        ),
-        bot_type=parent.bot_type,
+    )
+    child = build_child(
+        parent,
+        plan,
+        task_id=ctx.admitter.new_id(),
+        now=ctx.clock(),
         custom_id=custom_id,
-        parent_id=parent.id,
-        mode=parent.mode,
-        instance_id=parent.instance_id,
+        state=data.state,
+        notify_hook=hook,
         api_key_name=api_key_name(request),
+    )
+    properties = msgspec.structs.replace(child.properties, video=spec)
+    child = msgspec.structs.replace(
+        child, prompt_en=translated.text, properties=properties, request_mode=mode
     )
     return admitted_reply(await ctx.admitter.submit_followup(child, account=account))
 

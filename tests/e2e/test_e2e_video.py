@@ -91,6 +91,8 @@ async def test_video_from_url_and_base64_then_extend(stack: Stack) -> None:
     # without remix the extend keeps the video's own prompt (and its --bs 2)
     for extended, parent, count in ((plain, from_url, 2), (remixed, from_b64, 4)):
         assert extended["action"] == "VIDEO_EXTEND" and extended["parentId"] == parent["id"], extended
+        # a click like the others: it runs in the parent's mode (the bridge switches the account to it)
+        assert extended["requestMode"] == parent["requestMode"] == "FAST", extended
         await assert_video(extended, count)
         assert extended["properties"]["messageHash"] != parent["properties"]["messageHash"]
     assert "kite flies" in remixed["properties"]["finalPrompt"], remixed["properties"]
