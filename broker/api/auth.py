@@ -66,7 +66,6 @@ class _Keys:
     """The lookup tables of one `api_keys` tuple (rebuilt when a config reload changes it)."""
 
     def __init__(self, api_keys: Sequence[ApiKey]) -> None:
-        self.source = api_keys
         self.secrets = [(k.secret.encode(), k.name) for k in api_keys]
         self.admins = {k.name for k in api_keys if k.role == "admin"}
         self.by_name = {k.name: k.secret for k in api_keys}
@@ -78,23 +77,23 @@ def door_middleware(settings: Callable[[], Settings]) -> type:
     :param settings: the settings in force, asked on every request so that api keys, CORS origins
         and `server.metrics_requires_key` changed in config.yaml apply without a restart.
     """
-    tables = _Keys(settings().api_keys)
-    origins_source: Sequence[str] = ()
+    seen: Settings | None = None
+    tables = _Keys(())
     any_origin = False
     origins: set[bytes] = set()
     open_paths: tuple[str, ...] = _OPEN_PATHS
 
     def current_keys() -> _Keys:
-        nonlocal tables, origins_source, any_origin, origins, open_paths
+        # a reload replaces the whole Settings: derive the tables again only then
+        nonlocal seen, tables, any_origin, origins, open_paths
         now = settings()
-        if now.api_keys is not tables.source:
+        if now is not seen:
+            seen = now
             tables = _Keys(now.api_keys)
-        if now.server.cors_origins is not origins_source:
-            origins_source = now.server.cors_origins
-            any_origin = "*" in origins_source
-            origins = {o.encode() for o in origins_source}
-        # `/metrics` needs no key unless server.metrics_requires_key
-        open_paths = _OPEN_PATHS if now.server.metrics_requires_key else (*_OPEN_PATHS, "/metrics")
+            any_origin = "*" in now.server.cors_origins
+            origins = {o.encode() for o in now.server.cors_origins}
+            # `/metrics` needs no key unless server.metrics_requires_key
+            open_paths = _OPEN_PATHS if now.server.metrics_requires_key else (*_OPEN_PATHS, "/metrics")
         return tables
 
     def allowed(origin: bytes) -> bytes | None:
