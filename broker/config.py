@@ -172,6 +172,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         values.append(self.images.s3.secret_access_key)
         proxies = (self.hooks.env_proxy.http, self.hooks.env_proxy.https)
         values += [urlsplit(p).password or "" for p in proxies]  # http://user:password@proxy:3128
+        values.append(self.redis.password)
+        values += [urlsplit(u).password or "" for u in self.redis.urls]
         if self.redis.url:
             values.append(urlsplit(self.redis.url).password or "")
         else:
@@ -262,6 +264,8 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("translation.timeout_seconds: must be positive")
     if settings.url_guard.max_redirects < 0:
         raise ConfigError("url_guard.max_redirects: must not be negative")
+    if settings.redis.mode != "single" and not settings.redis.urls:
+        raise ConfigError(f"redis.urls: mode {settings.redis.mode} needs the addresses of its nodes")
     images_wrong = check_image_settings(settings.images)
     if images_wrong:
         raise ConfigError(images_wrong)

@@ -39,8 +39,17 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
 class RedisSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Where Redis is and how each process talks to it (see `broker.redis_client`)."""
 
+    #: single: one server (`url`, or the embedded Valkey); cluster: Redis/Valkey Cluster, seeded by
+    #: `urls`; sentinel: a primary with replicas found through the sentinels at `urls`
+    mode: Literal["single", "cluster", "sentinel"] = "single"
     #: empty = start/use the embedded Valkey on `embedded_port` (password in `data_dir`/password)
     url: str = ""
+    #: cluster seed nodes or sentinels, as ``redis://host:port`` (mode cluster or sentinel)
+    urls: tuple[str, ...] = ()
+    #: the servers' password (``${ENV}``) when `url`/`urls` carry none
+    password: str = ""
+    #: the primary's name at the sentinels (mode sentinel)
+    sentinel_service: str = "mymaster"
     embedded_port: int = 6390
     data_dir: str = "var/redis"
     #: where an acknowledged write must be before the reply (`WAITAOF`): "local" = in the server's

@@ -53,7 +53,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import AuthenticationError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from broker.config import RedisSettings
+from broker.config import RedisSettings, Settings
 
 __all__ = [
     "BoundedPipeline",
@@ -62,6 +62,7 @@ __all__ = [
     "RedisRefused",
     "check_or_exit",
     "connect",
+    "open_redis",
     "preflight",
 ]
 
@@ -175,6 +176,13 @@ def connect(url: str, settings: RedisSettings = _DEFAULTS) -> BoundedRedis:
     return client
 
 
+def open_redis(settings: Settings) -> BoundedRedis:
+    """The client of this process for `redis.mode`: what every process's ``main`` opens."""
+    if settings.redis.mode == "single":
+        return connect(settings.redis_url, settings.redis)
+    raise NotImplementedError(f"redis.mode {settings.redis.mode}")
+
+
 async def preflight(client: BoundedRedis, settings: RedisSettings) -> None:
     """Check once at start that Redis takes this process: raise `RedisRefused` when it will not.
 
@@ -212,14 +220,14 @@ async def preflight(client: BoundedRedis, settings: RedisSettings) -> None:
         log.warning("Redis not reachable at start (%s); going on", type(exc).__name__)
 
 
-def check_or_exit(url: str, settings: RedisSettings) -> None:
+def check_or_exit(settings: Settings) -> None:
     """`preflight` for a process's ``main``, before its own loop starts: a refusal ends the process
     with one line on stderr (exit status 1) rather than a retry loop or a traceback."""
 
     async def check() -> None:
-        client = connect(url, settings)
+        client = open_redis(settings)
         try:
-            await preflight(client, settings)
+            await preflight(client, settings.redis)
         finally:
             await client.aclose()
 

@@ -32,7 +32,7 @@ from broker.image_fetch import ImageFetcher
 from broker.logs import setup_logging
 from broker.metrics import Metrics, MetricsPublisher
 from broker.queues import AccountQueues
-from broker.redis_client import RedisRefused, connect, preflight
+from broker.redis_client import RedisRefused, open_redis, preflight
 from broker.shutdown import cancel_and_wait
 from broker.store import TaskStore
 from discord_bridge.discord_overrides import install_fixed_super_properties, point_client_at
@@ -272,7 +272,7 @@ async def amain(path: str | None = None) -> None:
     file = config_path(path)
     settings = load_settings(file)
     setup_logging(settings.secrets())
-    redis = connect(settings.redis_url, settings.redis)
+    redis = open_redis(settings)
     try:
         await preflight(redis, settings.redis)
     except RedisRefused as exc:

@@ -40,7 +40,7 @@ from broker.ledger import Ledger
 from broker.logs import setup_logging
 from broker.metrics import Metrics, MetricsPublisher
 from broker.queues import AccountQueues
-from broker.redis_client import check_or_exit, connect
+from broker.redis_client import check_or_exit, open_redis
 from broker.shutdown import RECANCEL_SECONDS, cancel_and_wait
 from broker.store import TaskStore
 from broker.translation import Translator
@@ -96,7 +96,7 @@ class WorkerRuntime:
         self.claim_idle_ms = int(claim_idle_seconds * 1000)
         self.clock = clock
         retention_s = settings.tasks.retention_days * 86_400
-        self.redis = connect(settings.redis_url, settings.redis)
+        self.redis = open_redis(settings)
         #: this process's counters, published for the web's /metrics (see `broker.metrics`)
         self.metrics = Metrics()
         self.publisher = MetricsPublisher(
@@ -386,7 +386,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     settings = load_settings(path)
     setup_logging(settings.secrets(), level=args.log_level)
     watcher = ConfigWatcher(path, settings)
-    check_or_exit(settings.redis_url, settings.redis)
+    check_or_exit(settings)
     # arq builds its loop through the policy: uvloop makes every Redis round trip cheaper.
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     # One consumer name for the life of the process: a worker restarted after a Redis outage reads

@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> None:
     except ConfigError as exc:
         raise SystemExit(f"config error: {exc}") from None
     setup_logging(settings.secrets())
-    check_or_exit(settings.redis_url, settings.redis)
+    check_or_exit(settings)
     host, port = args.host or settings.server.host, args.port or settings.server.port
     # for the app's "web ready on ..." line, in granian's worker processes
     os.environ["MJBROKER_WEB_ADDRESS"] = f"{host}:{port}"

@@ -42,7 +42,7 @@ from broker.config import Settings, config_path, load_settings
 from broker.config_watcher import ConfigWatcher
 from broker.logs import RedactSecrets, setup_logging, wants_json
 from broker.metrics import MetricsPublisher
-from broker.redis_client import connect
+from broker.redis_client import open_redis
 from broker.shutdown import cancel_and_wait
 
 __all__ = ["RedactSecrets", "create_app"]
@@ -71,7 +71,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     publishing: list[tuple[MetricsPublisher, asyncio.Task[None]]] = []
 
     async def startup() -> None:
-        ctx.open(connect(settings.redis_url, settings.redis))
+        ctx.open(open_redis(settings))
         publisher = MetricsPublisher(
             ctx.redis,
             ctx.metrics,
