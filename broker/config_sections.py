@@ -52,9 +52,10 @@ class RedisSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     sentinel_service: str = "mymaster"
     embedded_port: int = 6390
     data_dir: str = "var/redis"
-    #: where an acknowledged write must be before the reply (`WAITAOF`): "local" = in the server's
-    #: fsynced AOF, "replica" = on a replica's too, "none" = in the server's memory only
-    durability: Literal["none", "local", "replica"] = "local"
+    #: where an acknowledged write must be before the reply: "local" = in the server's fsynced AOF
+    #: (`WAITAOF`), "replicated" = there and on a replica (`WAIT 1`), "none" = in the server's
+    #: memory only ("replica" is the earlier name of "replicated")
+    durability: Literal["none", "local", "replicated", "replica"] = "local"
     #: a command or pipeline whose reply takes longer fails (blocking commands block for less)
     command_timeout_seconds: float = 10.0
     connect_timeout_seconds: float = 5.0

@@ -116,18 +116,25 @@ async def _send(redis: aioredis.Redis, fill: Fill, scripts: Sequence[Script], du
     wait = getattr(redis, "queue_wait_durable", None) if durable else None
     async with redis.pipeline(transaction=False) as pipe:
         fill(pipe)
-        waiting = wait(pipe) if wait is not None else False
+        waits = wait(pipe) if wait is not None else 0
         try:
             replies: list[Any] = await pipe.execute(raise_on_error=False)
         finally:
             calls = {i: c for script in scripts for i, c in script._take(pipe).items()}
-    waited = replies.pop() if waiting else None
+    waited = _split_waits(replies, waits)
     missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError) and i in calls]
     if missing:
-        replies, waited = await _reload(redis, scripts, replies, {i: calls[i] for i in missing}, waiting)
-    if waiting:
+        replies, waited = await _reload(redis, scripts, replies, {i: calls[i] for i in missing}, bool(waits))
+    if waits:
         redis.check_durable(waited)
     return replies
+
+
+def _split_waits(replies: list[Any], waits: int) -> list[Any]:
+    """Take the replies of the `waits` durable waits off the end of `replies` and return them."""
+    waited = replies[len(replies) - waits :]
+    del replies[len(replies) - waits :]
+    return waited
 
 
 async def _reload(
@@ -138,16 +145,15 @@ async def _reload(
     durable: bool,
 ) -> tuple[list[Any], Any]:
     """Load `scripts` again and send the script calls that met NOSCRIPT (they did not run); with
-    `durable`, a new WAITAOF covers their writes too. Returns the merged replies and its reply."""
+    `durable`, new waits cover their writes too. Returns the merged replies and the waits' replies."""
     for script in scripts:
         await redis.script_load(script.source)
     async with redis.pipeline(transaction=False) as pipe:
         for command in calls.values():
             pipe.evalsha(*command)
-        if durable:
-            redis.queue_wait_durable(pipe)
+        waits = redis.queue_wait_durable(pipe) if durable else 0
         again = await pipe.execute(raise_on_error=False)
-    waited = again.pop() if durable else None
+    waited = _split_waits(again, waits)
     merged = list(replies)
     for position, reply in zip(calls, again, strict=True):
         merged[position] = reply

@@ -24,14 +24,15 @@ What is set and why:
 - **Bounded pool.** At most `max_connections` connections per process; past that a command fails
   with redis-py's "Too many connections" rather than opening more.
 - **Durable acknowledgements.** A pipeline sent with ``durable=True`` (`broker.lua.execute`) ends
-  with ``WAITAOF numlocal numreplicas timeout``, in the same round trip: its reply arrives once the
-  server has fsynced to its AOF (``redis.durability: local``) or a replica has acknowledged
-  (``replica``) every write this connection made, and a server that cannot promise it fails the
-  call with `NotDurable`. The writes a reply acknowledges to a client (admission, the bridge's
-  claim before an interaction is sent) go this way. ``WAITAOF`` waits for the connection's own
-  writes, and the AOF is fsynced as a prefix, so it also covers whatever that connection read
-  before writing. A server with ``appendfsync always`` (the embedded one) has fsynced before it
-  replies: the wait is free; with ``everysec`` it waits for the next fsync (up to 1/hz s).
+  with ``WAITAOF 1 0 timeout`` (``redis.durability: local``) and, with ``replicated``, ``WAIT 1
+  timeout`` too, in the same round trip on the same connection: its reply arrives once the server
+  has fsynced the writes to its AOF and, with ``replicated``, a replica has received them; a server
+  that cannot promise it fails the call with `NotDurable`. The writes a reply acknowledges to a
+  client (admission, the bridge's claim before an interaction is sent) go this way. Both wait for
+  the connection's own writes, and the AOF and the replication stream are prefixes of the server's
+  history, so they also cover whatever that connection read before writing. A server with
+  ``appendfsync always`` (the embedded one) has fsynced before it replies: the local wait is free;
+  with ``everysec`` it waits for the next fsync (up to 1/hz s).
 - **Commands packed by hiredis.** redis-py reads replies with hiredis when it is installed, and its
   sync client packs commands with hiredis too, but its asyncio connections pack in Python, at
   several times the CPU per command (a tenth of the web's CPU per submit). The connection class the
@@ -72,7 +73,7 @@ _DEFAULTS = RedisSettings()
 
 
 class NotDurable(RedisError):  # type: ignore[misc]
-    """The server did not confirm that a pipeline's writes are durable (`WAITAOF`): they may have
+    """The server did not confirm that a pipeline's writes are durable (`WAITAOF`, `WAIT`): they may have
     been applied, but may not survive a crash of the server's host."""
 
 
@@ -81,37 +82,31 @@ class RedisRefused(Exception):
     says what to do, and the process should stop rather than retry."""
 
 
-#: (numlocal, numreplicas) of `WAITAOF` for each `redis.durability`
-_WAITAOF = {"none": None, "local": (1, 0), "replica": (0, 1)}
+#: (numlocal, replicas) for each `redis.durability`: a durable pipeline ends with ``WAITAOF numlocal
+#: 0`` and, with replicas, ``WAIT replicas`` (``replica`` is the earlier name of ``replicated``)
+_DURABILITY: dict[str, tuple[int, int] | None] = {
+    "none": None,
+    "local": (1, 0),
+    "replicated": (1, 1),
+    "replica": (1, 1),
+}
 
 
 class BoundedRedis(aioredis.Redis):  # type: ignore[misc]  # redis is untyped here (see pyproject)
     """redis-py's client, each command bounded by `command_timeout` seconds (see the module)."""
 
     command_timeout: float = _DEFAULTS.command_timeout_seconds
-    #: (numlocal, numreplicas) a durable pipeline waits for, or None (see the module)
-    durability: tuple[int, int] | None = _WAITAOF[_DEFAULTS.durability]
+    #: (numlocal, replicas) a durable pipeline waits for, or None (see the module)
+    durability: tuple[int, int] | None = _DURABILITY[_DEFAULTS.durability]
 
-    def queue_wait_durable(self, pipe: Pipeline) -> bool:
-        """End `pipe` with the WAITAOF of this client's durability; False when it has none."""
-        if self.durability is None:
-            return False
-        numlocal, numreplicas = self.durability
-        # The server gives up a little before the client would drop the connection.
-        pipe.execute_command("WAITAOF", numlocal, numreplicas, max(int(self.command_timeout * 900), 1))
-        return True
+    def queue_wait_durable(self, pipe: Pipeline) -> int:
+        """End `pipe` with the waits of this client's durability; how many commands were added."""
+        return queue_durable_waits(pipe, self.durability, self.command_timeout)
 
-    def check_durable(self, reply: Any) -> None:
-        """Raise `NotDurable` unless `reply` (WAITAOF's) meets this client's durability."""
-        assert self.durability is not None
-        if isinstance(reply, Exception):
-            raise NotDurable(f"WAITAOF failed: {reply}") from reply
-        numlocal, numreplicas = self.durability
-        if int(reply[0]) < numlocal or int(reply[1]) < numreplicas:
-            raise NotDurable(
-                f"writes not confirmed durable within {self.command_timeout:g}s "
-                f"(fsynced locally: {int(reply[0])}, replicas: {int(reply[1])})"
-            )
+    def check_durable(self, replies: list[Any]) -> None:
+        """Raise `NotDurable` unless `replies` (of the waits `queue_wait_durable` added) meet this
+        client's durability."""
+        check_durable_waits(replies, self.durability, self.command_timeout)
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
         try:
@@ -138,6 +133,37 @@ class BoundedPipeline(Pipeline):  # type: ignore[misc]
                 return replies
         except TimeoutError:
             raise RedisTimeoutError(f"no reply to a pipeline within {self.command_timeout:g}s") from None
+
+
+def queue_durable_waits(pipe: Any, durability: tuple[int, int] | None, timeout: float, **route: Any) -> int:
+    """Queue on `pipe` the waits of `durability` (see the module); `route` goes with each command
+    (a cluster pipeline's ``target_nodes``). Returns how many commands were queued."""
+    if durability is None:
+        return 0
+    numlocal, replicas = durability
+    # The server gives up a little before the client would drop the connection.
+    wait_ms = max(int(timeout * 900), 1)
+    pipe.execute_command("WAITAOF", numlocal, 0, wait_ms, **route)
+    if not replicas:
+        return 1
+    pipe.execute_command("WAIT", replicas, wait_ms, **route)
+    return 2
+
+
+def check_durable_waits(replies: list[Any], durability: tuple[int, int] | None, timeout: float) -> None:
+    """Raise `NotDurable` unless `replies` (of `queue_durable_waits`) meet `durability`."""
+    assert durability is not None
+    numlocal, replicas = durability
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise NotDurable(f"durable wait failed: {reply}") from reply
+    fsynced = int(replies[0][0])
+    acknowledged = int(replies[1]) if replicas else 0
+    if fsynced < numlocal or acknowledged < replicas:
+        raise NotDurable(
+            f"writes not confirmed durable within {timeout:g}s "
+            f"(fsynced locally: {fsynced}, replicas that have them: {acknowledged} of {replicas} wanted)"
+        )
 
 
 class _HiredisPacking:
@@ -172,7 +198,7 @@ def connect(url: str, settings: RedisSettings = _DEFAULTS) -> BoundedRedis:
     pool.connection_class = type(base.__name__, (_HiredisPacking, base), {})
     client: BoundedRedis = BoundedRedis.from_pool(pool)
     client.command_timeout = settings.command_timeout_seconds
-    client.durability = _WAITAOF[settings.durability]
+    client.durability = _DURABILITY[settings.durability]
     return client
 
 
@@ -197,7 +223,7 @@ async def preflight(client: BoundedRedis, settings: RedisSettings) -> None:
         if client.durability is not None:
             async with client.pipeline(transaction=False) as pipe:
                 client.queue_wait_durable(pipe)
-                (reply,) = await pipe.execute(raise_on_error=False)
+                reply, *_ = await pipe.execute(raise_on_error=False)
             if isinstance(reply, ResponseError) and "appendonly" in str(reply):
                 raise RedisRefused(
                     f"redis.durability is {settings.durability!r} but {where} has appendonly off: turn "
