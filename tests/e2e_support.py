@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import yaml
@@ -27,7 +27,8 @@ from workers_support import HookReceiver
 
 from broker import heartbeat, keys
 from broker.account_status import AccountState
-from broker.redis_client import connect
+from broker.config import load_settings
+from broker.redis_client import BoundedRedis, open_redis
 from broker.redis_server import EmbeddedRedis, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,6 +40,15 @@ ADMIN_SECRET = "e2e-admin-secret"
 TERMINAL = ("SUCCESS", "FAILURE", "CANCEL")
 
 __all__ = ["ADMIN_SECRET", "HOOK_SECRET", "SECRET", "TERMINAL", "HookReceiver", "Proc", "Stack", "tiny_png"]
+
+
+class RedisDeployment(Protocol):
+    """What a stack runs its processes against: the embedded server, or a cluster or a primary
+    with sentinels (their tests' own classes)."""
+
+    def start(self) -> None: ...
+
+    def stop(self, *, kill: bool = False) -> None: ...
 
 
 def tiny_png(seed: int = 0) -> bytes:
@@ -135,6 +145,8 @@ class Stack:
         web_workers: int = 1,
         worker_processes: int = 1,
         durable: bool = True,
+        redis: RedisDeployment | None = None,
+        redis_section: dict[str, Any] | None = None,
     ) -> None:
         self.root = root
         self.logs = root / "logs"
@@ -159,10 +171,12 @@ class Stack:
             for i in range(accounts)
         ]
         self.durable = durable
-        #: may be replaced before `start` (the crash test traces the server's AOF writes)
-        self.redis = EmbeddedRedis(
+        #: may be replaced before `start` (the crash test traces the server's AOF writes); another
+        #: deployment (a cluster, a primary under sentinels) comes with its config `redis_section`
+        self.redis: RedisDeployment = redis or EmbeddedRedis(
             port=self.redis_port, data_dir=root / "redis", appendfsync="always" if durable else "everysec"
         )
+        self.redis_section = redis_section
         self.receiver = HookReceiver()
         self.config_path = root / "config.yaml"
         env = {**os.environ, "MJBROKER_CONFIG": str(self.config_path), "PYTHONUNBUFFERED": "1"}
@@ -210,7 +224,8 @@ class Stack:
             # metrics snapshots every 0.2 s, so /metrics shows a task's counts within a test's patience
             "server": {"host": "127.0.0.1", "port": self.web_port, "metrics_interval_seconds": 0.2},
             # the embedded server's settings: every process reads its password from data_dir
-            "redis": {
+            "redis": self.redis_section
+            or {
                 "url": "",
                 "embedded_port": self.redis_port,
                 "data_dir": str(self.root / "redis"),
@@ -283,9 +298,13 @@ class Stack:
         await self.wait_accounts_online(online)
         await self.wait_worker()
 
+    def client(self) -> BoundedRedis:
+        """A Redis client as the stack's processes open theirs (any `redis.mode`)."""
+        return open_redis(load_settings(self.config_path))
+
     async def wait_worker(self, within: float = 30) -> None:
         """Wait until a worker's heartbeat is in Redis (the web answers code 9 until then)."""
-        client = connect(self.redis.url)
+        client = self.client()
         try:
             async with asyncio.timeout(within):
                 while True:
@@ -316,7 +335,7 @@ class Stack:
 
     async def wait_accounts_online(self, ids: Sequence[str] | None = None, within: float = 30) -> None:
         ids = list(ids or [f"a{i}" for i in range(self.n_accounts)])
-        client = connect(self.redis.url)
+        client = self.client()
         try:
             deadline = time.monotonic() + within
             while time.monotonic() < deadline:

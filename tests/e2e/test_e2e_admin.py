@@ -17,7 +17,6 @@ import yaml
 from e2e_support import Stack
 
 from broker import keys
-from broker.redis_client import connect
 from workers.delivery import sign
 
 ADMIN_SECRET = "e2e-admin-secret-Rk5Wm"
@@ -135,7 +134,7 @@ async def _more_identifies(stack: Stack, than: int) -> bool:
 
 
 async def _key_gone(stack: Stack, key: str) -> bool:
-    client = connect(stack.redis.url)
+    client = stack.client()
     try:
         return not await client.exists(key)
     finally:

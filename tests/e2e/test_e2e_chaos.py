@@ -34,7 +34,6 @@ from e2e_support import TERMINAL, Stack
 from redis.exceptions import RedisError
 
 from broker.models import Task, TaskStatus
-from broker.redis_client import connect
 from broker.store import TaskStore
 
 SEED_ENV = "MJBROKER_CHAOS_SEED"
@@ -87,7 +86,7 @@ async def _revisions(store: TaskStore, ids: list[str]) -> dict[str, int]:
 async def _crash_redis(stack: Stack, accepted: list[str], down: float, at: float) -> RedisLoss:
     """SIGKILL Redis right after a marker write and a note of every task's revision; then restart
     it from its AOF and read both back before anything else writes much."""
-    probe = connect(stack.redis.url)
+    probe = stack.client()
     store = TaskStore(probe, retention_seconds=3600)
     try:
         # The marker first: if it survives, so did every write acknowledged before it (the AOF is
@@ -100,7 +99,7 @@ async def _crash_redis(stack: Stack, accepted: list[str], down: float, at: float
         await probe.aclose()
     await asyncio.sleep(down)
     stack.revive("redis")
-    probe = connect(stack.redis.url)
+    probe = stack.client()
     store = TaskStore(probe, retention_seconds=3600)
     try:
         kept = (await probe.get(MARKER_KEY)) == marker.encode()
@@ -221,7 +220,7 @@ async def test_chaos_no_task_lost_and_no_interaction_sent_twice(tmp_path: Path, 
         await trickling
         accepted = list(submitter.accepted)
 
-        redis = connect(stack.redis.url)
+        redis = stack.client()
         store = TaskStore(redis, retention_seconds=3600)
         try:
             # A queued task may wait behind slots that only free at a timeout: the queue timeout,

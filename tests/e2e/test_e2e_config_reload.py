@@ -8,7 +8,6 @@ from pathlib import Path
 from e2e_support import Stack
 
 from broker import keys
-from broker.redis_client import connect
 
 
 def _pin(account_id: str) -> dict[str, object]:
@@ -16,7 +15,7 @@ def _pin(account_id: str) -> dict[str, object]:
 
 
 async def _state(stack: Stack, account_id: str) -> tuple[str, str]:
-    client = connect(stack.redis.url)
+    client = stack.client()
     try:
         state, reason = await client.hmget(keys.account_status(account_id), ["state", "reason"])
     finally:
@@ -25,7 +24,7 @@ async def _state(stack: Stack, account_id: str) -> tuple[str, str]:
 
 
 async def _exists(stack: Stack, key: str) -> bool:
-    client = connect(stack.redis.url)
+    client = stack.client()
     try:
         return bool(await client.exists(key))
     finally:

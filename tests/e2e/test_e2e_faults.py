@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 from e2e_support import Stack
 
-from broker.redis_client import connect
 from broker.store import TaskStore
 
 #: the accounts' task timeout: short, so a 429 wait can outlast it, yet long enough for a job to run
@@ -114,7 +113,7 @@ async def test_a_parked_task_that_failed_meanwhile_is_never_sent(stack: Stack) -
     await stack.fault(0, "rate_limit", count=1, retry_after=2.0)
     task_id = await imagine(stack, "a fox that gives up", "a0")
     nonce = (await parked(stack, task_id))["properties"]["nonce"]
-    client = connect(stack.redis.url)
+    client = stack.client()
     try:  # as the sweeper or the account's health would, while the bridge waits
         assert await TaskStore(client, retention_seconds=3600).fail(task_id, "failed while it waited")
     finally:

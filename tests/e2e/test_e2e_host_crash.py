@@ -34,7 +34,6 @@ from crash_support import TracedRedis
 from e2e_support import Stack
 from redis.exceptions import RedisError
 
-from broker.redis_client import connect
 from broker.store import TaskStore
 
 #: how long tasks are submitted before the crash, and how often
@@ -76,7 +75,7 @@ async def _submit_until(
 
 async def _records(stack: Stack, ids: list[str], within: float) -> list[Any]:
     """The stored tasks of `ids` once all have ended, or as they are when `within` runs out."""
-    client = connect(stack.redis.url)
+    client = stack.client()
     store = TaskStore(client, retention_seconds=3600)
     deadline = time.monotonic() + within
     tasks: list[Any] = []
