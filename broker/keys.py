@@ -41,6 +41,7 @@ __all__ = [
     "STORED_IMAGES",
     "TASK_RECORDS_MATCH",
     "UNMATCHED_EVENTS",
+    "V1",
     "WORKERS",
     "account_day_count",
     "account_facts",
@@ -322,3 +323,24 @@ STORED_IMAGES = _per_shard("images:stored")
 
 def stored_images(task_id: str) -> str:
     return STORED_IMAGES[task_shard(task_id)]
+
+
+class V1:
+    """The layout before the shards, read only by `broker.migrate` (which moves it into this one).
+
+    One task's record and blobs were tagged by its id, its hook state beside a single due set in one
+    ``{hooks}`` slot; the streams and sets below were one key each.
+    """
+
+    #: task records ``mjb:task:{<id>}`` (the id is between the braces)
+    TASK_RECORDS_MATCH = f"{PREFIX}:task:{{*}}"
+    #: task blobs ``mjb:task:{<id>}:blob:<name>``
+    TASK_BLOBS_MATCH = f"{PREFIX}:task:{{*}}:blob:*"
+    #: hook delivery states ``mjb:{hooks}:task:<id>``
+    HOOK_STATES_MATCH = f"{PREFIX}:{{hooks}}:task:*"
+    HOOKS_DUE = f"{PREFIX}:{{hooks}}:due"
+    EVENTS_STREAM = f"{PREFIX}:events"
+    CHANGES_STREAM = f"{PREFIX}:changes"
+    FINISHING_STREAM = f"{PREFIX}:finishing"
+    LIVE_TASKS = f"{PREFIX}:tasks:live"
+    STORED_IMAGES = f"{PREFIX}:images:stored"
