@@ -342,7 +342,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--log-level", help="default: $MJBROKER_LOG_LEVEL or INFO")
     args = parser.parse_args(argv)
-    # (arq logs every cron run at INFO, the sweeper's every few seconds: `broker.logs` quiets it)
     setup_logging(level=args.log_level)
     path = config_path(args.config)
     settings = load_settings(path)
