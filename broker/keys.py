@@ -39,6 +39,7 @@ __all__ = [
     "SHARDS",
     "SHARD_TAGS",
     "STORED_IMAGES",
+    "SWEEP_TICK",
     "TASK_RECORDS_MATCH",
     "UNMATCHED_EVENTS",
     "V1",
@@ -344,3 +345,7 @@ class V1:
     FINISHING_STREAM = f"{PREFIX}:finishing"
     LIVE_TASKS = f"{PREFIX}:tasks:live"
     STORED_IMAGES = f"{PREFIX}:images:stored"
+
+
+#: held for a little less than one `tasks.sweep_seconds` by the worker that sweeps this tick
+SWEEP_TICK = f"{PREFIX}:sweep:tick"
