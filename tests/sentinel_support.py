@@ -87,7 +87,9 @@ class SentinelDeployment:
     """A primary + `replicas` replicas + `sentinels` sentinels (quorum 2) on loopback free ports.
 
     :param root: a directory for the nodes' files.
-    :param down_after_ms: how long the primary must be silent before a sentinel thinks it down.
+    :param down_after_ms: how long the primary must be silent before a sentinel thinks it down; much
+        shorter and a sentinel on a loaded 2-core host thinks a primary just promoted down before
+        its first PING reply, and fails over a second time.
     :param failover_timeout_ms: the sentinels' ``failover-timeout`` (also bounds a leader election).
     :param sentinel_password: when set, the sentinels require it (and use it among themselves).
     """
@@ -98,8 +100,8 @@ class SentinelDeployment:
         *,
         replicas: int = 2,
         sentinels: int = 3,
-        down_after_ms: int = 400,
-        failover_timeout_ms: int = 1500,
+        down_after_ms: int = 1000,
+        failover_timeout_ms: int = 3000,
         sentinel_password: str = "",
     ) -> None:
         self.root = root
