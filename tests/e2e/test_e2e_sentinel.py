@@ -9,7 +9,8 @@ submits go on meanwhile. What must hold:
   its timeout (tasks whose bot events went down with the old primary end FAILURE by timeout);
 - no interaction reached mjsim twice;
 - a submit made while there was no primary is refused with a clear API error (503 with the
-  broker's description), never a 500; those are counted and printed with the rest.
+  broker's description), never a 500; those are counted and printed with the rest;
+- no log holds the servers' or the sentinels' password.
 """
 
 from __future__ import annotations
@@ -157,6 +158,11 @@ async def test_the_stack_follows_a_sentinel_failover_and_loses_no_acknowledged_t
     assert set(sends) <= {1}, line
     assert server_errors == 0, line
     assert all("internal error" not in d for d in submits.refusals), line
+    # the servers' and the sentinels' passwords appear in no process's log, failover errors included
+    logs = "".join(path.read_text(errors="replace") for path in stack.logs.glob("*.log"))
+    assert "MasterNotFoundError" in logs or "ConnectionError" in logs  # the failover was logged
+    for secret in (deployment.password, deployment.sentinel_password):
+        assert secret not in logs
 
 
 async def _run_when_durable(stack: Stack, within: float = 15) -> None:
