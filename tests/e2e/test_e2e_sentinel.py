@@ -10,7 +10,9 @@ submits go on meanwhile. What must hold:
 - no interaction reached mjsim twice;
 - a submit made while there was no primary is refused with a clear API error (503 with the
   broker's description), never a 500; those are counted and printed with the rest;
-- no log holds the servers' or the sentinels' password.
+- no log holds the servers' or the sentinels' password;
+- with no replica left, a submit is refused (503, "could not confirm the write as durable") within
+  the command timeout.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from sentinel_support import SentinelDeployment
 from broker.store import TaskStore
 
 TIMEOUT_MINUTES = 0.15
+COMMAND_TIMEOUT_S = 2.0
 IN_FLIGHT = 60
 #: how long submits go on after the sentinels named the new primary
 AFTER_FAILOVER_S = 1.0
@@ -104,7 +107,7 @@ async def test_the_stack_follows_a_sentinel_failover_and_loses_no_acknowledged_t
         progress_steps=2,
         lease_seconds=2.0,
         redis=deployment,
-        redis_section=deployment.redis_section(command_timeout_seconds=3.0),
+        redis_section=deployment.redis_section(command_timeout_seconds=COMMAND_TIMEOUT_S),
     )
     await stack.start()
     submits = Submits(stack)
@@ -129,6 +132,14 @@ async def test_the_stack_follows_a_sentinel_failover_and_loses_no_acknowledged_t
         within = TIMEOUT_MINUTES * 60 * 3 + 10
         tasks = await _records(stack, submits.accepted, within)
         counters = await stack.counters()
+        # with no replica left, a submit cannot be made durable: a clear 503 within the timeout
+        for node in deployment.data:
+            if node is not new:
+                node.stop(kill=True)
+        started = time.monotonic()
+        alone = {"prompt": "sentinel alone a lighthouse"}
+        no_replica = await stack.api.post("/mj/submit/imagine", json=alone)
+        no_replica_s = time.monotonic() - started
     finally:
         await stack.close()
 
@@ -158,6 +169,10 @@ async def test_the_stack_follows_a_sentinel_failover_and_loses_no_acknowledged_t
     assert set(sends) <= {1}, line
     assert server_errors == 0, line
     assert all("internal error" not in d for d in submits.refusals), line
+    assert no_replica.status_code == 503, no_replica.text
+    assert "could not confirm the write as durable" in no_replica.json()["description"]
+    assert no_replica.headers.get("retry-after")
+    assert no_replica_s < COMMAND_TIMEOUT_S + 1
     # the servers' and the sentinels' passwords appear in no process's log, failover errors included
     logs = "".join(path.read_text(errors="replace") for path in stack.logs.glob("*.log"))
     assert "MasterNotFoundError" in logs or "ConnectionError" in logs  # the failover was logged

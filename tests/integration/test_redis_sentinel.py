@@ -2,9 +2,10 @@
 
 What is checked: the client finds the primary through the sentinels; ``replicated`` acknowledges a
 write only once a replica has it, and fails with `NotDurable` within the command timeout when no
-replica is there; preflight refuses wrong credentials and an unknown service, in words that hold
-no secret; and the client follows the primary: a connection that reaches a demoted primary
-(``READONLY``) or a killed one is dropped, and a later command reaches the new primary.
+replica is there (the web's 503 for it: `tests/e2e/test_e2e_sentinel.py`); preflight refuses wrong
+credentials and an unknown service, in words that hold no secret; and the client follows the
+primary: a connection that reaches a demoted primary (``READONLY``) or a killed one is dropped, and
+a later command reaches the new primary.
 """
 
 from __future__ import annotations
@@ -17,11 +18,9 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import msgspec
 import pytest
 import redis.asyncio as aioredis
-from api_support import AUTH, running_web
 from redis.exceptions import ConnectionError as RedisConnectionError
 from sentinel_support import SentinelDeployment
 
@@ -246,19 +245,6 @@ async def test_replicated_without_a_replica_fails_with_not_durable_within_the_co
         assert time.monotonic() - started < 1.0
     finally:
         await client.aclose()
-
-
-async def test_the_web_answers_a_submit_it_cannot_make_durable_with_a_clear_503(
-    redis_server: EmbeddedRedis, redis: aioredis.Redis
-) -> None:
-    section = {"url": redis_server.url, "durability": "replicated", "command_timeout_seconds": 1.0}
-    with running_web(redis_server, redis=section) as web:
-        async with httpx.AsyncClient(base_url=web.url, headers=AUTH, timeout=10) as http:
-            response = await http.post("/mj/submit/imagine", json={"prompt": "a cat"})
-    assert response.status_code == 503, response.text
-    body = response.json()
-    assert body["code"] != 1 and "could not confirm" in body["description"], body
-    assert response.headers.get("retry-after")
 
 
 # -- a killed primary (a deployment of its own: it does not come back) ------------------------------
