@@ -29,6 +29,6 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     and "host_crash")."""
     for report in [*terminalreporter.getreports("passed"), *terminalreporter.getreports("failed")]:
         for name, value in report.user_properties:
-            if name in ("chaos", "host_crash"):
+            if name in ("chaos", "host_crash", "sentinel"):
                 terminalreporter.write_sep("-", f"{name}: {report.nodeid}")
                 terminalreporter.write_line(str(value))
