@@ -5,6 +5,8 @@ One folder per task (`<task id>/`), the same names in every backend:
 - ``image.<ext>``: the result as Discord served it (PNG, JPEG, WebP or GIF);
 - ``1.<ext>`` .. ``4.<ext>``: the quarters of a grid (a single result has none);
 - ``thumb.webp``: the thumbnail;
+- ``video1.mp4`` .. ``videoN.mp4``: a video task's videos, in the bot's order (such a task has no
+  image, quarters or thumbnail);
 - ``manifest.json``: what the folder holds (names, types, sizes, ETags), written last: a task
   whose manifest is there is complete, and the web serves nothing of a task without one.
 
@@ -67,9 +69,12 @@ class StoredFile(msgspec.Struct, frozen=True, kw_only=True):
 class Manifest(msgspec.Struct, frozen=True, kw_only=True):
     """What a task's folder holds; written last, so its presence means the copy is complete."""
 
-    image: StoredFile
+    #: the image as Discord served it; None for a video task
+    image: StoredFile | None = None
     quarters: list[StoredFile] = msgspec.field(default_factory=list)
     thumbnail: StoredFile | None = None
+    #: a video task's videos, in the bot's order
+    videos: list[StoredFile] = msgspec.field(default_factory=list)
     stored_ms: int = 0
 
     def part(self, which: str) -> StoredFile | None:
@@ -82,6 +87,15 @@ class Manifest(msgspec.Struct, frozen=True, kw_only=True):
             return self.quarters[int(which) - 1]
         return None
 
+    def video(self, which: str) -> StoredFile | None:
+        """The video of part "" (the first) or "1".."N" (the nth, as U1..UN number them); None if none."""
+        if not self.videos:
+            return None
+        if which == "":
+            return self.videos[0]
+        numbers = [str(n) for n in range(1, len(self.videos) + 1)]
+        return self.videos[numbers.index(which)] if which in numbers else None
+
 
 class ImageBackend(Protocol):
     """Where the files are: object names are ``<task id>/<name>``."""
@@ -89,6 +103,10 @@ class ImageBackend(Protocol):
     async def put(self, name: str, data: bytes, content_type: str) -> None: ...
 
     async def get(self, name: str) -> bytes | None: ...
+
+    async def get_range(self, name: str, start: int, end: int) -> bytes | None:
+        """Bytes `start` to `end` (exclusive) of the file; None when there is no such file."""
+        ...
 
     async def delete_folder(self, task_id: str) -> None: ...
 
@@ -124,6 +142,19 @@ class LocalBackend:
             return await asyncio.to_thread(path.read_bytes)
         except (FileNotFoundError, NotADirectoryError):
             return None
+
+    async def get_range(self, name: str, start: int, end: int) -> bytes | None:
+        path = self._path(name)
+        try:
+            return await asyncio.to_thread(self._read_range, path, start, end)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+    @staticmethod
+    def _read_range(path: Path, start: int, end: int) -> bytes:
+        with path.open("rb") as file:
+            file.seek(start)
+            return file.read(end - start)
 
     async def delete_folder(self, task_id: str) -> None:
         if not valid_task_id(task_id):
@@ -164,6 +195,12 @@ class S3Backend:
         try:
             result = await obstore.get_async(self.store, name)
             return bytes(await result.bytes_async())
+        except (NotFoundError, FileNotFoundError):
+            return None
+
+    async def get_range(self, name: str, start: int, end: int) -> bytes | None:
+        try:
+            return bytes(await obstore.get_range_async(self.store, name, start=start, end=end))
         except (NotFoundError, FileNotFoundError):
             return None
 
@@ -230,6 +267,13 @@ class ImageStore:
         data = await self.backend.get(f"{task_id}/{file.name}")
         if data is None:
             self._cache.pop(task_id, None)  # deleted meanwhile (retention)
+        return data
+
+    async def read_range(self, task_id: str, file: StoredFile, start: int, end: int) -> bytes | None:
+        """Bytes `start` to `end` (exclusive) of a stored file (a video a player seeks in)."""
+        data = await self.backend.get_range(f"{task_id}/{file.name}", start, end)
+        if data is None:
+            self._cache.pop(task_id, None)
         return data
 
     async def delete(self, task_id: str) -> None:

@@ -11,7 +11,13 @@ from broker.image_store import StoredFile
 
 __all__ = ["CONTENT_TYPES", "Rendered", "render_copy", "stored_file"]
 
-CONTENT_TYPES = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp", "gif": "image/gif"}
+CONTENT_TYPES = {
+    "png": "image/png",
+    "jpg": "image/jpeg",
+    "webp": "image/webp",
+    "gif": "image/gif",
+    "mp4": "video/mp4",
+}
 #: the format of the quarters, by the grid's: a GIF's first frame is cut into PNGs
 _QUARTER_FORMAT = {"png": ("PNG", "png"), "jpg": ("JPEG", "jpg"), "webp": ("WEBP", "webp")}
 

@@ -21,12 +21,14 @@ from broker import keys
 from broker.config import Settings, parse_settings
 from broker.image_fetch import ImageFetcher
 from broker.image_store import ImageStore, LocalBackend, S3Backend, open_store
-from broker.models import Button, Task, TaskAction
+from broker.models import Button, Task, TaskAction, VideoUrl
 from broker.redis_server import free_port
 from workers.image_copy import ImageCopier
 from workers.image_retention import ImageRetention
 
 CAP = 10 * 1024 * 1024
+#: the simulator's clip: a real, playable H.264 mp4 (read as a file; tests import no mjsim here)
+CLIP = (Path(__file__).resolve().parents[2] / "mjsim" / "assets" / "clip.mp4").read_bytes()
 
 
 def _png(edge: int) -> bytes:
@@ -76,6 +78,12 @@ class Cdn:
                 await response.write(chunk)
             await response.write_eof()
             return response
+        if name in ("1.mp4", "2.mp4"):
+            return web.Response(body=CLIP + name.encode(), content_type="video/mp4")
+        if name == "webm.mp4":  # served as another type
+            return web.Response(body=CLIP, content_type="video/webm")
+        if name == "page.mp4":  # the right type, but no mp4 inside
+            return web.Response(text="<html>not a video</html>", content_type="video/mp4")
         if name == "expired.png":  # what Discord's CDN answers for an expired link
             return web.Response(status=404, text="This content is no longer available.")
         if name == "slow.png":
@@ -111,6 +119,17 @@ def settings_for(cdn: Cdn, tmp_path: Path, **images: Any) -> Settings:
 def grid_task(task_id: str, url: str) -> Task:
     buttons = [Button(custom_id=f"MJ::JOB::upsample::{n}::abc", label=f"U{n}") for n in range(1, 5)]
     return Task(id=task_id, action=TaskAction.IMAGINE, image_url=url, buttons=buttons, instance_id="a1")
+
+
+def video_task(task_id: str, *urls: str) -> Task:
+    return Task(
+        id=task_id,
+        action=TaskAction.VIDEO,
+        image_url=urls[0],
+        video_url=urls[0],
+        video_urls=[VideoUrl(url=u) for u in urls],
+        instance_id="a1",
+    )
 
 
 def copier_for(settings: Settings, redis: aioredis.Redis) -> tuple[ImageCopier, ImageStore]:
@@ -167,6 +186,49 @@ async def test_a_copy_that_cannot_be_made_says_why_and_stores_nothing(
     assert await store.manifest("1700000000000002") is None
 
 
+async def test_a_video_task_is_stored_whole_at_stable_urls(
+    cdn: Cdn, tmp_path: Path, redis: aioredis.Redis
+) -> None:
+    settings = settings_for(cdn, tmp_path, public_base_url="https://img.example")
+    copier, store = copier_for(settings, redis)
+    copied = await copier.copy(video_task("1700000000000006", cdn.url("1.mp4"), cdn.url("2.mp4")))
+    await copier.fetcher.close()
+    assert copied.error is None, copied.error
+    assert copied.image_url == "https://img.example/mj/video/1700000000000006"
+    assert [u.url for u in copied.video_urls or []] == [f"{copied.image_url}/1", f"{copied.image_url}/2"]
+    assert copied.image_urls is None and copied.thumbnail_url is None
+    manifest = await store.manifest("1700000000000006")
+    assert manifest is not None and manifest.image is None and manifest.quarters == []
+    assert [f.name for f in manifest.videos] == ["video1.mp4", "video2.mp4"]
+    assert {f.content_type for f in manifest.videos} == {"video/mp4"}
+    for n, stored in enumerate(manifest.videos, start=1):
+        assert await store.read("1700000000000006", stored) == CLIP + f"{n}.mp4".encode()
+        assert await store.read_range("1700000000000006", stored, 4, 8) == b"ftyp"
+    assert await redis.zscore(keys.STORED_IMAGES, "1700000000000006") is not None  # retention knows it
+
+
+@pytest.mark.parametrize(
+    ("name", "cap", "why"),
+    [
+        ("webm.mp4", None, "is not an MP4 video"),
+        ("page.mp4", None, "is not an MP4 video"),
+        ("2.mp4", len(CLIP), f"is larger than {len(CLIP)} bytes"),
+        ("gone.mp4", None, "answered HTTP 500"),
+    ],
+)
+async def test_a_video_copy_that_cannot_be_made_says_why_and_stores_nothing(
+    cdn: Cdn, tmp_path: Path, redis: aioredis.Redis, name: str, cap: int | None, why: str
+) -> None:
+    settings = settings_for(cdn, tmp_path, **({"max_video_bytes": cap} if cap else {}))
+    copier, store = copier_for(settings, redis)
+    # the first video is fine: one bad video of the set leaves the whole set with Discord's URLs
+    copied = await copier.copy(video_task("1700000000000007", cdn.url("1.mp4"), cdn.url(name)))
+    await copier.fetcher.close()
+    assert copied.image_url is None and copied.video_urls is None
+    assert copied.error is not None and copied.error.startswith("videos not stored: ") and why in copied.error
+    assert await store.manifest("1700000000000007") is None
+
+
 async def test_copies_are_deleted_once_their_task_record_is_gone(
     tmp_path: Path, redis: aioredis.Redis
 ) -> None:
@@ -176,6 +238,9 @@ async def test_copies_are_deleted_once_their_task_record_is_gone(
     for task_id in ("1700000000000003", "1700000000000004"):
         await store.save(task_id, [], manifest_for())
         await redis.zadd(keys.STORED_IMAGES, {task_id: now[0] - 1})
+    # the second is a video task's copy: its mp4 goes with it
+    await store.save("1700000000000004", [(stored_file("video1.mp4", CLIP), CLIP)], manifest_for())
+    assert (tmp_path / "04" / "1700000000000004" / "video1.mp4").read_bytes() == CLIP
     # the first task's record lives on (a later write extended it), the second's is gone
     await redis.hset(keys.task_record("1700000000000003"), mapping={"v": "1", "d": "{}"})
     await redis.pexpire(keys.task_record("1700000000000003"), 60_000)
@@ -189,6 +254,12 @@ async def test_copies_are_deleted_once_their_task_record_is_gone(
     now[0] += 60_001
     assert await retention.sweep() == 1
     assert await redis.zcard(keys.STORED_IMAGES) == 0
+
+
+def stored_file(name: str, data: bytes) -> Any:
+    from workers.image_render import stored_file as make
+
+    return make(name, data)
 
 
 def manifest_for() -> Any:

@@ -9,11 +9,11 @@ from PIL import Image
 
 from broker.api.image_routes import Unsatisfiable, byte_range
 from broker.config import ConfigError, parse_settings
-from broker.image_store import LocalBackend, valid_task_id
+from broker.image_store import LocalBackend, Manifest, StoredFile, valid_task_id
 from broker.models import Button, Task, TaskAction, TaskProperties
 from mjsim.cdn_links import CdnLinks, query_of
 from workers.finishing import finishing_step
-from workers.image_copy import image_urls, is_grid, link_expired
+from workers.image_copy import image_urls, is_grid, link_expired, video_urls
 from workers.image_render import render_copy
 
 
@@ -64,6 +64,23 @@ def test_finishing_steps_follow_the_store_and_the_translation() -> None:
     assert finishing_step(on, Task(id="3", action=TaskAction.SHORTEN)) is None  # no image: nothing to store
     assert finishing_step(both, zh) == "translate+store"
     assert finishing_step(both, task) == "store"
+    video = Task(
+        id="4", action=TaskAction.VIDEO, image_url="https://cdn/v.mp4", video_url="https://cdn/v.mp4"
+    )
+    assert finishing_step(on, video) == "store" and finishing_step(off, video) is None
+
+
+def test_a_manifests_videos_are_numbered_from_one() -> None:
+    videos = [
+        StoredFile(name=f"video{n}.mp4", content_type="video/mp4", size=n, etag=f'"{n}"') for n in (1, 2)
+    ]
+    manifest = Manifest(videos=videos)
+    assert manifest.video("") is manifest.video("1") is videos[0] and manifest.video("2") is videos[1]
+    for which in ("0", "3", "01", "-1", "²", "thumbnail", "1.mp4"):
+        assert manifest.video(which) is None, which
+    assert manifest.part("") is None and Manifest().video("") is None
+    first, urls = video_urls("https://i.example", "7", count=2)
+    assert first == "https://i.example/mj/video/7" and [u.url for u in urls] == [f"{first}/1", f"{first}/2"]
 
 
 def test_a_grid_is_told_by_its_upscale_buttons() -> None:
@@ -102,6 +119,7 @@ def test_image_settings_are_checked() -> None:
         ({"images": {"backend": "s3", "s3": {"bucket": "b", "endpoint": "http://x"}}}, "allow_http"),
         ({"images": {"public_base_url": "img.example"}}, "public_base_url"),
         ({"images": {"copy_timeout_seconds": 0}}, "copy_timeout_seconds"),
+        ({"images": {"max_video_bytes": 0}}, "max_video_bytes"),
         ({"images": {"backend": "ftp"}}, "images.backend"),
     ]:
         with pytest.raises(ConfigError, match=message):
