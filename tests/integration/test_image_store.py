@@ -11,19 +11,22 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import httpx
 import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
+from api_support import running_web
 from moto.server import ThreadedMotoServer
 from PIL import Image
 
 from broker import keys
 from broker.config import Settings, parse_settings
 from broker.image_fetch import ImageFetcher
-from broker.image_store import ImageStore, LocalBackend, S3Backend, open_store
+from broker.image_store import ImageStore, LocalBackend, Manifest, S3Backend, open_store
 from broker.models import Button, Task, TaskAction, VideoUrl
-from broker.redis_server import free_port
+from broker.redis_server import EmbeddedRedis, free_port
 from workers.image_copy import ImageCopier
+from workers.image_render import stored_file
 from workers.image_retention import ImageRetention
 
 CAP = 10 * 1024 * 1024
@@ -150,7 +153,7 @@ async def test_a_grid_is_stored_with_its_quarters_and_thumbnail(
     assert copied.image_url == "https://img.example/mj/image/1700000000000001"
     assert [u.url for u in copied.image_urls or []] == [f"{copied.image_url}/{n}" for n in range(1, 5)]
     manifest = await store.manifest("1700000000000001")
-    assert manifest is not None and manifest.image.size == len(GRID)
+    assert manifest is not None and manifest.image is not None and manifest.image.size == len(GRID)
     colours = []
     for quarter in manifest.quarters:
         data = await store.read("1700000000000001", quarter)
@@ -256,16 +259,7 @@ async def test_copies_are_deleted_once_their_task_record_is_gone(
     assert await redis.zcard(keys.STORED_IMAGES) == 0
 
 
-def stored_file(name: str, data: bytes) -> Any:
-    from workers.image_render import stored_file as make
-
-    return make(name, data)
-
-
 def manifest_for() -> Any:
-    from broker.image_store import Manifest
-    from workers.image_render import stored_file
-
     return Manifest(image=stored_file("image.png", GRID))
 
 
@@ -306,7 +300,7 @@ async def test_the_s3_backend_stores_serves_and_deletes_a_copy(
     await copier.fetcher.close()
     assert copied.error is None, copied.error
     manifest = await ImageStore(S3Backend(settings.images)).manifest("1700000000000005")  # not cached
-    assert manifest is not None and len(manifest.quarters) == 4
+    assert manifest is not None and manifest.image is not None and len(manifest.quarters) == 4
     assert await store.read("1700000000000005", manifest.image) == GRID
     listed = boto3.client(
         "s3", endpoint_url=s3_endpoint, region_name="us-east-1",
@@ -318,3 +312,32 @@ async def test_the_s3_backend_stores_serves_and_deletes_a_copy(
     await store.delete("1700000000000005")
     assert await ImageStore(S3Backend(settings.images)).manifest("1700000000000005") is None
     assert await store.backend.get("1700000000000005/1.png") is None
+
+
+# ---------------------------------------------------------------- a large file, served by the web
+
+
+async def test_the_web_streams_a_large_video_and_reads_only_a_ranges_bytes(
+    redis_server: EmbeddedRedis, tmp_path: Path
+) -> None:
+    # 3.5 MB: past the web's 1 MB reads, so sent as read, and ranges cross read boundaries
+    big = CLIP + bytes(range(256)) * (3_500_000 // 256)
+    store = ImageStore(LocalBackend(tmp_path / "images"))
+    video = stored_file("video1.mp4", big)
+    await store.save("1700000000000008", [(video, big)], Manifest(videos=[video]))
+    images = {"backend": "local", "dir": str(tmp_path / "images")}
+    with running_web(redis_server, images=images) as web:
+        async with httpx.AsyncClient(base_url=web.url, timeout=30) as client:
+            whole = await client.get("/mj/video/1700000000000008")
+            assert whole.status_code == 200 and whole.content == big
+            assert whole.headers["content-length"] == str(len(big))
+            assert whole.headers["content-type"] == "video/mp4" and whole.headers["etag"] == video.etag
+            for first, last in ((1_048_570, 2_097_160), (0, 0), (len(big) - 5, len(big) - 1)):
+                part = await client.get(
+                    "/mj/video/1700000000000008/1", headers={"Range": f"bytes={first}-{last}"}
+                )
+                assert part.status_code == 206 and part.content == big[first : last + 1], (first, last)
+                assert part.headers["content-length"] == str(last - first + 1)
+            probe = await client.head("/mj/video/1700000000000008")
+            assert probe.status_code == 200 and probe.content == b""
+            assert probe.headers["content-length"] == str(len(big))
