@@ -8,8 +8,9 @@
   as the first URL was (aiohttp's own redirects would skip `check_url` for IP literals).
 - **Size cap**: a body past ``tasks.max_image_bytes`` (declared or read) is refused; bytes are
   counted after content decoding, so a gzip bomb stops at the cap.
-- **Type**: the body must open with Pillow as PNG, JPEG, WebP or GIF and pass ``verify()``; a
-  video (`ImageFetcher.fetch_video`, the image store's copy of a video task) must be served as
+- **Type**: the body must open with Pillow as PNG, JPEG, WebP or GIF and pass ``verify()`` (in a
+  thread: a large PNG's checks are no work for the event loop); a video
+  (`ImageFetcher.fetch_video`, the image store's copy of a video task) must be served as
   ``video/mp4`` and start with an MP4 ``ftyp`` box.
 - No cookies kept, no proxy or netrc from the environment (``trust_env=False``), one bounded time
   for the whole fetch (``url_guard.timeout_seconds``).
@@ -144,7 +145,7 @@ class ImageFetcher:
     async def fetch(self, url: str) -> tuple[bytes, str]:
         """The image at `url` and its extension ("png", "jpg", "webp", "gif"). Raises `FetchRefused`."""
         data, _ = await self._bounded(url, what="image", max_bytes=self.max_bytes)
-        ext = image_type(data)
+        ext = await asyncio.to_thread(image_type, data)
         if ext is None:
             raise FetchRefused(f"image link {_origin(url)} is not a PNG, JPEG, WebP or GIF image")
         return data, ext

@@ -42,7 +42,7 @@ from broker.errors import BrokerError
 from broker.image_fetch import FetchRefused, ImageFetcher
 from broker.image_store import ImageStore, Manifest, StoredFile
 from broker.models import ImageUrl, Task, VideoUrl
-from workers.image_render import render_copy, stored_file
+from workers.image_render import render_copy, stored_file, warm_up
 
 __all__ = ["Copied", "ImageCopier", "image_urls", "is_grid", "link_expired", "video_urls"]
 
@@ -120,6 +120,10 @@ class ImageCopier:
         self.redis = redis
         self.settings = settings
         self.clock = clock
+
+    async def warm_up(self) -> None:
+        """Do once, at start, what the first copy would otherwise pay on the SUCCESS hook's path."""
+        await asyncio.to_thread(warm_up)
 
     async def copy(self, task: Task) -> Copied:
         """Copy `task`'s image (its `imageUrl`, Discord's) or videos (its `videoUrls`); never raises

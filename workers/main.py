@@ -133,10 +133,12 @@ class WorkerRuntime:
             # built now (it reads the system's CAs: a few hundred ms), not on the first copy's path
             tls=ssl.create_default_context() if self.images is not None else None,
         )
-        copier = None
+        self.copier: ImageCopier | None = None
         self.retention: ImageRetention | None = None
         if self.images is not None:
-            copier = ImageCopier(self.images, self.fetcher, self.redis, settings=self._settings, clock=clock)
+            self.copier = ImageCopier(
+                self.images, self.fetcher, self.redis, settings=self._settings, clock=clock
+            )
             self.retention = ImageRetention(self.images, self.redis, clock=clock)
         self.applier = Applier(
             self.store,
@@ -154,7 +156,7 @@ class WorkerRuntime:
             handle=EventHandler(self.applier),
             claim_idle_ms=self.claim_idle_ms,
         )
-        finisher = Finisher(self.store, self.translator, clock=clock, copier=copier)
+        finisher = Finisher(self.store, self.translator, clock=clock, copier=self.copier)
         # Lanes of one entry each: a consumer takes its next batch only once the whole batch is
         # done, so one slow copy or translation would hold every later SUCCESS back behind it.
         self.finishing = [
@@ -207,6 +209,8 @@ class WorkerRuntime:
         await self.events.ensure_group()
         await self.changes.ensure_group()
         await self.finishing[0].ensure_group()
+        if self.copier is not None:
+            await self.copier.warm_up()
         self._tasks = [
             asyncio.create_task(self._supervise("events", self.events.run)),
             asyncio.create_task(self._supervise("changes", self.changes.run)),

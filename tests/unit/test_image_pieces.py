@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -15,6 +18,8 @@ from mjsim.cdn_links import CdnLinks, query_of
 from workers.finishing import finishing_step
 from workers.image_copy import image_urls, is_grid, link_expired, video_urls
 from workers.image_render import render_copy
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize(
@@ -142,3 +147,19 @@ def test_mjsim_links_expire_and_refuse_a_forged_or_revoked_signature() -> None:
     links.expire_all()
     assert not links.valid(path, query, require=True, now=1000)
     assert links.refused == 5
+
+
+def test_the_warm_up_loads_the_codecs_the_first_copy_would() -> None:
+    # In a fresh interpreter: Pillow imports its format plugins on the first save to WebP, ~0.5 s
+    # that held back every copy of a worker's first second (the image-store bench's p99).
+    script = (
+        "import sys\n"
+        "from workers.image_render import warm_up\n"
+        "assert 'PIL.WebPImagePlugin' not in sys.modules\n"
+        "warm_up()\n"
+        "assert 'PIL.WebPImagePlugin' in sys.modules and 'PIL.JpegImagePlugin' in sys.modules\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
