@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import secrets
 import shutil
 import uuid
 from collections import OrderedDict
@@ -43,7 +44,10 @@ __all__ = [
     "Manifest",
     "S3Backend",
     "StoredFile",
+    "new_token",
     "open_store",
+    "split_key",
+    "store_key",
     "valid_task_id",
 ]
 
@@ -54,6 +58,22 @@ MANIFEST = "manifest.json"
 def valid_task_id(task_id: str) -> bool:
     """Whether `task_id` may name a folder of the store (letters, digits, '_' and '-' only)."""
     return _TASK_ID.fullmatch(task_id) is not None
+
+
+def new_token() -> str:
+    """A fresh URL token: 96 random bits, URL-safe (letters, digits, '-' and '_'; never '.')."""
+    return secrets.token_urlsafe(12)
+
+
+def store_key(task_id: str, token: str) -> str:
+    """The path segment that names a stored copy: ``<task id>.<token>``, or the bare id (no token)."""
+    return f"{task_id}.{token}" if token else task_id
+
+
+def split_key(key: str) -> tuple[str, str]:
+    """(task id, token) of a path segment made by `store_key`."""
+    task_id, _, token = key.partition(".")
+    return task_id, token
 
 
 class StoredFile(msgspec.Struct, frozen=True, kw_only=True):
@@ -76,6 +96,10 @@ class Manifest(msgspec.Struct, frozen=True, kw_only=True):
     #: a video task's videos, in the bot's order
     videos: list[StoredFile] = msgspec.field(default_factory=list)
     stored_ms: int = 0
+    #: the random part of the copy's URLs (`<task id>.<token>`): task ids are timestamps, so a URL
+    #: of the bare id could be guessed. Empty in copies made before it existed: those are served
+    #: at the bare id, as the URLs handed out for them say.
+    token: str = ""
 
     def part(self, which: str) -> StoredFile | None:
         """The file of part "" (the image), "1".."4" (a quarter) or "thumbnail"; None if there is none."""

@@ -35,6 +35,7 @@ __all__ = [
     "bridge_rpc_reply",
     "hook_receiver",
     "hook_state",
+    "image_token",
     "lookup",
     "task_blob",
     "task_record",
@@ -178,3 +179,9 @@ def hook_receiver(receiver: str) -> str:
 #: sorted set of task ids with a copy in the image store, scored by the epoch ms their record
 #: expires at the earliest (`workers.image_retention` deletes the copy once the record is gone)
 STORED_IMAGES = f"{PREFIX}:images:stored"
+
+
+def image_token(task_id: str) -> str:
+    """The URL token of a task's copy in the image store (`workers.image_copy`): the first copy sets
+    it, a copy of the same task made meanwhile (a finishing entry added twice) takes it."""
+    return f"{PREFIX}:images:token:{{{task_id}}}"

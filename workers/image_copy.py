@@ -40,7 +40,7 @@ from broker.clock import Clock
 from broker.config import Settings
 from broker.errors import BrokerError
 from broker.image_fetch import FetchRefused, ImageFetcher
-from broker.image_store import ImageStore, Manifest, StoredFile
+from broker.image_store import ImageStore, Manifest, StoredFile, new_token, store_key
 from broker.models import ImageUrl, Task, VideoUrl
 from workers.image_render import render_copy, stored_file, warm_up
 
@@ -53,6 +53,8 @@ log = logging.getLogger(__name__)
 _EXPIRED_STATUSES = frozenset({403, 404, 410})
 _GRID_BUTTON = "MJ::JOB::upsample::"
 _T = TypeVar("_T")
+#: how long a task's URL token is kept for the copies of it (all made while it finishes: minutes)
+_TOKEN_MS = 86_400_000
 
 
 class Copied(msgspec.Struct, frozen=True, kw_only=True):
@@ -80,16 +82,18 @@ def link_expired(url: str, now_ms: int) -> bool:
         return False
 
 
-def image_urls(base_url: str, task_id: str, *, quarters: int) -> tuple[str, list[ImageUrl], str]:
+def image_urls(
+    base_url: str, task_id: str, *, quarters: int, token: str = ""
+) -> tuple[str, list[ImageUrl], str]:
     """imageUrl, imageUrls and thumbnailUrl of a stored task (served by `broker.api.image_routes`)."""
-    image = f"{base_url}/mj/image/{task_id}"
+    image = f"{base_url}/mj/image/{store_key(task_id, token)}"
     parts = [ImageUrl(url=f"{image}/{n}") for n in range(1, quarters + 1)] or [ImageUrl(url=image)]
     return image, parts, f"{image}/thumbnail"
 
 
-def video_urls(base_url: str, task_id: str, *, count: int) -> tuple[str, list[VideoUrl]]:
+def video_urls(base_url: str, task_id: str, *, count: int, token: str = "") -> tuple[str, list[VideoUrl]]:
     """videoUrl and videoUrls of a stored video task (served by `broker.api.image_routes`)."""
-    first = f"{base_url}/mj/video/{task_id}"
+    first = f"{base_url}/mj/video/{store_key(task_id, token)}"
     return first, [VideoUrl(url=f"{first}/{n}") for n in range(1, count + 1)]
 
 
@@ -147,9 +151,11 @@ class ImageCopier:
             return self._failed(task, what, f"the store could not be written ({type(exc).__name__})")
         base = settings.image_base_url()
         if videos:
-            first, stored = video_urls(base, task.id, count=len(manifest.videos))
+            first, stored = video_urls(base, task.id, count=len(manifest.videos), token=manifest.token)
             return Copied(image_url=first, video_urls=stored)
-        image, parts, thumbnail = image_urls(base, task.id, quarters=len(manifest.quarters))
+        image, parts, thumbnail = image_urls(
+            base, task.id, quarters=len(manifest.quarters), token=manifest.token
+        )
         return Copied(image_url=image, image_urls=parts, thumbnail_url=thumbnail)
 
     async def _image(self, task: Task, url: str, *, deadline: float) -> Manifest:
@@ -163,6 +169,7 @@ class ImageCopier:
             quarters=[f for f, _ in files[1:-1]],
             thumbnail=files[-1][0],
             stored_ms=self.clock(),
+            token=await self._token(task),
         )
         await self._save(task, files, manifest)
         return manifest
@@ -175,9 +182,22 @@ class ImageCopier:
 
         videos = await asyncio.gather(*(self._download(task, url, fetch, deadline=deadline) for url in urls))
         files = await asyncio.to_thread(_video_files, list(videos))  # their digests: megabytes
-        manifest = Manifest(videos=[f for f, _ in files], stored_ms=self.clock())
+        manifest = Manifest(
+            videos=[f for f, _ in files], stored_ms=self.clock(), token=await self._token(task)
+        )
         await self._save(task, files, manifest)
         return manifest
+
+    async def _token(self, task: Task) -> str:
+        """The copy's URL token: one per task, whichever copy of it draws first.
+
+        The same task can be copied twice at once (the event worker adds a finishing entry again
+        for each event of a task still finishing); each copy writes the manifest, and the task keeps
+        the URLs of whichever writes SUCCESS: both must carry the same token.
+        """
+        drawn = new_token()
+        earlier = await self.redis.set(keys.image_token(task.id), drawn, nx=True, get=True, px=_TOKEN_MS)
+        return earlier.decode() if earlier else drawn
 
     async def _save(self, task: Task, files: list[tuple[StoredFile, bytes]], manifest: Manifest) -> None:
         # noted before written: a copy is never left behind by a crash between the two

@@ -1,5 +1,10 @@
-"""`GET /mj/image/{taskId}`, `/mj/image/{taskId}/{n}` (n = 1..4), `/mj/image/{taskId}/thumbnail`,
-`/mj/video/{taskId}` (the first video) and `/mj/video/{taskId}/{n}` (n = 1..the task's videos).
+"""`GET /mj/image/{key}`, `/mj/image/{key}/{n}` (n = 1..4), `/mj/image/{key}/thumbnail`,
+`/mj/video/{key}` (the first video) and `/mj/video/{key}/{n}` (n = 1..the task's videos).
+
+`key` is ``<task id>.<token>``: the token is random, kept in the copy's manifest
+(`broker.image_store.Manifest.token`), so a copy's URL cannot be guessed from its task id (ids are
+timestamps). A copy made before tokens existed has none and is served at the bare task id, the URL
+its task was given; a copy with a token is served only with it.
 
 The image store's copies (`broker.image_store`), served without an api key (the URLs go into
 tasks, hooks and web pages) and with what browsers, players and CDNs expect of static files:
@@ -18,12 +23,13 @@ tasks, hooks and web pages) and with what browsers, players and CDNs expect of s
 
 The routes are left out of the OpenAPI schema: they are static files, not API operations (no api
 key, image bodies), and listed in the README. An unknown task, an id that is not one (`..`,
-slashes, absolute paths never name a file: see `broker.image_store.valid_task_id`) or a part the
-task has not -> 404, code 4.
+slashes, absolute paths never name a file: see `broker.image_store.valid_task_id`), a wrong or
+missing token, or a part the task has not -> 404, code 4.
 """
 
 from __future__ import annotations
 
+import hmac
 import re
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -34,7 +40,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from broker.api.context import context_of
 from broker.errors import NotFound, TaskNotFound, echo
-from broker.image_store import ImageStore, Manifest, StoredFile
+from broker.image_store import ImageStore, Manifest, StoredFile, split_key
 
 __all__ = ["IMAGE_HANDLERS", "STORE_PATHS", "Unsatisfiable", "byte_range", "store_door"]
 
@@ -116,14 +122,16 @@ async def store_door(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -
 
 async def _serve(
     request: AnyRequest,
-    task_id: str,
+    key: str,
     part: str,
     pick: Callable[[Manifest, str], StoredFile | None],
     what: str,
 ) -> Response[Any]:
     store = context_of(request).images
+    task_id, token = split_key(key)
     manifest = await store.manifest(task_id) if store is not None else None
-    if store is None or manifest is None:
+    # a wrong or missing token gets the answer of an unknown task; compared in constant time
+    if store is None or manifest is None or not hmac.compare_digest(token.encode(), manifest.token.encode()):
         raise TaskNotFound(task_id)
     file = pick(manifest, part)
     if file is None:
@@ -181,43 +189,43 @@ def _etags(header: str | None) -> list[str]:
 
 
 @route(
-    "/mj/image/{task_id:str}",
+    "/mj/image/{key:str}",
     summary="The stored image of a task (a grid whole); no api key needed",
     http_method=_METHODS,
     include_in_schema=False,
 )
-async def image(request: AnyRequest, task_id: str) -> Response[Any]:
-    return await _serve(request, task_id, "", Manifest.part, "image")
+async def image(request: AnyRequest, key: str) -> Response[Any]:
+    return await _serve(request, key, "", Manifest.part, "image")
 
 
 @route(
-    "/mj/image/{task_id:str}/{part:str}",
+    "/mj/image/{key:str}/{part:str}",
     summary="A quarter of a stored grid (1..4, as U1..U4), or `thumbnail` (a small WebP)",
     http_method=_METHODS,
     include_in_schema=False,
 )
-async def image_part(request: AnyRequest, task_id: str, part: str) -> Response[Any]:
-    return await _serve(request, task_id, part, Manifest.part, "image")
+async def image_part(request: AnyRequest, key: str, part: str) -> Response[Any]:
+    return await _serve(request, key, part, Manifest.part, "image")
 
 
 @route(
-    "/mj/video/{task_id:str}",
+    "/mj/video/{key:str}",
     summary="The first stored video of a video task; no api key needed",
     http_method=_METHODS,
     include_in_schema=False,
 )
-async def video(request: AnyRequest, task_id: str) -> Response[Any]:
-    return await _serve(request, task_id, "", Manifest.video, "video")
+async def video(request: AnyRequest, key: str) -> Response[Any]:
+    return await _serve(request, key, "", Manifest.video, "video")
 
 
 @route(
-    "/mj/video/{task_id:str}/{part:str}",
+    "/mj/video/{key:str}/{part:str}",
     summary="The nth stored video of a video task (1.., as U1.. number them)",
     http_method=_METHODS,
     include_in_schema=False,
 )
-async def video_part(request: AnyRequest, task_id: str, part: str) -> Response[Any]:
-    return await _serve(request, task_id, part, Manifest.video, "video")
+async def video_part(request: AnyRequest, key: str, part: str) -> Response[Any]:
+    return await _serve(request, key, part, Manifest.video, "video")
 
 
 IMAGE_HANDLERS = [image, image_part, video, video_part]

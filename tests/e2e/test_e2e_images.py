@@ -10,6 +10,7 @@ stored URL still serves its image, and every stored video an mp4 that PyAV decod
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -89,8 +90,9 @@ async def head(url: str, **headers: str) -> httpx.Response:
 async def test_the_success_hook_carries_the_stores_stable_urls(
     stack: ImageStack, grid: dict[str, Any]
 ) -> None:
-    base = f"http://127.0.0.1:{stack.web_port}/mj/image/{grid['id']}"
-    assert grid["imageUrl"] == base
+    bare = f"http://127.0.0.1:{stack.web_port}/mj/image/{grid['id']}"
+    base = grid["imageUrl"]
+    assert re.fullmatch(re.escape(bare) + r"\.[A-Za-z0-9_-]{16}", base), base  # the id and a random token
     assert grid["imageUrls"] == [{"url": f"{base}/{n}"} for n in range(1, 5)]
     assert grid["thumbnailUrl"] == f"{base}/thumbnail"
     assert grid["properties"]["discordImageUrl"].startswith(f"http://127.0.0.1:{stack.mjsim_port}/")
@@ -132,18 +134,28 @@ async def test_unknown_tasks_and_paths_outside_the_store_give_404(
     stack: ImageStack, grid: dict[str, Any]
 ) -> None:
     web = f"http://127.0.0.1:{stack.web_port}"
+    key = grid["imageUrl"].rsplit("/", 1)[-1]
+    token = key.split(".", 1)[1]
     (stack.images_dir.parent / "secret.png").write_bytes(b"not for you")
     for path in [
         "/mj/image/1234567890123456",
-        f"/mj/image/{grid['id']}/5",
-        f"/mj/image/{grid['id']}/manifest.json",
+        f"/mj/image/{key}/5",
+        f"/mj/image/{key}/manifest.json",
+        # the task id alone, or with another token: the copy's URL cannot be guessed from its id
+        f"/mj/image/{grid['id']}",
+        f"/mj/image/{grid['id']}/1",
+        f"/mj/image/{grid['id']}.{'A' * 16}",
+        f"/mj/image/{grid['id']}.{token[:-1]}/thumbnail",
+        f"/mj/image/{grid['id']}.{token}x",
+        f"/mj/image/{grid['id']}.{token}.{token}",
+        f"/mj/image/{grid['id']}.é",
         "/mj/image/..",
         "/mj/image/../secret.png",
         "/mj/image/..%2Fsecret.png",
         "/mj/image/%2E%2E/secret.png",
         "/mj/image/..%2F..%2Fetc%2Fpasswd",
         "/mj/image/%2Fetc%2Fpasswd",
-        f"/mj/image/{grid['id']}/..%2F..%2Fsecret.png",
+        f"/mj/image/{key}/..%2F..%2Fsecret.png",
     ]:
         async with httpx.AsyncClient(base_url=web, timeout=10) as client:
             response = await client.get(httpx.URL(web + path))
@@ -165,7 +177,7 @@ async def test_an_expired_discord_link_is_refreshed_through_the_bridge(
     finally:
         await stack.sim_control("PATCH", "/_sim/settings", {"cdn_link_seconds": 86400})
     assert task["status"] == "SUCCESS" and "imageStoreError" not in task["properties"], task
-    assert task["imageUrl"].endswith(f"/mj/image/{task['id']}")
+    assert f"/mj/image/{task['id']}." in task["imageUrl"]
     assert (await stack.sim_control("GET", "/_sim/cdn"))["refreshed"] > before
     expired = await get(task["properties"]["discordImageUrl"])
     assert expired.status_code == 404 and expired.text == "This content is no longer available."
@@ -216,8 +228,9 @@ async def test_head_gives_the_headers_of_a_get_without_the_body(
 
 
 async def test_a_video_tasks_hook_carries_its_stored_videos(stack: ImageStack, video: dict[str, Any]) -> None:
-    base = f"http://127.0.0.1:{stack.web_port}/mj/video/{video['id']}"
-    assert video["action"] == "VIDEO" and video["videoUrl"] == video["imageUrl"] == base, video
+    base = video["videoUrl"]
+    assert base.startswith(f"http://127.0.0.1:{stack.web_port}/mj/video/{video['id']}."), base
+    assert video["action"] == "VIDEO" and video["imageUrl"] == base, video
     assert video["videoUrls"] == [{"url": f"{base}/{n}"} for n in (1, 2)]
     discord = video["properties"]["discordVideoUrls"]
     assert len(discord) == 2 and all(u.startswith(f"http://127.0.0.1:{stack.mjsim_port}/") for u in discord)
@@ -233,7 +246,8 @@ async def test_a_video_tasks_hook_carries_its_stored_videos(stack: ImageStack, v
         f"{base}/3",
         f"{base}/0",
         f"{base}/thumbnail",
-        f"http://127.0.0.1:{stack.web_port}/mj/image/{video['id']}",
+        base.replace("/mj/video/", "/mj/image/"),
+        f"http://127.0.0.1:{stack.web_port}/mj/video/{video['id']}",
     ):
         assert (await get(path)).status_code == 404, path
 

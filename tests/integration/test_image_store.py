@@ -150,10 +150,11 @@ async def test_a_grid_is_stored_with_its_quarters_and_thumbnail(
     copied = await copier.copy(grid_task("1700000000000001", cdn.url("grid.png")))
     await copier.fetcher.close()
     assert copied.error is None
-    assert copied.image_url == "https://img.example/mj/image/1700000000000001"
-    assert [u.url for u in copied.image_urls or []] == [f"{copied.image_url}/{n}" for n in range(1, 5)]
     manifest = await store.manifest("1700000000000001")
-    assert manifest is not None and manifest.image is not None and manifest.image.size == len(GRID)
+    assert manifest is not None and len(manifest.token) == 16
+    assert copied.image_url == f"https://img.example/mj/image/1700000000000001.{manifest.token}"
+    assert [u.url for u in copied.image_urls or []] == [f"{copied.image_url}/{n}" for n in range(1, 5)]
+    assert manifest.image is not None and manifest.image.size == len(GRID)
     colours = []
     for quarter in manifest.quarters:
         data = await store.read("1700000000000001", quarter)
@@ -165,6 +166,21 @@ async def test_a_grid_is_stored_with_its_quarters_and_thumbnail(
     # noted for retention with the record's lifetime
     score = await redis.zscore(keys.STORED_IMAGES, "1700000000000001")
     assert score == 1_000_000 + settings.tasks.retention_days * 86_400_000
+
+
+async def test_two_copies_of_one_task_at_once_give_the_same_urls(
+    cdn: Cdn, tmp_path: Path, redis: aioredis.Redis
+) -> None:
+    # the event worker adds a finishing entry for each event of a task still finishing: two lanes
+    # may copy it at once, and the task keeps the URLs of whichever writes SUCCESS
+    settings = settings_for(cdn, tmp_path)
+    copier, _ = copier_for(settings, redis)
+    task = grid_task("1700000000000009", cdn.url("grid.png"))
+    first, second = await asyncio.gather(copier.copy(task), copier.copy(task))
+    await copier.fetcher.close()
+    assert first.image_url is not None and first.image_url == second.image_url
+    manifest = await ImageStore(LocalBackend(tmp_path / "images")).manifest("1700000000000009")
+    assert manifest is not None and first.image_url.endswith(f"/1700000000000009.{manifest.token}")
 
 
 @pytest.mark.parametrize(
@@ -197,7 +213,7 @@ async def test_a_video_task_is_stored_whole_at_stable_urls(
     copied = await copier.copy(video_task("1700000000000006", cdn.url("1.mp4"), cdn.url("2.mp4")))
     await copier.fetcher.close()
     assert copied.error is None, copied.error
-    assert copied.image_url == "https://img.example/mj/video/1700000000000006"
+    assert (copied.image_url or "").startswith("https://img.example/mj/video/1700000000000006.")
     assert [u.url for u in copied.video_urls or []] == [f"{copied.image_url}/1", f"{copied.image_url}/2"]
     assert copied.image_urls is None and copied.thumbnail_url is None
     manifest = await store.manifest("1700000000000006")
@@ -341,3 +357,6 @@ async def test_the_web_streams_a_large_video_and_reads_only_a_ranges_bytes(
             probe = await client.head("/mj/video/1700000000000008")
             assert probe.status_code == 200 and probe.content == b""
             assert probe.headers["content-length"] == str(len(big))
+            # a copy made before tokens (none in its manifest) is served at the bare id it was given
+            # (above), and with no token
+            assert (await client.get("/mj/video/1700000000000008.abc")).status_code == 404

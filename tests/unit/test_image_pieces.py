@@ -12,7 +12,15 @@ from PIL import Image
 
 from broker.api.image_routes import Unsatisfiable, byte_range
 from broker.config import ConfigError, parse_settings
-from broker.image_store import LocalBackend, Manifest, StoredFile, valid_task_id
+from broker.image_store import (
+    LocalBackend,
+    Manifest,
+    StoredFile,
+    new_token,
+    split_key,
+    store_key,
+    valid_task_id,
+)
 from broker.models import Button, Task, TaskAction, TaskProperties
 from mjsim.cdn_links import CdnLinks, query_of
 from workers.finishing import finishing_step
@@ -96,6 +104,16 @@ def test_a_grid_is_told_by_its_upscale_buttons() -> None:
     assert is_grid(grid) and not is_grid(upscaled)
     image, parts, thumb = image_urls("https://i.example", "7", quarters=0)
     assert [p.url for p in parts] == [image] and thumb == "https://i.example/mj/image/7/thumbnail"
+    image, _, thumb = image_urls("https://i.example", "7", quarters=4, token="Ab-_9")
+    assert image == "https://i.example/mj/image/7.Ab-_9" and thumb == f"{image}/thumbnail"
+
+
+def test_a_store_key_is_the_task_id_and_its_token() -> None:
+    token = new_token()
+    assert len(token) == 16 and "." not in token and token != new_token()
+    assert split_key(store_key("1700", token)) == ("1700", token)
+    assert store_key("1700", "") == "1700" and split_key("1700") == ("1700", "")
+    assert split_key("..") == ("", ".")
 
 
 def test_a_single_image_has_no_quarters_and_a_webp_thumbnail() -> None:
