@@ -118,8 +118,8 @@ def running_web(
 ) -> Iterator[WebProcess]:
     directory = Path(tempfile.mkdtemp(prefix="mjb-web-"))
     web = WebProcess(write_config(directory, redis_server.url, **overrides), env=env)
-    web.start()
     try:
+        web.start()  # inside: a web that does not listen in time is stopped all the same
         yield web
     finally:
         web.stop()
