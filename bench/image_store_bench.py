@@ -34,8 +34,8 @@ async def _paced(store: bool) -> dict[str, Any]:
     root = Path(tempfile.mkdtemp(prefix=f"mjb-bench-images-{'on' if store else 'off'}-"))
     kind = _StoreStack if store else BenchStack
     stack = kind(root, product=ProductTree.current(), shape=Shape())
-    await stack.start()
     try:
+        await stack.start()  # inside: a stack that fails to start still stops what it started
         return await _event_to_hook(stack)
     finally:
         await stack.close()

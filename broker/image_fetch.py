@@ -8,7 +8,10 @@
   as the first URL was (aiohttp's own redirects would skip `check_url` for IP literals).
 - **Size cap**: a body past ``tasks.max_image_bytes`` (declared or read) is refused; bytes are
   counted after content decoding, so a gzip bomb stops at the cap.
-- **Type**: the body must open with Pillow as PNG, JPEG, WebP or GIF and pass ``verify()``.
+- **Type**: the body must open with Pillow as PNG, JPEG, WebP or GIF and pass ``verify()`` (in a
+  thread: a large PNG's checks are no work for the event loop); a video
+  (`ImageFetcher.fetch_video`, the image store's copy of a video task) must be served as
+  ``video/mp4`` and start with an MP4 ``ftyp`` box.
 - No cookies kept, no proxy or netrc from the environment (``trust_env=False``), one bounded time
   for the whole fetch (``url_guard.timeout_seconds``).
 
@@ -141,47 +144,59 @@ class ImageFetcher:
 
     async def fetch(self, url: str) -> tuple[bytes, str]:
         """The image at `url` and its extension ("png", "jpg", "webp", "gif"). Raises `FetchRefused`."""
-        try:
-            async with asyncio.timeout(self.timeout_seconds):
-                data = await self._download(url)
-        except TimeoutError:
-            raise FetchRefused(f"image link {_origin(url)} timed out") from None
-        ext = image_type(data)
+        data, _ = await self._bounded(url, what="image", max_bytes=self.max_bytes)
+        ext = await asyncio.to_thread(image_type, data)
         if ext is None:
             raise FetchRefused(f"image link {_origin(url)} is not a PNG, JPEG, WebP or GIF image")
         return data, ext
 
-    async def _download(self, url: str) -> bytes:
+    async def fetch_video(self, url: str, *, max_bytes: int) -> bytes:
+        """The MP4 video at `url`, at most `max_bytes` long. Raises `FetchRefused`."""
+        data, content_type = await self._bounded(url, what="video", max_bytes=max_bytes)
+        if content_type != "video/mp4" or data[4:8] != b"ftyp":
+            raise FetchRefused(f"video link {_origin(url)} is not an MP4 video")
+        return data
+
+    async def _bounded(self, url: str, *, what: str, max_bytes: int) -> tuple[bytes, str]:
+        try:
+            async with asyncio.timeout(self.timeout_seconds):
+                return await self._download(url, what=what, max_bytes=max_bytes)
+        except TimeoutError:
+            raise FetchRefused(f"{what} link {_origin(url)} timed out") from None
+
+    async def _download(self, url: str, *, what: str, max_bytes: int) -> tuple[bytes, str]:
+        """The body at `url` and its media type (no parameters, lower case)."""
         session = self._client()
         for _hop in range(self.max_redirects + 1):
             origin = _origin(url)
             try:
-                self.guard.check_url(url, what=f"image link {origin}")
+                self.guard.check_url(url, what=f"{what} link {origin}")
                 async with session.get(URL(url), allow_redirects=False) as response:
                     if response.status in _REDIRECTS and response.headers.get("Location"):
                         url = urljoin(url, response.headers["Location"])
                         continue
                     if response.status != 200:
                         raise FetchRefused(
-                            f"image link {origin} answered HTTP {response.status}", status=response.status
+                            f"{what} link {origin} answered HTTP {response.status}", status=response.status
                         )
-                    if (response.content_length or 0) > self.max_bytes:
-                        raise FetchRefused(f"image link {origin} is larger than {self.max_bytes} bytes")
+                    too_big = f"{what} link {origin} is larger than {max_bytes} bytes"
+                    if (response.content_length or 0) > max_bytes:
+                        raise FetchRefused(too_big)
                     body = bytearray()
                     async for chunk in response.content.iter_chunked(65_536):
                         body += chunk
-                        if len(body) > self.max_bytes:
-                            raise FetchRefused(f"image link {origin} is larger than {self.max_bytes} bytes")
-                    return bytes(body)
+                        if len(body) > max_bytes:
+                            raise FetchRefused(too_big)
+                    return bytes(body), response.content_type.lower()
             except UrlRefused as exc:
                 raise FetchRefused(f"refused: {exc}") from None
             except aiohttp.ClientConnectorDNSError as exc:
                 if isinstance(exc.os_error, UrlRefused):
-                    raise FetchRefused(f"refused: image link {origin}: {exc.os_error}") from None
-                raise FetchRefused(f"image link {origin}: cannot resolve the host") from None
+                    raise FetchRefused(f"refused: {what} link {origin}: {exc.os_error}") from None
+                raise FetchRefused(f"{what} link {origin}: cannot resolve the host") from None
             except (aiohttp.ClientError, OSError, ValueError) as exc:
-                raise FetchRefused(f"image link {origin} unreachable ({type(exc).__name__})") from None
-        raise FetchRefused(f"image link redirected more than {self.max_redirects} times")
+                raise FetchRefused(f"{what} link {origin} unreachable ({type(exc).__name__})") from None
+        raise FetchRefused(f"{what} link redirected more than {self.max_redirects} times")
 
     async def close(self) -> None:
         if self._session is not None:

@@ -47,6 +47,9 @@ class ImageSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     copy_timeout_seconds: float = 30.0
     #: longest edge of thumbnailUrl's WebP, in pixels
     thumbnail_px: int = 256
+    #: largest video file copied (a VIDEO / VIDEO_EXTEND result's mp4s; images are capped by
+    #: tasks.max_image_bytes); a larger one leaves the task with Discord's URLs
+    max_video_bytes: int = 64 * 1024 * 1024
     s3: S3Settings = S3Settings()
 
     @property
@@ -60,6 +63,8 @@ def check_image_settings(images: ImageSettings) -> str | None:
         return "images.copy_timeout_seconds: must be positive"
     if not 16 <= images.thumbnail_px <= 2048:
         return "images.thumbnail_px: must be between 16 and 2048"
+    if images.max_video_bytes <= 0:
+        return "images.max_video_bytes: must be positive"
     if images.public_base_url and not images.public_base_url.startswith(("http://", "https://")):
         return "images.public_base_url: must start with http:// or https://"
     if images.backend == "s3" and not images.s3.bucket:

@@ -5,6 +5,8 @@ One folder per task (`<task id>/`), the same names in every backend:
 - ``image.<ext>``: the result as Discord served it (PNG, JPEG, WebP or GIF);
 - ``1.<ext>`` .. ``4.<ext>``: the quarters of a grid (a single result has none);
 - ``thumb.webp``: the thumbnail;
+- ``video1.mp4`` .. ``videoN.mp4``: a video task's videos, in the bot's order (such a task has no
+  image, quarters or thumbnail);
 - ``manifest.json``: what the folder holds (names, types, sizes, ETags), written last: a task
   whose manifest is there is complete, and the web serves nothing of a task without one.
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import secrets
 import shutil
 import uuid
 from collections import OrderedDict
@@ -41,7 +44,10 @@ __all__ = [
     "Manifest",
     "S3Backend",
     "StoredFile",
+    "new_token",
     "open_store",
+    "split_key",
+    "store_key",
     "valid_task_id",
 ]
 
@@ -52,6 +58,22 @@ MANIFEST = "manifest.json"
 def valid_task_id(task_id: str) -> bool:
     """Whether `task_id` may name a folder of the store (letters, digits, '_' and '-' only)."""
     return _TASK_ID.fullmatch(task_id) is not None
+
+
+def new_token() -> str:
+    """A fresh URL token: 96 random bits, URL-safe (letters, digits, '-' and '_'; never '.')."""
+    return secrets.token_urlsafe(12)
+
+
+def store_key(task_id: str, token: str) -> str:
+    """The path segment that names a stored copy: ``<task id>.<token>``, or the bare id (no token)."""
+    return f"{task_id}.{token}" if token else task_id
+
+
+def split_key(key: str) -> tuple[str, str]:
+    """(task id, token) of a path segment made by `store_key`."""
+    task_id, _, token = key.partition(".")
+    return task_id, token
 
 
 class StoredFile(msgspec.Struct, frozen=True, kw_only=True):
@@ -67,10 +89,17 @@ class StoredFile(msgspec.Struct, frozen=True, kw_only=True):
 class Manifest(msgspec.Struct, frozen=True, kw_only=True):
     """What a task's folder holds; written last, so its presence means the copy is complete."""
 
-    image: StoredFile
+    #: the image as Discord served it; None for a video task
+    image: StoredFile | None = None
     quarters: list[StoredFile] = msgspec.field(default_factory=list)
     thumbnail: StoredFile | None = None
+    #: a video task's videos, in the bot's order
+    videos: list[StoredFile] = msgspec.field(default_factory=list)
     stored_ms: int = 0
+    #: the random part of the copy's URLs (`<task id>.<token>`): task ids are timestamps, so a URL
+    #: of the bare id could be guessed. Empty in copies made before it existed: those are served
+    #: at the bare id, as the URLs handed out for them say.
+    token: str = ""
 
     def part(self, which: str) -> StoredFile | None:
         """The file of part "" (the image), "1".."4" (a quarter) or "thumbnail"; None if there is none."""
@@ -82,13 +111,30 @@ class Manifest(msgspec.Struct, frozen=True, kw_only=True):
             return self.quarters[int(which) - 1]
         return None
 
+    def video(self, which: str) -> StoredFile | None:
+        """The video of part "" (the first) or "1".."N" (the nth, as U1..UN number them); None if none."""
+        if not self.videos:
+            return None
+        if which == "":
+            return self.videos[0]
+        numbers = [str(n) for n in range(1, len(self.videos) + 1)]
+        return self.videos[numbers.index(which)] if which in numbers else None
+
 
 class ImageBackend(Protocol):
     """Where the files are: object names are ``<task id>/<name>``."""
 
     async def put(self, name: str, data: bytes, content_type: str) -> None: ...
 
+    async def put_all(self, files: list[tuple[str, bytes, str]]) -> None:
+        """Write (name, data, content type) of each file; the last only once all others are written."""
+        ...
+
     async def get(self, name: str) -> bytes | None: ...
+
+    async def get_range(self, name: str, start: int, end: int) -> bytes | None:
+        """Bytes `start` to `end` (exclusive) of the file; None when there is no such file."""
+        ...
 
     async def delete_folder(self, task_id: str) -> None: ...
 
@@ -110,6 +156,16 @@ class LocalBackend:
     async def put(self, name: str, data: bytes, content_type: str) -> None:
         await asyncio.to_thread(self._write, self._path(name), data)
 
+    async def put_all(self, files: list[tuple[str, bytes, str]]) -> None:
+        # one thread hop for the whole copy: a hop each cost ~8 of them on the SUCCESS hook's path
+        paths = [(self._path(name), data) for name, data, _ in files]
+        await asyncio.to_thread(self._write_all, paths)
+
+    @classmethod
+    def _write_all(cls, paths: list[tuple[Path, bytes]]) -> None:
+        for path, data in paths:
+            cls._write(path, data)
+
     @staticmethod
     def _write(path: Path, data: bytes) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -124,6 +180,19 @@ class LocalBackend:
             return await asyncio.to_thread(path.read_bytes)
         except (FileNotFoundError, NotADirectoryError):
             return None
+
+    async def get_range(self, name: str, start: int, end: int) -> bytes | None:
+        path = self._path(name)
+        try:
+            return await asyncio.to_thread(self._read_range, path, start, end)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+    @staticmethod
+    def _read_range(path: Path, start: int, end: int) -> bytes:
+        with path.open("rb") as file:
+            file.seek(start)
+            return file.read(end - start)
 
     async def delete_folder(self, task_id: str) -> None:
         if not valid_task_id(task_id):
@@ -160,10 +229,21 @@ class S3Backend:
     async def put(self, name: str, data: bytes, content_type: str) -> None:
         await obstore.put_async(self.store, name, data, attributes={"Content-Type": content_type})
 
+    async def put_all(self, files: list[tuple[str, bytes, str]]) -> None:
+        *first, last = files
+        await asyncio.gather(*(self.put(*file) for file in first))
+        await self.put(*last)
+
     async def get(self, name: str) -> bytes | None:
         try:
             result = await obstore.get_async(self.store, name)
             return bytes(await result.bytes_async())
+        except (NotFoundError, FileNotFoundError):
+            return None
+
+    async def get_range(self, name: str, start: int, end: int) -> bytes | None:
+        try:
+            return bytes(await obstore.get_range_async(self.store, name, start=start, end=end))
         except (NotFoundError, FileNotFoundError):
             return None
 
@@ -201,10 +281,9 @@ class ImageStore:
 
     async def save(self, task_id: str, files: list[tuple[StoredFile, bytes]], manifest: Manifest) -> None:
         """Write the files, then the manifest (the mark of a complete copy)."""
-        await asyncio.gather(
-            *(self.backend.put(f"{task_id}/{f.name}", data, f.content_type) for f, data in files)
-        )
-        await self.backend.put(f"{task_id}/{MANIFEST}", msgspec.json.encode(manifest), "application/json")
+        named = [(f"{task_id}/{f.name}", data, f.content_type) for f, data in files]
+        named.append((f"{task_id}/{MANIFEST}", msgspec.json.encode(manifest), "application/json"))
+        await self.backend.put_all(named)
 
     async def manifest(self, task_id: str) -> Manifest | None:
         """The task's manifest, or None when the task has no complete copy (or the id is not one)."""
@@ -230,6 +309,13 @@ class ImageStore:
         data = await self.backend.get(f"{task_id}/{file.name}")
         if data is None:
             self._cache.pop(task_id, None)  # deleted meanwhile (retention)
+        return data
+
+    async def read_range(self, task_id: str, file: StoredFile, start: int, end: int) -> bytes | None:
+        """Bytes `start` to `end` (exclusive) of a stored file (a video a player seeks in)."""
+        data = await self.backend.get_range(f"{task_id}/{file.name}", start, end)
+        if data is None:
+            self._cache.pop(task_id, None)
         return data
 
     async def delete(self, task_id: str) -> None:

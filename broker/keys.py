@@ -63,6 +63,7 @@ __all__ = [
     "hook_receiver",
     "hook_state",
     "hooks_due",
+    "image_token",
     "live_tasks",
     "lookup",
     "read_groups",
@@ -349,3 +350,9 @@ class V1:
 
 #: held for a little less than one `tasks.sweep_seconds` by the worker that sweeps this tick
 SWEEP_TICK = f"{PREFIX}:sweep:tick"
+
+
+def image_token(task_id: str) -> str:
+    """The URL token of a task's copy in the image store (`workers.image_copy`): the first copy sets
+    it, a copy of the same task made meanwhile (a finishing entry added twice) takes it."""
+    return _sharded(task_shard(task_id), f"images:token:{task_id}")

@@ -177,6 +177,8 @@ class TaskProperties(msgspec.Struct, kw_only=True, rename="camel", omit_defaults
     discord_image_url: str | None = None
     #: why the result could not be copied into the image store (imageUrl is then Discord's URL)
     image_store_error: str | None = None
+    #: Discord's URLs of a video result's files, once `videoUrls` are the image store's copies
+    discord_video_urls: list[str] | None = None
 
 
 class Task(msgspec.Struct, kw_only=True, rename="camel"):

@@ -11,6 +11,8 @@ SUCCESS hook carries them:
   `images.copy_timeout_seconds`): `imageUrl`, `imageUrls` and `thumbnailUrl` become the store's
   stable URLs and Discord's goes to `properties.discordImageUrl`. Every SUCCESS with an image gets
   it while the store is on, describe's too (the described image's link expires like any other).
+  A video result's mp4s are copied the same way: `videoUrl`, `videoUrls` (and `imageUrl`, the
+  first video) become the store's, Discord's go to `properties.discordVideoUrls`.
 
 It runs off the event stream: a slow translator or CDN holds up no one else's progress, and entries
 of a killed worker are claimed by another like every stream's (`workers.consumer.StreamConsumer`).
@@ -50,8 +52,7 @@ def finishing_step(settings: Settings, task: Task) -> str | None:
     steps = []
     if task.properties.result_language == "zh" and settings.translation.provider != "none":
         steps.append(TRANSLATE_RESULT)
-    if settings.images.enabled and task.image_url and not task.video_url:
-        # videos are not stored yet: their imageUrl is the mp4's (see README, "Images that outlive")
+    if settings.images.enabled and (task.image_url or task.video_url):
         steps.append(STORE_IMAGES)
     return "+".join(steps) or None
 
@@ -110,7 +111,16 @@ class Finisher:
                         final_zh_prompt=None if translated.error else translated.text,
                         translation_error=translated.error or props.translation_error,
                     )
-                if copied is not None and copied.image_url is not None:
+                if copied is not None and copied.video_urls is not None:
+                    discord_videos = [v.url for v in t.video_urls or ()]
+                    props = replace(props, discord_image_url=t.image_url, discord_video_urls=discord_videos)
+                    t = replace(
+                        t,
+                        image_url=copied.image_url,
+                        video_url=copied.image_url,
+                        video_urls=copied.video_urls,
+                    )
+                elif copied is not None and copied.image_url is not None:
                     props = replace(props, discord_image_url=t.image_url)
                     t = replace(
                         t,
@@ -136,7 +146,7 @@ class Finisher:
         return await self.translator.to_chinese(task.properties.final_prompt or "")
 
     async def _copy(self, task: Task, steps: list[str]) -> Copied | None:
-        if STORE_IMAGES not in steps or not task.image_url:
+        if STORE_IMAGES not in steps or not (task.image_url or task.video_url):
             return None
         if self.copier is None:
             return Copied(error="image not stored: the image store is off in this worker")

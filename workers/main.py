@@ -128,10 +128,12 @@ class WorkerRuntime:
             # built now (it reads the system's CAs: a few hundred ms), not on the first copy's path
             tls=ssl.create_default_context() if self.images is not None else None,
         )
-        copier = None
+        self.copier: ImageCopier | None = None
         self.retention: ImageRetention | None = None
         if self.images is not None:
-            copier = ImageCopier(self.images, self.fetcher, self.redis, settings=self._settings, clock=clock)
+            self.copier = ImageCopier(
+                self.images, self.fetcher, self.redis, settings=self._settings, clock=clock
+            )
             self.retention = ImageRetention(self.images, self.redis, clock=clock)
         self.applier = Applier(
             self.store,
@@ -151,7 +153,7 @@ class WorkerRuntime:
             claim_idle_ms=self.claim_idle_ms,
         )
         finisher = Finisher(
-            self.store, self.translator, clock=clock, copier=copier, concurrency=FINISHING_LANES
+            self.store, self.translator, clock=clock, copier=self.copier, concurrency=FINISHING_LANES
         )
         # Lanes of one entry per stream each: a consumer takes its next batch only once the whole
         # batch is done, so one slow copy or translation would hold every later SUCCESS back behind
@@ -208,6 +210,8 @@ class WorkerRuntime:
         await self.events.ensure_group()
         await self.changes.ensure_group()
         await self.finishing[0].ensure_group()
+        if self.copier is not None:
+            await self.copier.warm_up()
         self._tasks = [
             asyncio.create_task(self._supervise("events", self.events.run)),
             asyncio.create_task(self._supervise("changes", self.changes.run)),

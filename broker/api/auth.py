@@ -7,9 +7,9 @@ a key with `role: admin`; a client key gets 403 there. Every
 configured key is compared in constant time (no early exit), so timing tells nothing about which key
 or how much of it matched. No keys configured = open. CORS preflights (browser front ends send the
 custom `mj-api-secret` header), the OpenAPI schema and the health probes pass without a key, and
-the stored images (`/mj/image/...`) have a door of their own (`broker.api.image_routes`). CORS
-lives here rather than in litestar's middleware so a request parses its headers once (the fetch hot
-path).
+the stored images and videos (`/mj/image/...`, `/mj/video/...`) have a door of their own
+(`broker.api.image_routes`). CORS lives here rather than in litestar's middleware so a request
+parses its headers once (the fetch hot path).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from litestar.types import (
     Send,
 )
 
-from broker.api.image_routes import IMAGE_PATH, image_door
+from broker.api.image_routes import STORE_PATHS, store_door
 from broker.api.sessions import COOKIE_NAME, session_key
 from broker.config import ApiKey, Settings
 
@@ -109,8 +109,8 @@ def door_middleware(settings: Callable[[], Settings]) -> type:
             if scope["type"] != ScopeType.HTTP:
                 await self.app(scope, receive, send)
                 return
-            if scope["path"].startswith(IMAGE_PATH):
-                await image_door(self.app, scope, receive, send)  # public, CORS for any origin
+            if scope["path"].startswith(STORE_PATHS):
+                await store_door(self.app, scope, receive, send)  # public, CORS for any origin
                 return
             keys = current_keys()
             secret: bytes | None = None

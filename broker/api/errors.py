@@ -3,8 +3,9 @@
 Every error body is `{"code", "description", "result", "properties"}` with a code of the README's
 table:
 
-- `BrokerError` -> HTTP 200 + its code (midjourney-proxy's contract), except `NotFound` on a GET:
-  that route names the task or account in its path, so an unknown one is HTTP 404 (code 4);
+- `BrokerError` -> HTTP 200 + its code (midjourney-proxy's contract), except `NotFound` on a GET
+  (or a HEAD): that route names the task or account in its path, so an unknown one is HTTP 404
+  (code 4);
 - litestar's `ValidationException` and any body the decoder refuses (malformed JSON, invalid UTF-8,
   deep nesting: see `broker.api.body`) -> 400, code 4;
 - other client errors (404, 405, 413, ...) -> their status, code 4, with their headers (`Allow`);
@@ -57,7 +58,7 @@ def _reply(
 
 
 def _broker_error(request: Request[Any, Any, Any], exc: BrokerError) -> Response[Any]:
-    status = 404 if isinstance(exc, NotFound) and request.method == "GET" else 200
+    status = 404 if isinstance(exc, NotFound) and request.method in ("GET", "HEAD") else 200
     # Messages quote input through `echo`; the cut is a net for one that forgot (room for an echo
     # and the message's own words), so no request is ever sent back whole.
     return _reply(status, exc.code, cut(exc.message, _DESCRIPTION_LIMIT), exc.properties)

@@ -11,22 +11,27 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import httpx
 import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
+from api_support import running_web
 from moto.server import ThreadedMotoServer
 from PIL import Image
 
 from broker import keys
 from broker.config import Settings, parse_settings
 from broker.image_fetch import ImageFetcher
-from broker.image_store import ImageStore, LocalBackend, S3Backend, open_store
-from broker.models import Button, Task, TaskAction
-from broker.redis_server import free_port
+from broker.image_store import ImageStore, LocalBackend, Manifest, S3Backend, open_store
+from broker.models import Button, Task, TaskAction, VideoUrl
+from broker.redis_server import EmbeddedRedis, free_port
 from workers.image_copy import ImageCopier
+from workers.image_render import stored_file
 from workers.image_retention import ImageRetention
 
 CAP = 10 * 1024 * 1024
+#: the simulator's clip: a real, playable H.264 mp4 (read as a file; tests import no mjsim here)
+CLIP = (Path(__file__).resolve().parents[2] / "mjsim" / "assets" / "clip.mp4").read_bytes()
 
 
 def _png(edge: int) -> bytes:
@@ -76,6 +81,12 @@ class Cdn:
                 await response.write(chunk)
             await response.write_eof()
             return response
+        if name in ("1.mp4", "2.mp4"):
+            return web.Response(body=CLIP + name.encode(), content_type="video/mp4")
+        if name == "webm.mp4":  # served as another type
+            return web.Response(body=CLIP, content_type="video/webm")
+        if name == "page.mp4":  # the right type, but no mp4 inside
+            return web.Response(text="<html>not a video</html>", content_type="video/mp4")
         if name == "expired.png":  # what Discord's CDN answers for an expired link
             return web.Response(status=404, text="This content is no longer available.")
         if name == "slow.png":
@@ -113,6 +124,17 @@ def grid_task(task_id: str, url: str) -> Task:
     return Task(id=task_id, action=TaskAction.IMAGINE, image_url=url, buttons=buttons, instance_id="a1")
 
 
+def video_task(task_id: str, *urls: str) -> Task:
+    return Task(
+        id=task_id,
+        action=TaskAction.VIDEO,
+        image_url=urls[0],
+        video_url=urls[0],
+        video_urls=[VideoUrl(url=u) for u in urls],
+        instance_id="a1",
+    )
+
+
 def copier_for(settings: Settings, redis: aioredis.Redis) -> tuple[ImageCopier, ImageStore]:
     store = open_store(settings.images)
     assert store is not None
@@ -128,10 +150,11 @@ async def test_a_grid_is_stored_with_its_quarters_and_thumbnail(
     copied = await copier.copy(grid_task("1700000000000001", cdn.url("grid.png")))
     await copier.fetcher.close()
     assert copied.error is None
-    assert copied.image_url == "https://img.example/mj/image/1700000000000001"
-    assert [u.url for u in copied.image_urls or []] == [f"{copied.image_url}/{n}" for n in range(1, 5)]
     manifest = await store.manifest("1700000000000001")
-    assert manifest is not None and manifest.image.size == len(GRID)
+    assert manifest is not None and len(manifest.token) == 16
+    assert copied.image_url == f"https://img.example/mj/image/1700000000000001.{manifest.token}"
+    assert [u.url for u in copied.image_urls or []] == [f"{copied.image_url}/{n}" for n in range(1, 5)]
+    assert manifest.image is not None and manifest.image.size == len(GRID)
     colours = []
     for quarter in manifest.quarters:
         data = await store.read("1700000000000001", quarter)
@@ -143,6 +166,21 @@ async def test_a_grid_is_stored_with_its_quarters_and_thumbnail(
     # noted for retention with the record's lifetime
     score = await redis.zscore(keys.stored_images("1700000000000001"), "1700000000000001")
     assert score == 1_000_000 + settings.tasks.retention_days * 86_400_000
+
+
+async def test_two_copies_of_one_task_at_once_give_the_same_urls(
+    cdn: Cdn, tmp_path: Path, redis: aioredis.Redis
+) -> None:
+    # the event worker adds a finishing entry for each event of a task still finishing: two lanes
+    # may copy it at once, and the task keeps the URLs of whichever writes SUCCESS
+    settings = settings_for(cdn, tmp_path)
+    copier, _ = copier_for(settings, redis)
+    task = grid_task("1700000000000009", cdn.url("grid.png"))
+    first, second = await asyncio.gather(copier.copy(task), copier.copy(task))
+    await copier.fetcher.close()
+    assert first.image_url is not None and first.image_url == second.image_url
+    manifest = await ImageStore(LocalBackend(tmp_path / "images")).manifest("1700000000000009")
+    assert manifest is not None and first.image_url.endswith(f"/1700000000000009.{manifest.token}")
 
 
 @pytest.mark.parametrize(
@@ -167,6 +205,50 @@ async def test_a_copy_that_cannot_be_made_says_why_and_stores_nothing(
     assert await store.manifest("1700000000000002") is None
 
 
+async def test_a_video_task_is_stored_whole_at_stable_urls(
+    cdn: Cdn, tmp_path: Path, redis: aioredis.Redis
+) -> None:
+    settings = settings_for(cdn, tmp_path, public_base_url="https://img.example")
+    copier, store = copier_for(settings, redis)
+    copied = await copier.copy(video_task("1700000000000006", cdn.url("1.mp4"), cdn.url("2.mp4")))
+    await copier.fetcher.close()
+    assert copied.error is None, copied.error
+    assert (copied.image_url or "").startswith("https://img.example/mj/video/1700000000000006.")
+    assert [u.url for u in copied.video_urls or []] == [f"{copied.image_url}/1", f"{copied.image_url}/2"]
+    assert copied.image_urls is None and copied.thumbnail_url is None
+    manifest = await store.manifest("1700000000000006")
+    assert manifest is not None and manifest.image is None and manifest.quarters == []
+    assert [f.name for f in manifest.videos] == ["video1.mp4", "video2.mp4"]
+    assert {f.content_type for f in manifest.videos} == {"video/mp4"}
+    for n, stored in enumerate(manifest.videos, start=1):
+        assert await store.read("1700000000000006", stored) == CLIP + f"{n}.mp4".encode()
+        assert await store.read_range("1700000000000006", stored, 4, 8) == b"ftyp"
+    task_id = "1700000000000006"
+    assert await redis.zscore(keys.stored_images(task_id), task_id) is not None  # retention knows it
+
+
+@pytest.mark.parametrize(
+    ("name", "cap", "why"),
+    [
+        ("webm.mp4", None, "is not an MP4 video"),
+        ("page.mp4", None, "is not an MP4 video"),
+        ("2.mp4", len(CLIP), f"is larger than {len(CLIP)} bytes"),
+        ("gone.mp4", None, "answered HTTP 500"),
+    ],
+)
+async def test_a_video_copy_that_cannot_be_made_says_why_and_stores_nothing(
+    cdn: Cdn, tmp_path: Path, redis: aioredis.Redis, name: str, cap: int | None, why: str
+) -> None:
+    settings = settings_for(cdn, tmp_path, **({"max_video_bytes": cap} if cap else {}))
+    copier, store = copier_for(settings, redis)
+    # the first video is fine: one bad video of the set leaves the whole set with Discord's URLs
+    copied = await copier.copy(video_task("1700000000000007", cdn.url("1.mp4"), cdn.url(name)))
+    await copier.fetcher.close()
+    assert copied.image_url is None and copied.video_urls is None
+    assert copied.error is not None and copied.error.startswith("videos not stored: ") and why in copied.error
+    assert await store.manifest("1700000000000007") is None
+
+
 async def test_copies_are_deleted_once_their_task_record_is_gone(
     tmp_path: Path, redis: aioredis.Redis
 ) -> None:
@@ -176,6 +258,9 @@ async def test_copies_are_deleted_once_their_task_record_is_gone(
     for task_id in ("1700000000000003", "1700000000000004"):
         await store.save(task_id, [], manifest_for())
         await redis.zadd(keys.stored_images(task_id), {task_id: now[0] - 1})
+    # the second is a video task's copy: its mp4 goes with it
+    await store.save("1700000000000004", [(stored_file("video1.mp4", CLIP), CLIP)], manifest_for())
+    assert (tmp_path / "04" / "1700000000000004" / "video1.mp4").read_bytes() == CLIP
     # the first task's record lives on (a later write extended it), the second's is gone
     await redis.hset(keys.task_record("1700000000000003"), mapping={"v": "1", "d": "{}"})
     await redis.pexpire(keys.task_record("1700000000000003"), 60_000)
@@ -192,9 +277,6 @@ async def test_copies_are_deleted_once_their_task_record_is_gone(
 
 
 def manifest_for() -> Any:
-    from broker.image_store import Manifest
-    from workers.image_render import stored_file
-
     return Manifest(image=stored_file("image.png", GRID))
 
 
@@ -235,7 +317,7 @@ async def test_the_s3_backend_stores_serves_and_deletes_a_copy(
     await copier.fetcher.close()
     assert copied.error is None, copied.error
     manifest = await ImageStore(S3Backend(settings.images)).manifest("1700000000000005")  # not cached
-    assert manifest is not None and len(manifest.quarters) == 4
+    assert manifest is not None and manifest.image is not None and len(manifest.quarters) == 4
     assert await store.read("1700000000000005", manifest.image) == GRID
     listed = boto3.client(
         "s3", endpoint_url=s3_endpoint, region_name="us-east-1",
@@ -247,3 +329,35 @@ async def test_the_s3_backend_stores_serves_and_deletes_a_copy(
     await store.delete("1700000000000005")
     assert await ImageStore(S3Backend(settings.images)).manifest("1700000000000005") is None
     assert await store.backend.get("1700000000000005/1.png") is None
+
+
+# ---------------------------------------------------------------- a large file, served by the web
+
+
+async def test_the_web_streams_a_large_video_and_reads_only_a_ranges_bytes(
+    redis_server: EmbeddedRedis, tmp_path: Path
+) -> None:
+    # 3.5 MB: past the web's 1 MB reads, so sent as read, and ranges cross read boundaries
+    big = CLIP + bytes(range(256)) * (3_500_000 // 256)
+    store = ImageStore(LocalBackend(tmp_path / "images"))
+    video = stored_file("video1.mp4", big)
+    await store.save("1700000000000008", [(video, big)], Manifest(videos=[video]))
+    images = {"backend": "local", "dir": str(tmp_path / "images")}
+    with running_web(redis_server, images=images) as web:
+        async with httpx.AsyncClient(base_url=web.url, timeout=30) as client:
+            whole = await client.get("/mj/video/1700000000000008")
+            assert whole.status_code == 200 and whole.content == big
+            assert whole.headers["content-length"] == str(len(big))
+            assert whole.headers["content-type"] == "video/mp4" and whole.headers["etag"] == video.etag
+            for first, last in ((1_048_570, 2_097_160), (0, 0), (len(big) - 5, len(big) - 1)):
+                part = await client.get(
+                    "/mj/video/1700000000000008/1", headers={"Range": f"bytes={first}-{last}"}
+                )
+                assert part.status_code == 206 and part.content == big[first : last + 1], (first, last)
+                assert part.headers["content-length"] == str(last - first + 1)
+            probe = await client.head("/mj/video/1700000000000008")
+            assert probe.status_code == 200 and probe.content == b""
+            assert probe.headers["content-length"] == str(len(big))
+            # a copy made before tokens (none in its manifest) is served at the bare id it was given
+            # (above), and with no token
+            assert (await client.get("/mj/video/1700000000000008.abc")).status_code == 404

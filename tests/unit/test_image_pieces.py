@@ -3,18 +3,31 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from broker.api.image_routes import Unsatisfiable, byte_range
 from broker.config import ConfigError, parse_settings
-from broker.image_store import LocalBackend, valid_task_id
+from broker.image_store import (
+    LocalBackend,
+    Manifest,
+    StoredFile,
+    new_token,
+    split_key,
+    store_key,
+    valid_task_id,
+)
 from broker.models import Button, Task, TaskAction, TaskProperties
 from mjsim.cdn_links import CdnLinks, query_of
 from workers.finishing import finishing_step
-from workers.image_copy import image_urls, is_grid, link_expired
+from workers.image_copy import image_urls, is_grid, link_expired, video_urls
 from workers.image_render import render_copy
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize(
@@ -64,6 +77,23 @@ def test_finishing_steps_follow_the_store_and_the_translation() -> None:
     assert finishing_step(on, Task(id="3", action=TaskAction.SHORTEN)) is None  # no image: nothing to store
     assert finishing_step(both, zh) == "translate+store"
     assert finishing_step(both, task) == "store"
+    video = Task(
+        id="4", action=TaskAction.VIDEO, image_url="https://cdn/v.mp4", video_url="https://cdn/v.mp4"
+    )
+    assert finishing_step(on, video) == "store" and finishing_step(off, video) is None
+
+
+def test_a_manifests_videos_are_numbered_from_one() -> None:
+    videos = [
+        StoredFile(name=f"video{n}.mp4", content_type="video/mp4", size=n, etag=f'"{n}"') for n in (1, 2)
+    ]
+    manifest = Manifest(videos=videos)
+    assert manifest.video("") is manifest.video("1") is videos[0] and manifest.video("2") is videos[1]
+    for which in ("0", "3", "01", "-1", "²", "thumbnail", "1.mp4"):
+        assert manifest.video(which) is None, which
+    assert manifest.part("") is None and Manifest().video("") is None
+    first, urls = video_urls("https://i.example", "7", count=2)
+    assert first == "https://i.example/mj/video/7" and [u.url for u in urls] == [f"{first}/1", f"{first}/2"]
 
 
 def test_a_grid_is_told_by_its_upscale_buttons() -> None:
@@ -74,6 +104,16 @@ def test_a_grid_is_told_by_its_upscale_buttons() -> None:
     assert is_grid(grid) and not is_grid(upscaled)
     image, parts, thumb = image_urls("https://i.example", "7", quarters=0)
     assert [p.url for p in parts] == [image] and thumb == "https://i.example/mj/image/7/thumbnail"
+    image, _, thumb = image_urls("https://i.example", "7", quarters=4, token="Ab-_9")
+    assert image == "https://i.example/mj/image/7.Ab-_9" and thumb == f"{image}/thumbnail"
+
+
+def test_a_store_key_is_the_task_id_and_its_token() -> None:
+    token = new_token()
+    assert len(token) == 16 and "." not in token and token != new_token()
+    assert split_key(store_key("1700", token)) == ("1700", token)
+    assert store_key("1700", "") == "1700" and split_key("1700") == ("1700", "")
+    assert split_key("..") == ("", ".")
 
 
 def test_a_single_image_has_no_quarters_and_a_webp_thumbnail() -> None:
@@ -102,6 +142,7 @@ def test_image_settings_are_checked() -> None:
         ({"images": {"backend": "s3", "s3": {"bucket": "b", "endpoint": "http://x"}}}, "allow_http"),
         ({"images": {"public_base_url": "img.example"}}, "public_base_url"),
         ({"images": {"copy_timeout_seconds": 0}}, "copy_timeout_seconds"),
+        ({"images": {"max_video_bytes": 0}}, "max_video_bytes"),
         ({"images": {"backend": "ftp"}}, "images.backend"),
     ]:
         with pytest.raises(ConfigError, match=message):
@@ -124,3 +165,19 @@ def test_mjsim_links_expire_and_refuse_a_forged_or_revoked_signature() -> None:
     links.expire_all()
     assert not links.valid(path, query, require=True, now=1000)
     assert links.refused == 5
+
+
+def test_the_warm_up_loads_the_codecs_the_first_copy_would() -> None:
+    # In a fresh interpreter: Pillow imports its format plugins on the first save to WebP, ~0.5 s
+    # that held back every copy of a worker's first second (the image-store bench's p99).
+    script = (
+        "import sys\n"
+        "from workers.image_render import warm_up\n"
+        "assert 'PIL.WebPImagePlugin' not in sys.modules\n"
+        "warm_up()\n"
+        "assert 'PIL.WebPImagePlugin' in sys.modules and 'PIL.JpegImagePlugin' in sys.modules\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
