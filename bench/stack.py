@@ -289,8 +289,9 @@ class BenchStack:
             "accounts": accounts,
         }
 
-    async def start(self, services: Sequence[str] | None = None) -> None:
-        """Start Redis, mjsim and `services` (default: all), then wait for the web and every account."""
+    async def start(self, services: Sequence[str] | None = None, *, within: float = 30.0) -> None:
+        """Start Redis, mjsim and `services` (default: all), then wait for the web (`within` seconds)
+        and every account."""
         self.config_path.write_text(yaml.safe_dump(self.config(), sort_keys=False))
         await self.hooks.start()
         self.redis.start()
@@ -301,7 +302,7 @@ class BenchStack:
         for name in names:
             self.services[name].start()
         if "web" in names:
-            await self._answers(f"{self.web_url}/mj/account/list", self.services["web"])
+            await self._answers(f"{self.web_url}/mj/account/list", self.services["web"], within)
         if "bridge" in names:
             await self.wait_online(within=120)
 

@@ -8,6 +8,7 @@ opened, filled from each row's stored task, so usage figures cover the whole his
 
 from __future__ import annotations
 
+import fcntl
 import sqlite3
 import threading
 from collections.abc import Sequence
@@ -75,6 +76,14 @@ class Ledger:
         self._lock = threading.Lock()
         self._db = sqlite_utils.Database(sqlite3.connect(str(self.path), check_same_thread=False))
         self._table = self._db.table(_TABLE)
+        # Processes opening a new file together (two workers started at once, a web) race on the
+        # switch to WAL and the schema, where SQLite answers "database is locked" at once instead of
+        # waiting: one at a time, under a lock file beside the ledger.
+        with (self.path.parent / f"{self.path.name}.lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self._set_up()
+
+    def _set_up(self) -> None:
         self._db.enable_wal()
         self._db.execute("PRAGMA synchronous=NORMAL")
         if _TABLE not in self._db.table_names():

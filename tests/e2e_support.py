@@ -127,6 +127,12 @@ class Stack:
     :param account_overrides: extra config keys per account index (e.g. {0: {"remix": True}}).
     :param durable: acknowledgements wait for the AOF's fsync (the product's default); False is the
         older policy (appendfsync everysec, no WAITAOF), for the crash test's comparison.
+    :param web_workers: granian worker processes behind the one web port (one process group).
+    :param web_processes: independent web processes, each on its own port (`web`, `web2`, ...;
+        `apis` holds a client per port, `api` is the first's).
+    :param worker_processes, bridge_processes: processes of each (`worker2`, `bridge2`, ...); the
+        bridges split the accounts through their leases.
+    :param claim_idle_seconds: the workers' ``--claim-idle-seconds`` (None: their default).
     """
 
     def __init__(
@@ -144,6 +150,9 @@ class Stack:
         account_overrides: dict[int, dict[str, Any]] | None = None,
         web_workers: int = 1,
         worker_processes: int = 1,
+        web_processes: int = 1,
+        bridge_processes: int = 1,
+        claim_idle_seconds: float | None = None,
         durable: bool = True,
         redis: RedisDeployment | None = None,
         redis_section: dict[str, Any] | None = None,
@@ -153,7 +162,8 @@ class Stack:
         self.logs.mkdir(parents=True, exist_ok=True)
         self.redis_port = free_port()
         self.mjsim_port = free_port()
-        self.web_port = free_port()
+        self.web_ports = [free_port() for _ in range(web_processes)]
+        self.web_port = self.web_ports[0]
         self.n_accounts = accounts
         self.core_size = core_size
         self.queue_size = queue_size
@@ -186,6 +196,9 @@ class Stack:
         py = PYTHON
         # E2E_WORKER_LOG=DEBUG logs how every event was matched (logs stay under the stack's root).
         worker_log = os.environ.get("E2E_WORKER_LOG", "INFO")
+        worker_args = [py, "-m", "workers", "--log-level", worker_log]
+        if claim_idle_seconds is not None:
+            worker_args += ["--claim-idle-seconds", str(claim_idle_seconds)]
         self.procs: dict[str, Proc] = {
             "mjsim": Proc(
                 "mjsim",
@@ -199,21 +212,28 @@ class Stack:
                 "web", [py, "-m", "broker.api", "--port", str(self.web_port)], env=env, log_dir=self.logs
             ),
             # the worker logs JSON (LOG_FORMAT=json), so the suite reads and redacts both formats
-            "worker": Proc(
-                "worker", [py, "-m", "workers", "--log-level", worker_log],
-                env={**env, "LOG_FORMAT": "json"}, log_dir=self.logs,
-            ),
+            "worker": Proc("worker", worker_args, env={**env, "LOG_FORMAT": "json"}, log_dir=self.logs),
             "bridge": Proc("bridge", [py, "-m", "discord_bridge"], env=env, log_dir=self.logs),
         }  # fmt: skip
         # More worker processes share the streams' consumer groups (named worker2, worker3, ...).
         for n in range(2, worker_processes + 1):
-            self.procs[f"worker{n}"] = Proc(
-                f"worker{n}", [py, "-m", "workers", "--log-level", worker_log], env=env, log_dir=self.logs
+            self.procs[f"worker{n}"] = Proc(f"worker{n}", worker_args, env=env, log_dir=self.logs)
+        for n, port in enumerate(self.web_ports[1:], 2):
+            self.procs[f"web{n}"] = Proc(
+                f"web{n}", [py, "-m", "broker.api", "--port", str(port)], env=env, log_dir=self.logs
+            )
+        for n in range(2, bridge_processes + 1):
+            self.procs[f"bridge{n}"] = Proc(
+                f"bridge{n}", [py, "-m", "discord_bridge"], env=env, log_dir=self.logs
             )
         self._services = [name for name in self.procs if name != "mjsim"]
-        self.api = httpx.AsyncClient(
-            base_url=f"http://127.0.0.1:{self.web_port}", headers={"mj-api-secret": SECRET}, timeout=30
-        )
+        self.apis = [
+            httpx.AsyncClient(
+                base_url=f"http://127.0.0.1:{port}", headers={"mj-api-secret": SECRET}, timeout=30
+            )
+            for port in self.web_ports
+        ]
+        self.api = self.apis[0]
         self.sim = httpx.AsyncClient(base_url=f"http://127.0.0.1:{self.mjsim_port}", timeout=30)
 
     # -- config ----------------------------------------------------------------------------------
@@ -294,7 +314,8 @@ class Stack:
         await self._wait_http(self.sim, "/_sim/health", "mjsim")
         for name in self._services:
             self.procs[name].start()
-        await self._wait_http(self.api, "/mj/account/list", "web")
+        for api in self.apis:
+            await self._wait_http(api, "/mj/account/list", "web")
         await self.wait_accounts_online(online)
         await self.wait_worker()
 
@@ -320,7 +341,8 @@ class Stack:
             self.procs[name].stop(5)
         self.redis.stop()
         await self.receiver.stop()
-        await self.api.aclose()
+        for api in self.apis:
+            await api.aclose()
         await self.sim.aclose()
 
     async def _wait_http(self, client: httpx.AsyncClient, path: str, what: str, within: float = 30) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 from pathlib import Path
 
 import msgspec
@@ -50,3 +52,26 @@ def test_reopening_keeps_the_rows(tmp_path: Path) -> None:
         assert row is not None and row["prompt"] == "a cat"
     finally:
         reopened.close()
+
+
+def test_opening_a_new_file_from_many_connections_at_once_succeeds(tmp_path: Path) -> None:
+    # Two worker processes started together open the same new file; SQLite answered one of them
+    # "database is locked" at once (the switch to WAL, the schema) and that worker died at start.
+    failures: list[str] = []
+    for round_ in range(5):
+        path = tmp_path / f"round{round_}" / "ledger.db"
+        start = threading.Barrier(8)
+
+        def open_it(path: Path = path, start: threading.Barrier = start) -> None:
+            start.wait()
+            try:
+                Ledger(path).close()
+            except sqlite3.Error as exc:
+                failures.append(repr(exc))
+
+        threads = [threading.Thread(target=open_it) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    assert not failures, f"{len(failures)} of 40 opens failed: {failures[:3]}"
