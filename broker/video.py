@@ -83,10 +83,9 @@ def video_prompt(prompt: str, spec: VideoSpec, *, start: str | None, end: str | 
 def is_own_image_url(url: str, *, cdn_hosts: Collection[str], channel_ids: Collection[str]) -> bool:
     """Whether `url` is an image of ours: a Discord CDN attachment in one of our accounts' channels.
 
-    A finished task's ``imageUrl`` is today the Discord CDN URL of its attachment in the account's
-    channel, so this is what a client gets back from us. The image store (a later issue) will serve
-    copies under our own base URL: recognise that prefix here too, and let the bridge read those
-    bytes from the store instead of leaving the URL in the prompt.
+    Without the image store, a finished task's ``imageUrl`` is the Discord CDN URL of its attachment
+    in the account's channel, so this is what a client gets back from us. (With the store, the web
+    reads the store's URLs itself: `broker.api.own_images`.)
     """
     try:
         parts = urlsplit(url)

@@ -28,6 +28,7 @@ from broker.api.door import (
     require_worker,
 )
 from broker.api.images import decode_image
+from broker.api.own_images import stored_image
 from broker.api.paths import route_paths, speed_mode
 from broker.api.schema import POST, responses
 from broker.api.types import VideoRequest
@@ -71,16 +72,21 @@ def _own(ctx: ApiContext, url: str) -> bool:
     )
 
 
-def _frame(
+async def _frame(
     ctx: ApiContext, value: str, role: str, what: str, blobs: dict[str, bytes]
 ) -> tuple[str | None, str | None]:
-    """(own URL, link to fetch) of a frame; base64 goes into `blobs` as ``<role>.<ext>``."""
+    """(own URL, link to fetch) of a frame; base64 and images of our store go into `blobs` as
+    ``<role>.<ext>``."""
     text = value.strip()
     if text.lower().startswith(("http://", "https://")):
         if not _LINK.match(text) or len(text) > MAX_URL:
             raise ValidationFailed(f"{what} must be an http or https URL of at most {MAX_URL} characters")
         if _own(ctx, text):
             return text, None
+        stored = await stored_image(ctx, text, what)
+        if stored is not None:
+            blobs[f"{role}.{stored[1]}"] = stored[0]
+            return None, None
         check_link(ctx, text, what)
         return None, text
     raw, ext = decode_image(text, max_bytes=ctx.settings.tasks.max_image_bytes, what=what)
@@ -106,10 +112,10 @@ async def video(request: AnyRequest, data: VideoRequest) -> SubmitResult:
     if not data.image or not data.image.strip():
         raise ValidationFailed("a video needs a start frame: image (an image URL or base64)")
     blobs: dict[str, bytes] = {}
-    start_url, start_link = _frame(ctx, data.image, "start", "image", blobs)
+    start_url, start_link = await _frame(ctx, data.image, "start", "image", blobs)
     end_url = end_link = None
     if data.end_image and data.end_image.strip():
-        end_url, end_link = _frame(ctx, data.end_image, "end", "endImage", blobs)
+        end_url, end_link = await _frame(ctx, data.end_image, "end", "endImage", blobs)
     spec.start_url, spec.start_link, spec.end_url, spec.end_link = start_url, start_link, end_url, end_link
     await require_worker(ctx)
     task_id = ctx.admitter.new_id()

@@ -252,6 +252,21 @@ async def test_a_video_tasks_hook_carries_its_stored_videos(stack: ImageStack, v
         assert (await get(path)).status_code == 404, path
 
 
+async def test_a_stored_image_is_a_start_frame_for_a_video(stack: ImageStack, grid: dict[str, Any]) -> None:
+    """The store's URL is on loopback, which neither Midjourney nor the URL guard would fetch: the web
+    reads the quarter from the store and the bridge uploads it, as it would a base64 image."""
+    quarter = grid["imageUrls"][1]["url"]
+    body = {"prompt": "the beam turns", "image": quarter, "notifyHook": stack.hook_url()}
+    reply = await stack.post("/mj/submit/video", body)
+    assert reply["code"] == 1, reply
+    task = await stack.wait_hook(str(reply["result"]), "SUCCESS", within=30)
+    sent = task["properties"]["finalPrompt"]
+    # an attachment of the simulator's CDN stands for the frame in the prompt, not our URL
+    assert quarter not in sent and f"127.0.0.1:{stack.mjsim_port}/attachments/" in sent, sent
+    gone = await stack.post("/mj/submit/video", {"prompt": "x", "image": f"{grid['imageUrl']}x/1"})
+    assert gone["code"] == 4 and "no image at that URL" in gone["description"], gone
+
+
 async def test_stored_images_outlive_the_cdn(
     stack: ImageStack, grid: dict[str, Any], video: dict[str, Any]
 ) -> None:
