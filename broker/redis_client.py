@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import hiredis
 import redis.asyncio as aioredis
@@ -56,6 +56,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from broker.config import RedisSettings, Settings
 
+if TYPE_CHECKING:
+    from broker.redis_cluster import BoundedCluster
+
 __all__ = [
     "BoundedPipeline",
     "BoundedRedis",
@@ -65,6 +68,7 @@ __all__ = [
     "connect",
     "open_redis",
     "preflight",
+    "with_hiredis_packing",
 ]
 
 log = logging.getLogger(__name__)
@@ -184,6 +188,11 @@ class _HiredisPacking:
         return packed
 
 
+def with_hiredis_packing(base: type[Any]) -> type[Any]:
+    """Connection class `base` with commands packed by hiredis (see the module)."""
+    return type(base.__name__, (_HiredisPacking, base), {})
+
+
 def connect(url: str, settings: RedisSettings = _DEFAULTS) -> BoundedRedis:
     """An asyncio client for `url` (bytes replies); one per process, shared by its tasks."""
     pool = aioredis.ConnectionPool.from_url(
@@ -194,22 +203,25 @@ def connect(url: str, settings: RedisSettings = _DEFAULTS) -> BoundedRedis:
         health_check_interval=settings.health_check_seconds,
         retry=Retry(NoBackoff(), 0),
     )
-    base = pool.connection_class
-    pool.connection_class = type(base.__name__, (_HiredisPacking, base), {})
+    pool.connection_class = with_hiredis_packing(pool.connection_class)
     client: BoundedRedis = BoundedRedis.from_pool(pool)
     client.command_timeout = settings.command_timeout_seconds
     client.durability = _DURABILITY[settings.durability]
     return client
 
 
-def open_redis(settings: Settings) -> BoundedRedis:
+def open_redis(settings: Settings) -> BoundedRedis | BoundedCluster:
     """The client of this process for `redis.mode`: what every process's ``main`` opens."""
     if settings.redis.mode == "single":
         return connect(settings.redis_url, settings.redis)
+    if settings.redis.mode == "cluster":
+        from broker.redis_cluster import connect_cluster
+
+        return connect_cluster(settings.redis.urls, settings.redis, _DURABILITY[settings.redis.durability])
     raise NotImplementedError(f"redis.mode {settings.redis.mode}")
 
 
-async def preflight(client: BoundedRedis, settings: RedisSettings) -> None:
+async def preflight(client: BoundedRedis | BoundedCluster, settings: RedisSettings) -> None:
     """Check once at start that Redis takes this process: raise `RedisRefused` when it will not.
 
     A server that refuses the password (another checkout's embedded Valkey on the same port) or
@@ -217,6 +229,10 @@ async def preflight(client: BoundedRedis, settings: RedisSettings) -> None:
     command; better one clear line at start. A server that does not answer yet is left to the
     process's usual handling of an unavailable Redis.
     """
+    if settings.mode == "cluster":
+        from broker.redis_cluster import cluster_preflight
+
+        return await cluster_preflight(client, settings)
     where = "the embedded Valkey" if not settings.url else "redis.url"
     try:
         await client.ping()
