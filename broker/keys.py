@@ -19,6 +19,7 @@ __all__ = [
     "LIVE_TASKS",
     "METRICS",
     "STORED_IMAGES",
+    "SWEEP_TICK",
     "UNMATCHED_EVENTS",
     "WORKERS",
     "account_day_count",
@@ -178,3 +179,6 @@ def hook_receiver(receiver: str) -> str:
 #: sorted set of task ids with a copy in the image store, scored by the epoch ms their record
 #: expires at the earliest (`workers.image_retention` deletes the copy once the record is gone)
 STORED_IMAGES = f"{PREFIX}:images:stored"
+
+#: held for a little less than one `tasks.sweep_seconds` by the worker that sweeps this tick
+SWEEP_TICK = f"{PREFIX}:sweep:tick"

@@ -11,8 +11,8 @@ Either way the handler carries `RedactSecrets`, which replaces every configured 
 tokens, api keys, the hook secret, the Redis password) by ``***`` in the message and the traceback.
 Nothing should ever log a secret; the filter is the defence in depth that makes sure.
 
-Libraries that log a line per routine event are kept at WARNING (discord.py-self's gateway chatter,
-arq's cron runs); ``MJBROKER_LOG_LEVEL`` (or a process's ``--log-level``) sets ours.
+Libraries that log a line per routine event are kept at WARNING (discord.py-self's gateway
+chatter); ``MJBROKER_LOG_LEVEL`` (or a process's ``--log-level``) sets ours.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ __all__ = ["TEXT_FORMAT", "JsonFormatter", "RedactSecrets", "granian_log_config"
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 #: libraries whose INFO lines say nothing an operator acts on
-_QUIET_LIBRARIES = ("discord", "arq.worker", "arq.jobs")
+_QUIET_LIBRARIES = ("discord",)
 
 
 class RedactSecrets(logging.Filter):

@@ -28,6 +28,7 @@ from broker.events import GatewayEvent, publish
 from broker.ids import IdSource
 from broker.models import ReturnCode, Task, TaskAction, TaskProperties
 from broker.queues import AccountQueues
+from broker.shutdown import cancel_and_wait
 from broker.store import TaskStore
 from discord_bridge.consumer import claim
 from discord_bridge.payloads import new_nonce
@@ -211,8 +212,8 @@ async def running_worker(
 ) -> AsyncIterator[WorkerRuntime]:
     """The worker the CLI runs, in-process; yields its runtime once the loops run."""
     worker = create_worker(settings, handle_signals=False, claim_idle_seconds=claim_idle_seconds)
-    runtime: WorkerRuntime = worker.ctx["runtime"]
-    main = asyncio.create_task(worker.async_run())
+    runtime = worker.runtime
+    main = asyncio.create_task(worker.run())
     try:
         async with asyncio.timeout(10):
             while not runtime._tasks:
@@ -221,19 +222,13 @@ async def running_worker(
                 await asyncio.sleep(0.01)
         yield runtime
     finally:
-        try:
-            async with asyncio.timeout(20):
-                await worker.close()
-                # arq's close cancels the task it runs in: `main` ends cancelled. Waiting on it with
-                # asyncio.wait does not swallow a cancellation of this task, as a suppress would.
-                await asyncio.wait({main})
-        except TimeoutError:
+        worker.stop()
+        done, _ = await asyncio.wait({main}, timeout=20)
+        if not done:
             stacks = task_stacks()
-            main.cancel()  # rather than left running into the tests that follow
-            await asyncio.wait({main}, timeout=5)
-            raise AssertionError(f"the worker did not stop within 20 s:\n{stacks}") from None
-        if not main.cancelled():
-            main.result()  # a worker that crashed fails the test
+            await cancel_and_wait(main)  # rather than left running into the tests that follow
+            raise AssertionError(f"the worker did not stop within 20 s:\n{stacks}")
+        main.result()  # a worker that crashed fails the test
 
 
 def task_stacks() -> str:

@@ -1,4 +1,4 @@
-"""Consumer-group loops over Redis streams: the worker's hot path, faster than arq's polling.
+"""Consumer-group loops over Redis streams: the worker's hot path, read as soon as an entry arrives.
 
 `StreamConsumer` reads a stream with ``XREADGROUP ... BLOCK`` under a consumer name unique to the
 process, hands each batch to a handler and ``XACK``s it only after the handler returned (in the

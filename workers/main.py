@@ -1,12 +1,11 @@
-"""The worker process: an arq Worker whose start-up launches the stream consumers and hook loop.
+"""The worker process: the stream consumers, the hook deliveries and the periodic sweep.
 
-arq's queue polling is too slow for the hot path (event -> task write -> hook POST), so the gateway
-events and the task changes are read by our own consumer-group loops (`workers.consumer`), started
-by ``on_startup`` and stopped by ``on_shutdown``; arq runs the periodic sweep as a cron job (unique
-per tick across worker processes) and handles signals.
+The gateway events, the task changes and the results to finish are read by our own consumer-group
+loops (`workers.consumer`), the hooks sent by `workers.delivery`; `Worker` runs them with the sweep
+(once per tick across worker processes) and stops them all on SIGTERM.
 
 ``python -m workers [--config config.yaml]`` runs it; tests build the same worker with
-`create_worker` and run it in-process with ``async_run``.
+`create_worker` and run it in-process with ``Worker.run``.
 """
 
 from __future__ import annotations
@@ -22,12 +21,8 @@ import ssl
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
 
 import uvloop
-from arq.connections import RedisSettings
-from arq.cron import cron
-from arq.worker import Worker
 from redis.exceptions import AuthenticationError, RedisError
 
 from broker import heartbeat, keys
@@ -41,7 +36,7 @@ from broker.logs import setup_logging
 from broker.metrics import Metrics, MetricsPublisher
 from broker.queues import AccountQueues
 from broker.redis_client import check_or_exit, open_redis
-from broker.shutdown import RECANCEL_SECONDS, cancel_and_wait
+from broker.shutdown import cancel_and_wait
 from broker.store import TaskStore
 from broker.translation import Translator
 from workers.apply import Applier
@@ -56,7 +51,7 @@ from workers.matching import Matcher
 from workers.outbox import HookOutbox
 from workers.sweeper import Sweeper, SweepReport
 
-__all__ = ["ArqWorker", "WorkerRuntime", "create_worker", "main", "worker_settings"]
+__all__ = ["Worker", "WorkerRuntime", "create_worker", "main"]
 
 log = logging.getLogger(__name__)
 
@@ -271,88 +266,55 @@ class WorkerRuntime:
                 await asyncio.sleep(1.0)
 
 
-async def _startup(ctx: dict[str, Any]) -> None:
-    await ctx["runtime"].start()
+class Worker:
+    """One worker process: its runtime's loops and the periodic sweep, until `stop` (SIGTERM or
+    SIGINT with `handle_signals`).
 
-
-async def _shutdown(ctx: dict[str, Any]) -> None:
-    await ctx["runtime"].stop()
-
-
-async def sweep(ctx: dict[str, Any]) -> None:
-    """The arq cron job."""
-    await ctx["runtime"].sweep()
-
-
-def _sweep_cron(every_seconds: float) -> Any:
-    if every_seconds < 60:
-        seconds = set(range(0, 60, max(1, round(every_seconds))))
-        return cron(sweep, name="sweep", run_at_startup=True, second=seconds)
-    minutes = set(range(0, 60, max(1, round(every_seconds / 60))))
-    return cron(sweep, name="sweep", run_at_startup=True, second=0, minute=minutes)
-
-
-def worker_settings(
-    settings: Settings, runtime: WorkerRuntime, *, handle_signals: bool = True
-) -> dict[str, Any]:
-    """Keyword arguments of `arq.worker.Worker` for this process (arq's ``WorkerSettings`` as a dict)."""
-    return {
-        "cron_jobs": [_sweep_cron(settings.tasks.sweep_seconds)],
-        "redis_settings": RedisSettings.from_dsn(settings.redis_url),
-        "on_startup": _startup,
-        "on_shutdown": _shutdown,
-        "ctx": {"runtime": runtime},
-        "handle_signals": handle_signals,
-        "keep_result": 0,
-        "poll_delay": 0.25,
-        "max_jobs": 4,
-        "job_timeout": 120,
-        "max_tries": 1,
-    }
-
-
-class ArqWorker(Worker):
-    """arq's Worker, except that closing does not stop half-way when it cancels a running job, nor
-    wait forever for a job or loop that lost its cancellation.
-
-    arq's ``close`` cancels the jobs in flight (the sweep, here) and gathers them without
-    ``return_exceptions``: a cancelled job re-raises its CancelledError there, and ``on_shutdown``
-    (which stops the stream consumers and the hook deliveries) is skipped. And a job or arq's own
-    loop cancelled as redis-py writes a command may lose the cancellation (see `broker.shutdown`):
-    whatever a shutdown cancelled is cancelled again while it still runs.
+    The sweep runs once per `tasks.sweep_seconds` across all worker processes: each tries to take
+    the tick (``SET NX PX`` on `keys.SWEEP_TICK`), and the one that gets it sweeps. (arq's cron did
+    this before, but arq cannot run on Redis Cluster, python-arq/arq#385, and the sweep was all
+    the worker asked of it.)
     """
 
-    _cancelling_again = False
+    def __init__(self, runtime: WorkerRuntime, *, handle_signals: bool = True) -> None:
+        self.runtime = runtime
+        self.handle_signals = handle_signals
+        self._stop = asyncio.Event()
 
-    def handle_sig(self, signum: signal.Signals) -> None:
-        super().handle_sig(signum)
-        if not self._cancelling_again:
-            self._cancelling_again = True
-            self.loop.call_later(RECANCEL_SECONDS, self._cancel_again)
+    def stop(self) -> None:
+        """Ask `run` to stop the loops and return (safe from a signal handler)."""
+        self._stop.set()
 
-    def _cancel_again(self) -> None:
-        running = [t for t in (self.main_task, *self.tasks.values()) if t is not None and not t.done()]
-        for task in running:
-            log.warning(
-                "%r still runs %.0f s after the shutdown cancelled it: cancelled again",
-                task,
-                RECANCEL_SECONDS,
-            )
-            task.cancel()
-        if running:
-            self.loop.call_later(RECANCEL_SECONDS, self._cancel_again)
-
-    async def close(self) -> None:
-        while True:
+    async def run(self) -> None:
+        """Start the runtime, sweep on every tick, and stop it all when asked."""
+        if self.handle_signals:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self.stop)
+        try:
+            await self.runtime.start()
+            sweeps = asyncio.create_task(self._sweep_ticks())
             try:
-                await super().close()
-                return
-            except asyncio.CancelledError:
-                current = asyncio.current_task()
-                if current is not None and current.cancelling():
-                    raise  # the caller is being cancelled, not just a job
-                # A job this shutdown cancelled: drop the finished jobs and go on closing.
-                self.tasks = {job_id: job for job_id, job in self.tasks.items() if not job.done()}
+                await self._stop.wait()
+            finally:
+                await cancel_and_wait(sweeps)
+        finally:
+            await self.runtime.stop()
+
+    async def _sweep_ticks(self) -> None:
+        while True:
+            started = time.monotonic()
+            every = max(self.runtime.settings.tasks.sweep_seconds, 0.05)
+            # held a little less than a tick, so the next tick finds it free whoever took this one
+            hold_ms = max(int(every * 900), 1)
+            try:
+                if await self.runtime.redis.set(keys.SWEEP_TICK, self.runtime.name, nx=True, px=hold_ms):
+                    await self.runtime.sweep()
+            except (RedisError, OSError) as exc:
+                log.warning("sweep skipped (%s); the next tick tries again", type(exc).__name__)
+            except Exception:
+                log.exception("sweep failed; the next tick tries again")
+            await asyncio.sleep(max(every - (time.monotonic() - started), 0.0))
 
 
 def create_worker(
@@ -363,9 +325,9 @@ def create_worker(
     claim_idle_seconds: float = DEFAULT_CLAIM_IDLE_SECONDS,
     watcher: ConfigWatcher | None = None,
 ) -> Worker:
-    """The arq Worker of this process; ``worker.ctx["runtime"]`` is its `WorkerRuntime`."""
+    """The worker of this process; ``worker.runtime`` is its `WorkerRuntime`."""
     runtime = WorkerRuntime(settings, name=name, claim_idle_seconds=claim_idle_seconds, watcher=watcher)
-    return ArqWorker(**worker_settings(settings, runtime, handle_signals=handle_signals))
+    return Worker(runtime, handle_signals=handle_signals)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -380,29 +342,27 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--log-level", help="default: $MJBROKER_LOG_LEVEL or INFO")
     args = parser.parse_args(argv)
-    # (arq logs every cron run at INFO, the sweeper's every few seconds: `broker.logs` quiets it)
     setup_logging(level=args.log_level)
     path = config_path(args.config)
     settings = load_settings(path)
     setup_logging(settings.secrets(), level=args.log_level)
     watcher = ConfigWatcher(path, settings)
     check_or_exit(settings)
-    # arq builds its loop through the policy: uvloop makes every Redis round trip cheaper.
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     # One consumer name for the life of the process: a worker restarted after a Redis outage reads
     # the entries its predecessor left pending at once, instead of claiming them when they idled.
     name = _consumer_name()
     while True:
         try:
-            create_worker(
-                settings, name=name, claim_idle_seconds=args.claim_idle_seconds, watcher=watcher
-            ).run()
+            uvloop.run(
+                create_worker(
+                    settings, name=name, claim_idle_seconds=args.claim_idle_seconds, watcher=watcher
+                ).run()
+            )
             return
         except AuthenticationError:
             raise SystemExit("Redis refused this process's password (redis.url, redis.data_dir)") from None
         except RedisError as exc:
-            # arq's own loop gives up on a Redis that is down or still loading its data; a worker
-            # must outlive that, so start over (nothing is lost: unacknowledged entries stay pending).
+            # A Redis that is down or still loading its data when the worker starts: start over
+            # (nothing is lost: unacknowledged entries stay pending).
             log.warning("Redis unavailable (%s); restarting the worker in 1 s", type(exc).__name__)
             time.sleep(1.0)
-            asyncio.set_event_loop(asyncio.new_event_loop())

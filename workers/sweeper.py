@@ -1,6 +1,7 @@
 """End tasks that would otherwise wait forever, and repair slots left behind by a crash.
 
-Run every ``tasks.sweep_seconds`` (an arq cron job). For every configured account:
+Run every ``tasks.sweep_seconds`` by one of the worker processes (`workers.main.Worker`). For every
+configured account:
 
 - running tasks past ``timeout_minutes`` -> FAILURE with the reason that fits (`overdue_reason`),
   and the slot is released. The clock of a sent task starts at its ``startTime``, which the bridge

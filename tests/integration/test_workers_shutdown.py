@@ -1,95 +1,87 @@
-"""Closing the worker while a job (the cron sweep) is finishing still runs its shutdown."""
+"""The worker's own runner: one sweep per tick across worker processes, and a stop that ends
+everything even while a sweep runs."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from typing import Any
+from pathlib import Path
 
-from arq import create_pool
-from arq.connections import RedisSettings
-from arq.worker import func
+import redis.asyncio as aioredis
+from workers_support import make_settings
 
 from broker.redis_server import EmbeddedRedis
 from broker.shutdown import cancel_and_wait
-from workers.main import ArqWorker
+from workers.main import Worker, WorkerRuntime
+from workers.sweeper import SweepReport
 
 
-async def _worker_with_one_job(
-    redis_server: EmbeddedRedis, job: Callable[[dict[str, Any]], Awaitable[None]], **options: Any
-) -> ArqWorker:
-    """Our arq worker with `job` enqueued once (named "job"); `options` go to the worker."""
-    redis_settings = RedisSettings.from_dsn(redis_server.url)
-    pool = await create_pool(redis_settings)
-    try:
-        await pool.enqueue_job("job")
-    finally:
-        await pool.aclose()
-    return ArqWorker(
-        functions=[func(job, name="job")],
-        redis_settings=redis_settings,
-        handle_signals=False,
-        poll_delay=0.01,
-        keep_result=0,
-        **options,
-    )
+class CountingRuntime(WorkerRuntime):
+    """A real runtime that counts its sweeps and can hold one open until told to go on."""
+
+    def __init__(
+        self,
+        *args: object,
+        hold: asyncio.Event | None = None,
+        tally: list[str] | None = None,
+        **kwargs: object,
+    ) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.sweeping = asyncio.Event()
+        self.hold = hold
+        #: the name of the runtime of every sweep, shared by the runtimes of a test
+        self.tally = tally if tally is not None else []
+
+    async def sweep(self) -> SweepReport:
+        self.tally.append(self.name)
+        self.sweeping.set()
+        if self.hold is not None:
+            await self.hold.wait()
+        return await super().sweep()
 
 
-async def test_close_while_a_job_is_being_recorded_still_runs_on_shutdown(
-    redis_server: EmbeddedRedis,
+async def test_one_sweep_per_tick_across_workers(
+    redis_server: EmbeddedRedis, redis: aioredis.Redis, tmp_path: Path
 ) -> None:
-    job_returned = asyncio.Event()
-    shut_down: list[bool] = []
+    """(`redis` flushes what earlier tests left, a tick held by their workers among it.)"""
+    tally: list[str] = []
+    runtimes = []
+    for n in range(2):
+        (tmp_path / f"w{n}").mkdir()
+        settings = make_settings(redis_server.url, tmp_path / f"w{n}", sweep_seconds=0.1)
+        runtimes.append(CountingRuntime(settings, name=f"w{n}", tally=tally))
+    workers = [Worker(runtime, handle_signals=False) for runtime in runtimes]
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    runs = [asyncio.create_task(worker.run()) for worker in workers]
+    try:
+        await asyncio.sleep(1.0)  # ten ticks of each worker
+    finally:
+        for worker in workers:
+            worker.stop()
+        async with asyncio.timeout(20):
+            await asyncio.gather(*runs)
+    elapsed = loop.time() - began
+    # Both workers tick every 0.1 s; without the shared tick each would sweep on each of its own.
+    assert 3 <= len(tally) <= elapsed / 0.1 + 2, tally
 
-    async def job(ctx: dict[str, Any]) -> None:
-        # Hold Redis writes for a moment: arq is still recording the job's end when close() runs.
-        await ctx["redis"].client_pause(800, all=False)
-        job_returned.set()
 
-    async def on_shutdown(ctx: dict[str, Any]) -> None:
-        shut_down.append(True)
-
-    worker = await _worker_with_one_job(redis_server, job, on_shutdown=on_shutdown)
-    main = asyncio.create_task(worker.async_run())
+async def test_stop_while_a_sweep_runs_stops_the_loops(
+    redis_server: EmbeddedRedis, redis: aioredis.Redis, tmp_path: Path
+) -> None:
+    runtime = CountingRuntime(
+        make_settings(redis_server.url, tmp_path, sweep_seconds=0.1), hold=asyncio.Event()
+    )
+    worker = Worker(runtime, handle_signals=False)
+    run = asyncio.create_task(worker.run())
     try:
         async with asyncio.timeout(10):
-            await job_returned.wait()
-            # The function has returned (its task is gone) but arq is still recording the end.
-            while worker.job_tasks or not any(not t.done() for t in worker.tasks.values()):  # noqa: ASYNC110 - arq has no event for this
-                await asyncio.sleep(0.005)
+            await runtime.sweeping.wait()
+        loops = list(runtime._tasks)
+        assert loops
+        worker.stop()
+        async with asyncio.timeout(20):
+            await run
     finally:
-        raised: BaseException | None = None
-        try:
-            async with asyncio.timeout(10):
-                await worker.close()
-        except BaseException as exc:  # arq's own close raised CancelledError here
-            raised = exc
-        main.cancel()
-        await asyncio.gather(main, return_exceptions=True)
-    assert raised is None
-    assert shut_down == [True]
-
-
-async def test_close_ends_a_job_whose_cancellation_was_lost(redis_server: EmbeddedRedis) -> None:
-    """A job cancelled in the loop iteration in which its wait_for completes loses the CancelledError
-    (Python 3.11's wait_for, through which redis-py sends every command) and goes on: arq's close
-    waited for it forever (found as a worker fixture hanging in its teardown under load)."""
-    operation: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    running = asyncio.Event()
-
-    async def job(ctx: dict[str, Any]) -> None:
-        running.set()
-        await asyncio.wait_for(operation, 60)
-        await asyncio.sleep(3600)
-
-    worker = await _worker_with_one_job(redis_server, job)
-    main = asyncio.create_task(worker.async_run())
-    try:
-        async with asyncio.timeout(10):
-            await running.wait()  # the job waits inside wait_for now
-        operation.set_result(None)  # its operation completes in the iteration close() cancels it
-        async with asyncio.timeout(10):
-            await worker.close()
-        assert all(job.done() for job in worker.tasks.values())
-    finally:
-        await cancel_and_wait(main)
+        await cancel_and_wait(run)
+    assert all(loop.done() for loop in loops)
+    assert runtime._tasks == []
