@@ -96,6 +96,9 @@ class BoundedCluster(RedisCluster):  # type: ignore[misc]  # redis is untyped he
     ERRORS_ALLOW_RETRY = _RETRY
     command_timeout: float = RedisSettings().command_timeout_seconds
     durability: tuple[int, int] | None = None
+    #: seconds an idempotent pipeline is sent again after a lost connection (`broker.lua`): a
+    #: shard failing over is unreachable until its replica is promoted
+    resend_window: float = RedisSettings().command_timeout_seconds
 
     async def initialize(self) -> BoundedCluster:
         try:
@@ -259,7 +262,18 @@ class BoundedClusterPipeline(ClusterPipeline):  # type: ignore[misc]
             queue_durable_waits(raw, self.cluster.durability, self.cluster.command_timeout, target_nodes=node)
             for node in nodes.values()
         ]
-        replies: list[Any] = await raw.execute(raise_on_error=False, allow_redirections=False)
+        try:
+            replies: list[Any] = await raw.execute(raise_on_error=False, allow_redirections=False)
+        except AttributeError:
+            # redis-py 5.3 reads the client's default node after a pipeline in which a command
+            # failed, and another task's `aclose` (its own, after a lost connection) has set it
+            # to None meanwhile. The replies were read but are out of reach: the pipeline may
+            # have run, as with a lost connection.
+            if self.cluster.get_default_node() is not None:
+                raise
+            raise RedisConnectionError(
+                "the cluster's slot map was being read again during a pipeline"
+            ) from None
         waits, at = [], len(commands)
         for count in counts:
             waits.append(replies[at : at + count])
@@ -303,7 +317,7 @@ def connect_cluster(
     )
     kwargs = client.get_connection_kwargs()
     kwargs["connection_class"] = with_hiredis_packing(kwargs["connection_class"])
-    client.command_timeout = settings.command_timeout_seconds
+    client.command_timeout = client.resend_window = settings.command_timeout_seconds
     client.durability = durability
     return client
 

@@ -145,9 +145,10 @@ class ValkeyCluster:
 
         def ok() -> bool:
             with contextlib.suppress(redis.RedisError, OSError):
-                return all(n.info().get("cluster_state") == "ok" for n in self.nodes if n.alive) and len(
-                    self.live_primaries()
-                ) == self.primaries
+                return (
+                    all(n.info().get("cluster_state") == "ok" for n in self.nodes if n.alive)
+                    and len(self.live_primaries()) == self.primaries
+                )
             return False
 
         self._wait(ok, "cluster_state ok", within)
@@ -187,9 +188,8 @@ class ValkeyCluster:
 
     @staticmethod
     def _answers(node: _Node) -> bool:
-        with contextlib.suppress(redis.RedisError, OSError):
-            with node.client() as conn:
-                return bool(conn.ping())
+        with contextlib.suppress(redis.RedisError, OSError), node.client() as conn:
+            return bool(conn.ping())
         return False
 
     @staticmethod
