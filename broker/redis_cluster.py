@@ -55,6 +55,7 @@ from redis.exceptions import (
     AuthenticationError,
     ClusterDownError,
     ClusterError,
+    MovedError,
     RedisClusterException,
     ResponseError,
     SlotNotCoveredError,
@@ -211,15 +212,17 @@ class BoundedClusterPipeline(ClusterPipeline):  # type: ignore[misc]
     async def _send(
         self, queued: list[tuple[tuple[Any, ...], dict[str, Any]]], durable: bool, give_up_after: float
     ) -> list[Any]:
-        """Send `queued`; the commands a node refused (did not run) go again until `give_up_after`."""
+        """Send `queued`; the commands a node refused (did not run) go again until `give_up_after`:
+        after ASK to the node it names (behind ASKING), else to the slot map read again."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + give_up_after
         results: list[Any] = [None] * len(queued)
         waited: list[list[Any]] = []
         pending = list(range(len(queued)))
+        asking: dict[int, ClusterNode] = {}
         pause = 0.05
         while pending:
-            replies, waits = await self._round([queued[i] for i in pending], durable)
+            replies, waits = await self._round([(*queued[i], asking.get(i)) for i in pending], durable)
             waited += waits
             for i, reply in zip(pending, replies, strict=True):
                 results[i] = reply
@@ -233,34 +236,48 @@ class BoundedClusterPipeline(ClusterPipeline):  # type: ignore[misc]
                         f"{queued[i][0][0]}: the cluster did not take it ({reason})"
                     )
                 break
+            asking = {}
+            for i in pending:
+                refusal = results[i]
+                if isinstance(refusal, AskError) and not isinstance(refusal, MovedError):
+                    node = self.cluster.get_node(host=refusal.host, port=refusal.port)
+                    if node is not None:
+                        asking[i] = node
             log.info(
-                "cluster refused %d commands (%s); sending them again",
-                len(pending),
-                type(results[pending[0]]).__name__,
+                "cluster refused %d commands (%s); sending them again", len(pending), type(refusal).__name__
             )
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, 0.5)
-            await self.cluster.aclose()  # the slots moved or a failover is under way: read them again
+            if len(asking) < len(pending):  # the slots moved or a failover is under way
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 0.5)
+                await self.cluster.aclose()  # read the slot map again
         return [*results, waited] if durable else results
 
     async def _round(
-        self, commands: list[tuple[tuple[Any, ...], dict[str, Any]]], durable: bool
+        self, commands: list[tuple[tuple[Any, ...], dict[str, Any], ClusterNode | None]], durable: bool
     ) -> tuple[list[Any], list[list[Any]]]:
-        """One send of `commands` through redis-py; with `durable`, each keyed command goes to its
-        slot's primary, explicitly, and each of those primaries ends with the waits."""
+        """One send of `commands` through redis-py; a command with a node goes there behind ASKING.
+        With `durable`, each keyed command goes to its slot's primary, explicitly, and each of
+        those nodes ends with the waits."""
         await self.cluster.initialize()
         raw = _RawPipeline(self.cluster)
         nodes: dict[str, ClusterNode] = {}
-        for args, options in commands:
-            node = await self._primary_of(args) if durable and "target_nodes" not in options else None
+        positions = []
+        for args, options, asked in commands:
+            if asked is not None:
+                raw.execute_command("ASKING", target_nodes=asked)
+                node: ClusterNode | None = asked
+            else:
+                node = await self._primary_of(args) if durable and "target_nodes" not in options else None
+            positions.append(len(raw))
             if node is None:
                 raw.execute_command(*args, **options)
             else:
                 nodes.setdefault(node.name, node)
-                raw.execute_command(*args, **options, target_nodes=node)
+                raw.execute_command(*args, **{**options, "target_nodes": node})
+        first_wait = len(raw)
         counts = [
             queue_durable_waits(raw, self.cluster.durability, self.cluster.command_timeout, target_nodes=node)
-            for node in nodes.values()
+            for node in (nodes.values() if durable else ())
         ]
         try:
             replies: list[Any] = await raw.execute(raise_on_error=False, allow_redirections=False)
@@ -274,11 +291,11 @@ class BoundedClusterPipeline(ClusterPipeline):  # type: ignore[misc]
             raise RedisConnectionError(
                 "the cluster's slot map was being read again during a pipeline"
             ) from None
-        waits, at = [], len(commands)
+        waits, at = [], first_wait
         for count in counts:
             waits.append(replies[at : at + count])
             at += count
-        return replies[: len(commands)], waits
+        return [replies[p] for p in positions], waits
 
     async def _primary_of(self, args: tuple[Any, ...]) -> ClusterNode | None:
         """The primary that holds the keys of command `args`, or None for a keyless command."""

@@ -168,6 +168,45 @@ class ValkeyCluster:
         node.stop(kill=True)
         return node
 
+    def shard_of(self, primary: _Node) -> list[_Node]:
+        """`primary` and its replicas (those that name it as their primary)."""
+        with primary.client() as conn:
+            replicas = conn.info("replication")
+        ports = {int(v["port"]) for k, v in replicas.items() if k.startswith("slave") and isinstance(v, dict)}
+        return [primary, *(n for n in self.nodes if n.port in ports)]
+
+    def kill_shard(self, index: int = 0) -> list[_Node]:
+        """SIGKILL a primary and its replica: the cluster cannot serve those slots until `revive_all`."""
+        shard = self.shard_of(self.live_primaries()[index])
+        for node in shard:
+            node.stop(kill=True)
+        return shard
+
+    def revive_all(self, nodes: list[_Node]) -> None:
+        """Start `nodes` again (from their AOF and nodes.conf) and wait until the cluster is ok."""
+        for node in nodes:
+            node.start()
+        self.wait_ok()
+
+    def promote_replica(self, index: int = 0) -> _Node:
+        """``CLUSTER FAILOVER`` on the replica of the `index`-th live primary (a planned failover:
+        nothing lost); returns the new primary once the cluster is ok again."""
+        old, replica = self.shard_of(self.live_primaries()[index])[:2]
+        with replica.client() as conn:
+            conn.execute_command("CLUSTER FAILOVER")
+        self._wait(lambda: replica.role() == "master" and old.role() == "slave", "the planned failover")
+        self.wait_ok()
+        return replica
+
+    @staticmethod
+    def node_id(node: _Node) -> str:
+        with node.client() as conn:
+            raw = conn.execute_command("CLUSTER MYID")
+        return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+    def node_at(self, port: int) -> _Node:
+        return next(n for n in self.nodes if n.port == int(port))
+
     def wait_failover(self, killed: _Node, within: float = 30) -> None:
         """Wait until a replica has taken over `killed`'s slots (cluster_state ok everywhere)."""
         self.wait_ok(within)

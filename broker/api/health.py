@@ -55,7 +55,8 @@ async def readiness(request: Request[Any, Any, Any]) -> Readiness:
         state.redis = True
         state.worker = await workers_alive(ctx.redis, now=now_ms()) > 0
     except (RedisError, OSError) as exc:
-        state.reason = f"Redis unreachable ({type(exc).__name__})"
+        down = "Redis Cluster down" if isinstance(ctx.redis, BoundedCluster) else "Redis unreachable"
+        state.reason = f"{down} ({type(exc).__name__})"
         return state
     state.accounts_held = [account_id for account_id, h in zip(ids, held, strict=True) if h]
     if not state.worker:

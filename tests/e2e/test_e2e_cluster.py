@@ -15,7 +15,6 @@ import collections
 import hashlib
 import hmac
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,16 +30,6 @@ from broker.store import TaskStore
 TASKS = 200
 TIMEOUT_MINUTES = 0.25
 QUEUE_TIMEOUT_MINUTES = max(TIMEOUT_MINUTES * 3, 1.0)
-
-
-@pytest.fixture(scope="module")
-def valkey_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ValkeyCluster]:
-    cluster = ValkeyCluster(tmp_path_factory.mktemp("cluster"))
-    try:
-        cluster.start()
-        yield cluster
-    finally:
-        cluster.shutdown()
 
 
 def _section(cluster: ValkeyCluster) -> dict[str, Any]:
@@ -84,8 +73,27 @@ async def test_imagine_u1_modal_and_hooks_on_a_cluster(tmp_path: Path, valkey_cl
             assert headers["x-mjbroker-signature"] == f"sha256={digest}"
         counters = await stack.counters()
         assert counters["interactions"]["duplicate_keys"] == {}
+        await _shard_down_is_503_and_not_ready(stack, valkey_cluster)
     finally:
         await stack.close()
+
+
+async def _shard_down_is_503_and_not_ready(stack: Stack, cluster: ValkeyCluster) -> None:
+    """A shard lost whole (its primary and replica): a submit is refused with HTTP 503 and code 9,
+    never a 500, and /ready says the cluster is down, until the shard is back."""
+    down = await asyncio.to_thread(cluster.kill_shard, 0)
+    try:
+        response = await stack.api.post("/mj/submit/imagine", json={"prompt": "a shard is down"}, timeout=30)
+        assert response.status_code == 503, response.text
+        assert response.json()["code"] == 9 and response.headers["retry-after"], response.text
+        ready = await stack.api.get("/ready")
+        assert ready.status_code == 503, ready.text
+        assert ready.json()["reason"].startswith("Redis Cluster down"), ready.text
+    finally:
+        await asyncio.to_thread(cluster.revive_all, down)
+    async with asyncio.timeout(30):
+        while (await stack.api.get("/ready")).status_code != 200:  # noqa: ASYNC110 - polls the web, bounded
+            await asyncio.sleep(0.2)
 
 
 class _Submitter:
