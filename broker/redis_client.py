@@ -230,7 +230,7 @@ async def preflight(client: BoundedRedis | BoundedCluster, settings: RedisSettin
     process's usual handling of an unavailable Redis.
     """
     if settings.mode == "cluster":
-        from broker.redis_cluster import cluster_preflight
+        from broker.cluster_checks import cluster_preflight
 
         return await cluster_preflight(client, settings)
     where = "the embedded Valkey" if not settings.url else "redis.url"

@@ -220,7 +220,7 @@ def _sleep_unless(seconds: float, should_stop: Callable[[], bool]) -> bool:
 
 def main() -> None:
     """The Procfile's `redis` line: serve the embedded Valkey (restarting it when it dies), or idle
-    when a URL is configured."""
+    when a URL, a cluster or sentinels are configured."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings: Settings = load_settings()
@@ -234,8 +234,8 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    if settings.redis.url:
-        print("redis.url is configured; the embedded server is not needed", flush=True)
+    if settings.redis.url or settings.redis.mode != "single":
+        print("an external Redis is configured; the embedded server is not needed", flush=True)
         while not stop:
             time.sleep(0.5)
         return

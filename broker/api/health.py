@@ -18,8 +18,9 @@ from redis.exceptions import RedisError
 from broker import keys
 from broker.api.context import context_of
 from broker.clock import now_ms
+from broker.cluster_checks import cluster_problem
 from broker.heartbeat import workers_alive
-from broker.redis_cluster import BoundedCluster, cluster_problem
+from broker.redis_cluster import BoundedCluster
 
 __all__ = ["HEALTH_HANDLERS", "Readiness"]
 

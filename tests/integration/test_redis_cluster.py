@@ -12,7 +12,9 @@ from cluster_support import ValkeyCluster
 
 from broker import lua
 from broker.config import RedisSettings
+from broker.redis_client import RedisRefused, preflight
 from broker.redis_cluster import BoundedCluster, BoundedClusterPipeline, connect_cluster
+from broker.redis_server import EmbeddedRedis
 
 _INCR = lua.Script("return redis.call('INCR', KEYS[1])")
 
@@ -90,3 +92,57 @@ def _slots_of(node: object) -> set[int]:
         if int(primary[1]) == node.port:  # type: ignore[attr-defined]
             out.update(range(int(start), int(end) + 1))
     return out
+
+
+def _settings(cluster: ValkeyCluster, **changes: object) -> RedisSettings:
+    base: dict[str, object] = {
+        "mode": "cluster",
+        "urls": tuple(cluster.urls),
+        "password": cluster.password,
+        "durability": "replicated",
+        "command_timeout_seconds": 5,
+    }
+    return RedisSettings(**{**base, **changes})  # type: ignore[arg-type]
+
+
+async def _preflight(settings: RedisSettings) -> None:
+    client = open_redis_for(settings)
+    try:
+        await preflight(client, settings)
+    finally:
+        await client.aclose()
+
+
+def open_redis_for(settings: RedisSettings) -> BoundedCluster:
+    return connect_cluster(settings.urls, settings, (1, 1) if settings.durability != "none" else None)
+
+
+async def test_preflight_takes_a_healthy_cluster(valkey_cluster: ValkeyCluster) -> None:
+    await _preflight(_settings(valkey_cluster))
+
+
+async def test_preflight_refuses_a_wrong_password(valkey_cluster: ValkeyCluster) -> None:
+    with pytest.raises(RedisRefused, match="refused this process's password") as caught:
+        await _preflight(_settings(valkey_cluster, password="not-the-password"))
+    assert valkey_cluster.password not in str(caught.value)
+
+
+async def test_preflight_refuses_a_primary_without_aof(valkey_cluster: ValkeyCluster) -> None:
+    primary = valkey_cluster.live_primaries()[0]
+    with primary.client() as conn:
+        conn.config_set("appendonly", "no")
+    try:
+        with pytest.raises(RedisRefused, match=f"{primary.name} has appendonly off"):
+            await _preflight(_settings(valkey_cluster))
+        await _preflight(_settings(valkey_cluster, durability="none"))  # nothing to wait for
+    finally:
+        with primary.client() as conn:
+            conn.config_set("appendonly", "yes")
+
+
+async def test_preflight_refuses_a_server_that_is_no_cluster(
+    valkey_cluster: ValkeyCluster, redis_server: EmbeddedRedis
+) -> None:
+    seed = (f"redis://127.0.0.1:{redis_server.port}",)
+    with pytest.raises(RedisRefused, match="without cluster mode"):
+        await _preflight(_settings(valkey_cluster, urls=seed, password=redis_server.password))
