@@ -138,7 +138,9 @@ async def _wait_all_ended(store: TaskStore, ids: list[str], within: float) -> li
 
 
 @pytest.mark.timeout(240)
-async def test_primary_killed_with_200_tasks_in_flight(tmp_path: Path, valkey_cluster: ValkeyCluster) -> None:
+async def test_primary_killed_with_200_tasks_in_flight(
+    tmp_path: Path, valkey_cluster: ValkeyCluster, record_property: Any
+) -> None:
     stack = Stack(
         tmp_path,
         accounts=10,
@@ -189,14 +191,16 @@ async def test_primary_killed_with_200_tasks_in_flight(tmp_path: Path, valkey_cl
     nonce_counts = collections.Counter(interactions["by_nonce"].values())
     reasons = collections.Counter((t.fail_reason or "")[:60] for t in tasks if t.status.value == "FAILURE")
     refused = {code: n for code, n in submitter.codes.items() if code not in (1, 22)}
-    print(
-        f"\ncluster master kill: {killed.name} SIGKILLed with {accepted_before} tasks accepted; failover "
+    summary = (
+        f"{killed.name} SIGKILLed with {accepted_before} tasks accepted; failover "
         f"{failover_s:.1f}s; accepted={len(accepted)} refused={refused} http={dict(submitter.statuses)} "
         f"unanswered={submitter.unanswered}; by_status={dict(by_status)} in {elapsed:.1f}s; "
         f"tasks lost={len(lost)} duplicate interactions={len(duplicates)} "
         f"sends_per_nonce={dict(nonce_counts)}; failures={dict(reasons.most_common(3))}; "
         f"/ready right after the failover {not_ready}, at the end {ready_after}"
     )
+    print(f"\ncluster master kill: {summary}", flush=True)
+    record_property("cluster_kill", summary)  # printed in the session's summary (e2e conftest)
     assert accepted_before == TASKS, submitter.codes
     assert submitter.statuses[500] == 0, submitter.statuses
     assert set(refused) <= {9}, refused
