@@ -64,11 +64,12 @@ __all__ = [
     "BoundedRedis",
     "NotDurable",
     "RedisRefused",
+    "apply_settings",
     "check_or_exit",
     "connect",
+    "hiredis_packed",
     "open_redis",
     "preflight",
-    "with_hiredis_packing",
 ]
 
 log = logging.getLogger(__name__)
@@ -188,9 +189,16 @@ class _HiredisPacking:
         return packed
 
 
-def with_hiredis_packing(base: type[Any]) -> type[Any]:
-    """Connection class `base` with commands packed by hiredis (see the module)."""
-    return type(base.__name__, (_HiredisPacking, base), {})
+def hiredis_packed(connection_class: type) -> type:
+    """`connection_class` (a redis-py asyncio connection class) with commands packed by hiredis."""
+    return type(connection_class.__name__, (_HiredisPacking, connection_class), {})
+
+
+def apply_settings(client: BoundedRedis, settings: RedisSettings) -> BoundedRedis:
+    """Give `client` the deadline and durability of `settings`; returns it."""
+    client.command_timeout = settings.command_timeout_seconds
+    client.durability = _DURABILITY[settings.durability]
+    return client
 
 
 def connect(url: str, settings: RedisSettings = _DEFAULTS) -> BoundedRedis:
@@ -203,11 +211,8 @@ def connect(url: str, settings: RedisSettings = _DEFAULTS) -> BoundedRedis:
         health_check_interval=settings.health_check_seconds,
         retry=Retry(NoBackoff(), 0),
     )
-    pool.connection_class = with_hiredis_packing(pool.connection_class)
-    client: BoundedRedis = BoundedRedis.from_pool(pool)
-    client.command_timeout = settings.command_timeout_seconds
-    client.durability = _DURABILITY[settings.durability]
-    return client
+    pool.connection_class = hiredis_packed(pool.connection_class)
+    return apply_settings(BoundedRedis.from_pool(pool), settings)
 
 
 def open_redis(settings: Settings) -> BoundedRedis | BoundedCluster:
@@ -218,6 +223,10 @@ def open_redis(settings: Settings) -> BoundedRedis | BoundedCluster:
         from broker.redis_cluster import connect_cluster
 
         return connect_cluster(settings.redis.urls, settings.redis, _DURABILITY[settings.redis.durability])
+    if settings.redis.mode == "sentinel":
+        from broker.redis_sentinel import connect_sentinel  # it builds on this module
+
+        return connect_sentinel(settings.redis)
     raise NotImplementedError(f"redis.mode {settings.redis.mode}")
 
 
@@ -228,38 +237,76 @@ async def preflight(client: BoundedRedis | BoundedCluster, settings: RedisSettin
     cannot keep `redis.durability` (``local`` on a server without ``appendonly``) would fail every
     command; better one clear line at start. A server that does not answer yet is left to the
     process's usual handling of an unavailable Redis.
+
+    With ``replicated``, a primary without a connected replica gets a warning, not a refusal: it is
+    also what a running deployment goes through while a replica restarts or resyncs after a
+    failover, and the durable calls already refuse to acknowledge anything then (`NotDurable`:
+    the web answers 503, a bridge does not send); a process that refused to start would turn that
+    passing state into a crash loop under its supervisor, and be unable to serve once the replica
+    is back.
     """
     if settings.mode == "cluster":
         from broker.cluster_checks import cluster_preflight
 
         return await cluster_preflight(client, settings)
-    where = "the embedded Valkey" if not settings.url else "redis.url"
+    where = _where(settings)
     try:
+        if settings.mode == "sentinel":
+            from broker.redis_sentinel import check_sentinels
+
+            await check_sentinels(client, settings)
         await client.ping()
         if client.durability is not None:
-            async with client.pipeline(transaction=False) as pipe:
-                client.queue_wait_durable(pipe)
-                reply, *_ = await pipe.execute(raise_on_error=False)
-            if isinstance(reply, ResponseError) and "appendonly" in str(reply):
-                raise RedisRefused(
-                    f"redis.durability is {settings.durability!r} but {where} has appendonly off: turn "
-                    "AOF on (appendonly yes, appendfsync always) or set redis.durability: none"
-                )
-            if isinstance(reply, ResponseError) and "unknown command" in str(reply).lower():
-                raise RedisRefused(
-                    f"redis.durability is {settings.durability!r} but {where} has no WAITAOF "
-                    "(Redis/Valkey 7.2+ has it): upgrade it or set redis.durability: none"
-                )
+            await _check_durability(client, settings, where)
     except AuthenticationError:
-        hint = (
-            f"the server on port {settings.embedded_port} was started by another checkout (another "
-            f"redis.data_dir); this process read its password from {settings.data_dir}/password"
-            if not settings.url
-            else "check the password in redis.url"
-        )
+        if settings.mode == "sentinel":
+            hint = "check redis.password (the primary's and replicas' password)"
+        elif not settings.url:
+            hint = (
+                f"the server on port {settings.embedded_port} was started by another checkout (another "
+                f"redis.data_dir); this process read its password from {settings.data_dir}/password"
+            )
+        else:
+            hint = "check the password in redis.url"
         raise RedisRefused(f"{where} refused this process's password: {hint}") from None
     except (RedisError, OSError) as exc:
         log.warning("Redis not reachable at start (%s); going on", type(exc).__name__)
+
+
+def _where(settings: RedisSettings) -> str:
+    if settings.mode == "sentinel":
+        return f"the primary {settings.sentinel_service!r} of the sentinels in redis.urls"
+    return "the embedded Valkey" if not settings.url else "redis.url"
+
+
+async def _check_durability(client: BoundedRedis, settings: RedisSettings, where: str) -> None:
+    """Refuse a server that cannot fsync before acknowledging; warn when ``replicated`` has no replica."""
+    assert client.durability is not None
+    numlocal, replicas = client.durability
+    if replicas:
+        info = await client.info("replication")
+        if int(info.get("connected_slaves", 0)) < replicas:
+            log.warning(
+                "redis.durability is %r but %s has no connected replica: every acknowledged write "
+                "(a submit's admission, a bridge's claim) fails with NotDurable until one connects",
+                settings.durability,
+                where,
+            )
+    # the local wait alone: a WAIT for a replica that is not there would hold the start for the
+    # whole command timeout, and says nothing the INFO above did not
+    async with client.pipeline(transaction=False) as pipe:
+        queue_durable_waits(pipe, (numlocal, 0), client.command_timeout)
+        (reply,) = await pipe.execute(raise_on_error=False)
+    if isinstance(reply, ResponseError) and "appendonly" in str(reply):
+        raise RedisRefused(
+            f"redis.durability is {settings.durability!r} but {where} has appendonly off: turn "
+            "AOF on (appendonly yes, appendfsync always) or set redis.durability: none"
+        )
+    if isinstance(reply, ResponseError) and "unknown command" in str(reply).lower():
+        raise RedisRefused(
+            f"redis.durability is {settings.durability!r} but {where} has no WAITAOF "
+            "(Redis/Valkey 7.2+ has it): upgrade it or set redis.durability: none"
+        )
 
 
 def check_or_exit(settings: Settings) -> None:

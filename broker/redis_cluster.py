@@ -64,7 +64,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from broker.config import RedisSettings
-from broker.redis_client import check_durable_waits, queue_durable_waits, with_hiredis_packing
+from broker.redis_client import check_durable_waits, hiredis_packed, queue_durable_waits
 
 __all__ = [
     "BoundedCluster",
@@ -331,7 +331,7 @@ def connect_cluster(
         cluster_error_retry_attempts=_ATTEMPTS,
     )
     kwargs = client.get_connection_kwargs()
-    kwargs["connection_class"] = with_hiredis_packing(kwargs["connection_class"])
+    kwargs["connection_class"] = hiredis_packed(kwargs["connection_class"])
     client.command_timeout = client.resend_window = settings.command_timeout_seconds
     client.durability = durability
     return client

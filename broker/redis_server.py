@@ -220,7 +220,7 @@ def _sleep_unless(seconds: float, should_stop: Callable[[], bool]) -> bool:
 
 def main() -> None:
     """The Procfile's `redis` line: serve the embedded Valkey (restarting it when it dies), or idle
-    when a URL, a cluster or sentinels are configured."""
+    when a URL, or a cluster or sentinels, are configured."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings: Settings = load_settings()
@@ -235,7 +235,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     if settings.redis.url or settings.redis.mode != "single":
-        print("an external Redis is configured; the embedded server is not needed", flush=True)
+        print("redis.url or redis.mode is configured; the embedded server is not needed", flush=True)
         while not stop:
             time.sleep(0.5)
         return

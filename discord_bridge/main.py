@@ -272,7 +272,10 @@ async def amain(path: str | None = None) -> None:
     file = config_path(path)
     settings = load_settings(file)
     setup_logging(settings.secrets())
-    redis = open_redis(settings)
+    try:
+        redis = open_redis(settings)
+    except RedisRefused as exc:  # sentinel or cluster URLs it cannot use
+        raise SystemExit(f"Redis refused: {exc}") from None
     try:
         await preflight(redis, settings.redis)
     except RedisRefused as exc:

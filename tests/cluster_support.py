@@ -72,6 +72,12 @@ class _Node:
             self.process.wait(10)
         self.process = None
 
+    def log_tail(self, lines: int = 5) -> str:
+        try:
+            return "\n".join((self.dir / "valkey.log").read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
     @property
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
@@ -111,8 +117,23 @@ class ValkeyCluster:
         return {"mode": "cluster", "urls": self.urls, "password": self.password, **extra}
 
     def start(self) -> None:
-        """Start every node not running; the first time, create the cluster, later empty it (a
-        new Stack starts from nothing); return once every node reports cluster_state ok."""
+        """Start every node not running; the first time, create the cluster (on other ports once
+        more if that fails: a port picked free may be taken meanwhile on a busy host), later empty
+        it (a new Stack starts from nothing); return once every node reports cluster_state ok."""
+        if not self._created:
+            try:
+                self._start()
+            except (AssertionError, subprocess.SubprocessError) as exc:
+                tails = {n.name: n.log_tail() for n in self.nodes}
+                self.shutdown()
+                self.nodes = [_Node(self.root, free_port(), free_port(), self.password) for _ in self.nodes]
+                self._created = False
+                print(f"Valkey cluster did not form ({exc}); again on other ports. Node logs: {tails}")
+            else:
+                return
+        self._start()
+
+    def _start(self) -> None:
         if self._created:
             self.wait_ok()
             for node in self.live_primaries():

@@ -104,6 +104,18 @@ def _redis_down(request: Request[Any, Any, Any], exc: Exception) -> Response[Any
     )
 
 
+def _not_durable(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    # Unlike an unreachable Redis, the writes may have been applied: say only what is known.
+    log.warning("Redis did not confirm durability on %s %s: %s", request.method, request.url.path, exc)
+    return _reply(
+        503,
+        ReturnCode.FAILURE,
+        "the broker's Redis could not confirm the write as durable in time (redis.durability: "
+        "its AOF fsync or a replica); nothing was acknowledged, retry shortly",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
 def _internal(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return _reply(500, ReturnCode.FAILURE, "internal error")
@@ -118,6 +130,6 @@ EXCEPTION_HANDLERS: MutableMapping[
     HTTPException: _http,
     RedisConnectionError: _redis_down,
     RedisTimeoutError: _redis_down,
-    NotDurable: _redis_down,
+    NotDurable: _not_durable,
     Exception: _internal,
 }

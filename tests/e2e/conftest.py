@@ -26,9 +26,9 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """The chaos tests' seed and counts on every run, passed or not (`record_property("chaos", ...)`,
-    "host_crash" and "cluster_kill")."""
+    "host_crash", "sentinel" and "cluster_kill")."""
     for report in [*terminalreporter.getreports("passed"), *terminalreporter.getreports("failed")]:
         for name, value in report.user_properties:
-            if name in ("chaos", "host_crash", "cluster_kill"):
+            if name in ("chaos", "host_crash", "sentinel", "cluster_kill"):
                 terminalreporter.write_sep("-", f"{name}: {report.nodeid}")
                 terminalreporter.write_line(str(value))

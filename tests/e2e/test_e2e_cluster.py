@@ -166,9 +166,11 @@ async def test_primary_killed_with_200_tasks_in_flight(
         await asyncio.to_thread(valkey_cluster.wait_failover, killed)
         failover_s = time.monotonic() - started
         not_ready = (await stack.api.get("/ready")).status_code
-        await during
-        # its host comes back: the old primary rejoins as the new primary's replica (WAIT 1 again)
+        # its supervisor starts it again: the old primary rejoins as the new primary's replica, and
+        # the durable writes on that shard have their replica again (WAIT 1; until then they fail
+        # with NotDurable and a claim is not sent: see README, Redis Cluster)
         await asyncio.to_thread(valkey_cluster.revive, killed)
+        await during
         accepted = list(submitter.accepted)
         redis = stack.client()
         store = TaskStore(redis, retention_seconds=3600)

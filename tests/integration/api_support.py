@@ -118,8 +118,8 @@ def running_web(
 ) -> Iterator[WebProcess]:
     directory = Path(tempfile.mkdtemp(prefix="mjb-web-"))
     web = WebProcess(write_config(directory, redis_server.url, **overrides), env=env)
-    web.start()
     try:
+        web.start()  # inside: a start that times out still stops the process it launched
         yield web
     finally:
         web.stop()
