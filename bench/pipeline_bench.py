@@ -149,7 +149,10 @@ async def _event_to_hook(stack: BenchStack) -> dict[str, Any]:
     await asyncio.sleep(3)
     redis = connect(stack.redis.url)
     try:
-        rows = await redis.xrevrange(keys.EVENTS_STREAM, count=20_000)
+        async with redis.pipeline(transaction=False) as pipe:
+            for stream in keys.EVENTS_STREAMS:
+                pipe.xrevrange(stream, count=20_000)
+            rows = [row for shard in await pipe.execute() for row in shard]
     finally:
         await redis.aclose()
     final_at: dict[str, int] = {}

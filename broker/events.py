@@ -1,7 +1,9 @@
 """The bridge -> workers event stream: raw gateway dispatches with the account and sequence number.
 
-The bridge appends with `publish`; workers read it with a consumer group (`keys.EVENTS_GROUP`), so an
-event is acknowledged only after its change was applied, and a killed worker's events are re-read.
+The bridge appends with `publish` to the stream of the account's shard (`keys.events_stream`: one
+account's events stay in order in one stream); workers read every shard's stream with a consumer
+group (`keys.EVENTS_GROUP`), so an event is acknowledged only after its change was applied, and a
+killed worker's events are re-read.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from broker import keys
 
 __all__ = ["GatewayEvent", "decode_event", "publish", "publish_many"]
 
-_EVENTS_MAXLEN = 500_000
+#: length cap of each shard's stream: the total stays what the single stream had; one account sends
+#: about one event a second at most, so its shard keeps hours of them
+_EVENTS_MAXLEN = 500_000 // keys.SHARDS
 
 
 class GatewayEvent(msgspec.Struct, frozen=True, kw_only=True):
@@ -32,7 +36,7 @@ class GatewayEvent(msgspec.Struct, frozen=True, kw_only=True):
 
 def _queue(pipe: Pipeline | aioredis.Redis, event: GatewayEvent) -> Any:
     fields = {"account": event.account, "seq": event.seq, "t": event.t, "d": event.d, "at": event.at}
-    return pipe.xadd(keys.EVENTS_STREAM, fields, maxlen=_EVENTS_MAXLEN, approximate=True)
+    return pipe.xadd(keys.events_stream(event.account), fields, maxlen=_EVENTS_MAXLEN, approximate=True)
 
 
 async def publish(redis: aioredis.Redis, event: GatewayEvent) -> str:

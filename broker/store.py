@@ -5,19 +5,23 @@ Account queues (which tasks hold a slot or wait for one) live in `broker.queues`
 Layout in Redis (see `broker.keys`):
 - a task is a hash `{v: revision, d: task JSON}`; every write is a compare-and-set on `v` (a Lua script
   on that one key), so concurrent writers (web, bridge, workers) never lose each other's changes;
-- every successful write appends `{id, rev}` to the changes stream; the workers turn those into hook
-  deliveries, ledger rows and freed slots (at least once). A quiet write, one that only changes
-  `properties` (Discord ids the workers bind as events arrive), is not announced: it frees no slot and
-  wants no hook of its own (as the C# fork drops a notification whose status and progress did not
-  move); receivers see it with the next notable revision;
+- every successful write appends `{id, rev}` to the changes stream of the record's shard, in the
+  same script as the compare-and-set (the stream shares the record's hash slot: `broker.keys`), so
+  no crash, lost reply or failover keeps the write without its announcement or the other way round.
+  The workers turn the announcements into hook deliveries, ledger rows and freed slots (at least
+  once). A quiet write, one that only changes `properties` (Discord ids the workers bind as events
+  arrive), is not announced: it frees no slot and wants no hook of its own (as the C# fork drops a
+  notification whose status and progress did not move); receivers see it with the next notable
+  revision;
 - a write is idempotent, so the client resends it once when the connection fails after sending it
   (`broker.lua`): a revision holds one record, so finding the revision a write would create holding
-  exactly the record it proposes means the write landed, and the compare-and-set answers success
-  (the same answer as the first time), not a conflict. Its announcement may then be on the changes
-  stream twice: harmless, as a consumer reads the record it is told about and every effect of a
-  change (slot release, hook schedule, ledger upsert, live set) is idempotent (see `workers.changes`).
-  Two writers proposing the very same record at the very same revision both succeed, which is true:
-  the record is what each of them wrote;
+  exactly the record it proposes means the write landed (with its announcement), and the
+  compare-and-set answers success (the same answer as the first time), not a conflict, and
+  announces nothing more. Two writers proposing the very same record at the very same revision
+  both succeed, which is true: the record is what each of them wrote. An announcement read twice
+  anyway (a consumer killed before its ack) is harmless, as a consumer reads the record it is told
+  about and every effect of a change (slot release, hook schedule, ledger upsert, live set) is
+  idempotent (see `workers.changes`);
 
 State machine: NOT_START -> SUBMITTED -> IN_PROGRESS -> SUCCESS | FAILURE | CANCEL, MODAL -> NOT_START;
 progress never goes back; a terminal state is final.
@@ -62,7 +66,8 @@ ALLOWED: dict[TaskStatus, frozenset[TaskStatus]] = {
     S.CANCEL: frozenset(),
 }
 
-_CHANGES_MAXLEN = 200_000
+#: length cap of each shard's changes stream (approximate: trimmed by whole nodes)
+_CHANGES_MAXLEN = 200_000 // keys.SHARDS
 
 
 class InvalidTransition(Exception):
@@ -82,9 +87,11 @@ class Update(msgspec.Struct, frozen=True):
     changed: bool
 
 
-# KEYS[1] task hash; ARGV: expected revision, new revision, json, ttl ms. Returns 1 when the record
-# is now the one proposed at the new revision, 0 when another write got there first. A resend of a
-# write that landed (its reply was lost) finds its own revision holding exactly its record: 1 again.
+# KEYS[1] task hash, KEYS[2] its shard's changes stream; ARGV: expected revision, new revision, json,
+# ttl ms, task id, announce (1 or 0: a quiet write), stream length cap. Returns 1 when the record is
+# now the one proposed at the new revision, 0 when another write got there first. A write that
+# lands is announced in the same script. A resend of a write that landed (its reply was lost) finds
+# its own revision holding exactly its record: 1 again, and no second announcement.
 _CAS = Script("""
 local cur = redis.call('HGET', KEYS[1], 'v')
 if (cur or '-1') ~= ARGV[1] then
@@ -93,6 +100,9 @@ if (cur or '-1') ~= ARGV[1] then
 end
 redis.call('HSET', KEYS[1], 'v', ARGV[2], 'd', ARGV[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
+if ARGV[6] == '1' then
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[7], '*', 'id', ARGV[5], 'rev', ARGV[2])
+end
 return 1
 """)
 
@@ -226,8 +236,6 @@ class TaskStore:
         :param durable: reply only once the write is durable (see `broker.redis_client`).
         """
         task = msgspec.structs.replace(task, revision=next_revision(0, self.clock()))
-        # One round trip: on an id clash the announcement is spurious but harmless (consumers
-        # re-read the record they are told about).
         ok = await self._write(task, expected="-1", durable=durable)
         if not ok:
             raise ValueError(f"task {task.id} already exists")
@@ -334,24 +342,28 @@ class TaskStore:
         quiet: bool = False,
         durable: bool = False,
     ) -> bool:
-        """Compare-and-set the record and announce it unless `quiet`, in one round trip; False if the
-        CAS lost.
+        """Compare-and-set the record and announce it unless `quiet` (one script), with the `index`
+        entries, in one round trip; False if the CAS lost.
 
-        When the CAS loses, the announcement and the `index` entries still go out: the first only
-        makes consumers re-read the record, the others belong to this task either way.
+        When the CAS loses, the `index` entries still go out: they belong to this task either way.
         """
-        record = keys.task_record(task.id)
-        args = [expected, task.revision, encode_task(task), self.retention_ms]
-        change = {"id": task.id, "rev": task.revision}
+        script_keys = [keys.task_record(task.id), keys.changes_stream(task.id)]
+        args = [
+            expected,
+            task.revision,
+            encode_task(task),
+            self.retention_ms,
+            task.id,
+            0 if quiet else 1,
+            _CHANGES_MAXLEN,
+        ]
 
         def fill(pipe: Pipeline) -> None:
-            _CAS.queue(pipe, [record], args)
-            if not quiet:
-                pipe.xadd(keys.CHANGES_STREAM, change, maxlen=_CHANGES_MAXLEN, approximate=True)
+            _CAS.queue(pipe, script_keys, args)
             self._queue_index(pipe, index, task.id)
 
-        # Idempotent, so resent when the connection fails (see the module): the CAS answers 1 again,
-        # the index entries are set again, and the announcement may go out twice.
+        # Idempotent, so resent when the connection fails (see the module): the CAS answers 1 again
+        # without a second announcement, and the index entries are set again.
         replies = await self._batch.execute(fill, resend=True, durable=durable)
         return bool(replies[0])
 

@@ -179,5 +179,15 @@ async def wait_status(
 
 
 async def read_events(redis: aioredis.Redis) -> list[Any]:
-    rows = await redis.xrange(keys.EVENTS_STREAM)
+    """Every event on the shards' streams, in the order they were appended."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for stream in keys.EVENTS_STREAMS:
+            pipe.xrange(stream)
+        shards = await pipe.execute()
+    rows = sorted((row for rows in shards for row in rows), key=lambda row: _entry_order(row[0]))
     return [decode_event(fields) for _, fields in rows]
+
+
+def _entry_order(entry_id: bytes) -> tuple[int, int]:
+    ms, seq = entry_id.split(b"-")
+    return int(ms), int(seq)

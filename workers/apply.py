@@ -54,6 +54,8 @@ replace = msgspec.structs.replace
 
 _CAPTCHA_EVENT = "INTERACTION_IFRAME_MODAL_CREATE"
 _RUNNING = (S.SUBMITTED, S.IN_PROGRESS)
+#: length cap of each shard's finishing stream
+_FINISHING_MAXLEN = 100_000 // keys.SHARDS
 
 
 class Outcome(msgspec.Struct, frozen=True):
@@ -150,7 +152,12 @@ class Applier:
                 self.event_times.note(new.id, new.revision, event.at)  # a write a hook will carry
         if latest is not None and latest.properties.finishing and latest.status in _RUNNING:
             # again on a replayed event too: the entry may have died between the write and this
-            await self.redis.xadd(keys.FINISHING_STREAM, {"id": latest.id}, maxlen=100_000, approximate=True)
+            await self.redis.xadd(
+                keys.finishing_stream(latest.id),
+                {"id": latest.id},
+                maxlen=_FINISHING_MAXLEN,
+                approximate=True,
+            )
         return Outcome(
             change.kind,
             task_id=found.task.id,

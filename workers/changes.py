@@ -1,16 +1,17 @@
 """React to task changes: free slots, append the ledger, schedule hooks, watch live tasks.
 
-Every notable `TaskStore` write appends ``{id, rev}`` to `keys.CHANGES_STREAM` (see `broker.store`);
-`ChangeHandler` is the handler of its consumer group (`keys.CHANGES_GROUP`). For each changed task it
-reads the current record (several changes of one task in a batch collapse into one) and:
+Every notable `TaskStore` write appends ``{id, rev}`` to its shard's `keys.changes_stream` (see
+`broker.store`); `ChangeHandler` is the handler of their consumer group (`keys.CHANGES_GROUP`). For
+each changed task it reads the current record (several changes of one task in a batch collapse into
+one) and:
 
 - when terminal: releases the task's account slot (idempotent; the next queued task becomes
   startable) and appends it to the SQLite ledger (one batch per read, in a thread);
 - when it has a hook (``properties.notifyHook``, else ``hooks.default_url``) and has left
   NOT_START/MODAL: schedules a delivery of the current revision (as the Java original: no hook for
   creation or queueing);
-- keeps the ``live`` set of non-terminal tasks, so the sweeper can find tasks that are in no
-  account queue (MODAL, or orphans of a crash) and end them.
+- keeps the ``live`` sets of non-terminal tasks (one per shard), so the sweeper can find tasks
+  that are in no account queue (MODAL, or orphans of a crash) and end them.
 """
 
 from __future__ import annotations
@@ -115,11 +116,19 @@ class ChangeHandler:
                     core_size = account.core_size if account else 0
                     self.queues.queue_release(pipe, task.instance_id, task.id, core_size=core_size)
             batch.queue(pipe)
-            if live_add:
-                pipe.zadd(keys.LIVE_TASKS, live_add, nx=True)
-            if live_remove:
-                pipe.zrem(keys.LIVE_TASKS, *live_remove)
+            for live, added in _by_shard(live_add).items():
+                pipe.zadd(live, added, nx=True)
+            for live, removed in _by_shard(dict.fromkeys(live_remove, 0)).items():
+                pipe.zrem(live, *removed)
 
         batch.settle(await execute(self.store.redis, fill, [*QUEUE_SCRIPTS, *HOOK_SCRIPTS], resend=True))
         if finished and self.ledger is not None:
             await asyncio.to_thread(self.ledger.append, finished)
+
+
+def _by_shard(tasks: dict[str, int]) -> dict[str, dict[str, int]]:
+    """`tasks` (id -> score) split by the live set of each id's shard."""
+    split: dict[str, dict[str, int]] = {}
+    for task_id, score in tasks.items():
+        split.setdefault(keys.live_tasks(task_id), {})[task_id] = score
+    return split

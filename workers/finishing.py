@@ -61,19 +61,35 @@ class Finisher:
 
     :param copier: the image store's copier; None when the store is off (a "store" step left by a
         worker that had it on then succeeds with Discord's URL).
+    :param concurrency: tasks finished at once at most, whatever the batches (a batch holds an entry
+        of each shard's stream, and several consumers share the finisher); None: no bound.
     """
 
     def __init__(
-        self, store: TaskStore, translator: Translator, *, clock: Clock, copier: ImageCopier | None = None
+        self,
+        store: TaskStore,
+        translator: Translator,
+        *,
+        clock: Clock,
+        copier: ImageCopier | None = None,
+        concurrency: int | None = None,
     ) -> None:
         self.store = store
         self.translator = translator
         self.clock = clock
         self.copier = copier
+        self._room = asyncio.Semaphore(concurrency) if concurrency else None
 
     async def __call__(self, entries: Sequence[Entry]) -> None:
         ids = list(dict.fromkeys(fields[b"id"].decode() for _, fields in entries if b"id" in fields))
-        await asyncio.gather(*(self._finish(task_id) for task_id in ids))
+        await asyncio.gather(*(self._bounded(task_id) for task_id in ids))
+
+    async def _bounded(self, task_id: str) -> None:
+        if self._room is None:
+            await self._finish(task_id)
+            return
+        async with self._room:
+            await self._finish(task_id)
 
     async def _finish(self, task_id: str) -> None:
         try:

@@ -122,7 +122,7 @@ class ImageCopier:
                 )
                 # noted before written: a copy is never left behind by a crash between the two
                 expires = self.clock() + int(settings.tasks.retention_days * 86_400_000)
-                await self.redis.zadd(keys.STORED_IMAGES, {task.id: expires}, gt=True)
+                await self.redis.zadd(keys.stored_images(task.id), {task.id: expires}, gt=True)
                 await self.store.save(task.id, files, manifest)
         except TimeoutError:
             return self._failed(task, f"the copy took longer than {timeout:g} s")

@@ -1,10 +1,10 @@
 """Stored images leave with their task: a copy is deleted once its task's record has expired.
 
 A task record lives `tasks.retention_days` after its last write (`broker.store`); Redis says
-nothing when a key expires, so every copy is noted in `keys.STORED_IMAGES`, scored by the earliest
-time its record can be gone. The sweep (the worker's cron) looks at the copies that are due: one
-whose record still lives (a later write, such as the image seed, extended it) is scored again by
-the record's remaining life; the others are deleted, manifest first.
+nothing when a key expires, so every copy is noted in its shard's `keys.stored_images` set, scored
+by the earliest time its record can be gone. The sweep (the worker's cron) looks at the copies that
+are due: one whose record still lives (a later write, such as the image seed, extended it) is
+scored again by the record's remaining life; the others are deleted, manifest first.
 """
 
 from __future__ import annotations
@@ -37,10 +37,13 @@ class ImageRetention:
     async def sweep(self) -> int:
         """Delete the due copies of expired tasks; returns how many were deleted."""
         now = self.clock()
-        due = await self.redis.zrangebyscore(keys.STORED_IMAGES, "-inf", now, start=0, num=self.batch)
-        if not due:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for stored in keys.STORED_IMAGES:
+                pipe.zrangebyscore(stored, "-inf", now, start=0, num=self.batch)
+            shards = await pipe.execute()
+        ids = [raw.decode() for due in shards for raw in due][: self.batch]
+        if not ids:
             return 0
-        ids = [raw.decode() for raw in due]
         async with self.redis.pipeline(transaction=False) as pipe:
             for task_id in ids:
                 pipe.pttl(keys.task_record(task_id))
@@ -50,10 +53,10 @@ class ImageRetention:
             if ttl is not None and (ttl > 0 or ttl == -1):
                 # still there: due again when it can have expired (-1: no expiry, look again in a day)
                 again = now + (ttl if ttl > 0 else 86_400_000)
-                await self.redis.zadd(keys.STORED_IMAGES, {task_id: again}, xx=True)
+                await self.redis.zadd(keys.stored_images(task_id), {task_id: again}, xx=True)
                 continue
             await self.store.delete(task_id)
-            await self.redis.zrem(keys.STORED_IMAGES, task_id)
+            await self.redis.zrem(keys.stored_images(task_id), task_id)
             deleted += 1
         if deleted:
             log.info("deleted the stored images of %d expired tasks", deleted)

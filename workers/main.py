@@ -141,28 +141,34 @@ class WorkerRuntime:
             event_times=event_times,
         )
         self.sweeper = Sweeper(self.store, queues=self.queues, settings=self._settings, clock=clock)
+        mode = settings.redis.mode
         self.events = StreamConsumer(
             self.redis,
-            stream=keys.EVENTS_STREAM,
+            reads=keys.read_groups(keys.EVENTS_STREAMS, mode=mode),
             group=keys.EVENTS_GROUP,
             name=self.name,
             handle=EventHandler(self.applier),
             claim_idle_ms=self.claim_idle_ms,
         )
-        finisher = Finisher(self.store, self.translator, clock=clock, copier=copier)
-        # Lanes of one entry each: a consumer takes its next batch only once the whole batch is
-        # done, so one slow copy or translation would hold every later SUCCESS back behind it.
+        finisher = Finisher(
+            self.store, self.translator, clock=clock, copier=copier, concurrency=FINISHING_LANES
+        )
+        # Lanes of one entry per stream each: a consumer takes its next batch only once the whole
+        # batch is done, so one slow copy or translation would hold every later SUCCESS back behind
+        # it. A lane reads every shard; where that takes a loop per shard (a cluster), fewer lanes
+        # make as many loops. The finisher runs at most FINISHING_LANES at once either way.
+        finishing_reads = keys.read_groups(keys.FINISHING_STREAMS, mode=mode)
         self.finishing = [
             StreamConsumer(
                 self.redis,
-                stream=keys.FINISHING_STREAM,
+                reads=finishing_reads,
                 group=keys.FINISHING_GROUP,
                 name=f"{self.name}-finish{lane}",
                 handle=finisher,
                 count=1,
                 claim_idle_ms=self.claim_idle_ms,
             )
-            for lane in range(FINISHING_LANES)
+            for lane in range(max(1, FINISHING_LANES // len(finishing_reads)))
         ]
         self.changes: StreamConsumer | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -185,7 +191,7 @@ class WorkerRuntime:
         self.ledger = await asyncio.to_thread(Ledger, self.settings.tasks.ledger_path)
         self.changes = StreamConsumer(
             self.redis,
-            stream=keys.CHANGES_STREAM,
+            reads=keys.read_groups(keys.CHANGES_STREAMS, mode=self.settings.redis.mode),
             group=keys.CHANGES_GROUP,
             name=self.name,
             handle=ChangeHandler(
@@ -213,7 +219,7 @@ class WorkerRuntime:
         log.info(
             "worker ready: consumers of gateway events, task changes and %d finishing lanes, hook "
             "deliveries up to %d at once, as %s",
-            FINISHING_LANES,
+            len(self.finishing),
             max(self.settings.hooks.concurrency, 1),
             self.name,
         )

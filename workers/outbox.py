@@ -8,13 +8,15 @@ most one delivery per task is in flight at a time (a lease that outlives the req
 across all worker processes; a process that dies holding one lets it run out, and the delivery is
 claimed again.
 
-Redis layout (keys in `broker.keys`, all with the ``{hooks}`` hash tag, because every script
-touches the due set and one task's state together):
+Redis layout (keys in `broker.keys`), sharded by task id like the task records: every script
+touches one task's state and the due set of its shard together, one hash slot; one task's
+deliveries all go through that one shard, so their order is what it was with a single due set:
 
 - `broker.keys.hook_state` hash: ``wanted``, ``delivered`` (revisions), ``attempts``,
   ``first_failure_ms``, ``lease_ms`` (in flight until), ``lease_by`` (the holder: a process's
   `HookOutbox.holder`), ``gave_up`` (revision), ``gave_up_reason``, ``gave_up_ms``;
-- `broker.keys.HOOKS_DUE` sorted set: task id scored by the epoch ms it is due.
+- `broker.keys.hooks_due` sorted set of each shard: task id scored by the epoch ms it is due. The
+  delivery loops read every shard's (one command per shard, in one round trip).
 
 Lost replies. The scripts whose reply the caller needs are idempotent and resent once by the client
 when the connection fails after sending (`broker.lua`):
@@ -56,8 +58,8 @@ Wanted = tuple[str, int, bytes | None]
 
 
 def _script_keys(task_id: str) -> list[str]:
-    """KEYS of every outbox script: the task's delivery state, then the due set."""
-    return [keys.hook_state(task_id), keys.HOOKS_DUE]
+    """KEYS of every outbox script: the task's delivery state, then its shard's due set."""
+    return [keys.hook_state(task_id), keys.hooks_due(task_id)]
 
 
 # KEYS: state, due; ARGV: task id, revision, now ms, ttl ms, lease until ms (0: do not claim), holder.
@@ -225,12 +227,22 @@ class HookOutbox:
         )
 
     async def due(self, limit: int) -> list[str]:
-        rows = await self.redis.zrangebyscore(keys.HOOKS_DUE, "-inf", self.clock(), start=0, num=limit)
-        return [r.decode() for r in rows]
+        """Up to `limit` task ids due now, the longest due first, from every shard."""
+        now = self.clock()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for due in keys.HOOKS_DUE:
+                pipe.zrangebyscore(due, "-inf", now, start=0, num=limit, withscores=True)
+            shards = await pipe.execute()
+        rows = sorted((row for rows in shards for row in rows), key=lambda row: row[1])
+        return [task_id.decode() for task_id, _score in rows[:limit]]
 
     async def next_due_ms(self) -> int | None:
-        rows = await self.redis.zrange(keys.HOOKS_DUE, 0, 0, withscores=True)
-        return int(rows[0][1]) if rows else None
+        """When the next delivery of any shard is due (epoch ms), or None when none is."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for due in keys.HOOKS_DUE:
+                pipe.zrange(due, 0, 0, withscores=True)
+            shards = await pipe.execute()
+        return min((int(rows[0][1]) for rows in shards if rows), default=None)
 
     async def begin(self, task_id: str, lease_ms: int) -> Lease | None:
         """Lease a due delivery: (wanted, delivered, attempts), or None if not ours to send."""

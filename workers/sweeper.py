@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 
 _DEFAULT_ACCOUNT = Account(id="-", guild_id="", channel_id="")
 _LIVE_BATCH = 500
+#: live tasks looked at per shard and sweep (the shards share `_LIVE_BATCH`)
+_LIVE_SHARD_BATCH = -(-_LIVE_BATCH // keys.SHARDS)
 _WAITING_BATCH = 100
 
 
@@ -149,11 +151,20 @@ class Sweeper:
         shortest = min(
             (a.timeout_minutes for a in settings.accounts), default=_DEFAULT_ACCOUNT.timeout_minutes
         )
-        rows = await self.store.redis.zrangebyscore(
-            keys.LIVE_TASKS, "-inf", now - int(shortest * 60_000), start=0, num=_LIVE_BATCH, withscores=True
-        )
+        # Each shard's oldest, in one round trip (a command per shard: a cluster routes each alone).
+        async with self.store.redis.pipeline(transaction=False) as pipe:
+            for live in keys.LIVE_TASKS:
+                pipe.zrangebyscore(
+                    live,
+                    "-inf",
+                    now - int(shortest * 60_000),
+                    start=0,
+                    num=_LIVE_SHARD_BATCH,
+                    withscores=True,
+                )
+            shards = await pipe.execute()
         gone: list[str] = []
-        for member, seen in rows:
+        for member, seen in (row for rows in shards for row in rows):
             task_id = member.decode()
             task = await self.store.get(task_id)
             if task is None or task.status.is_terminal:
@@ -172,7 +183,10 @@ class Sweeper:
             if age >= limit * 60_000 and await self.store.fail(task_id, reason, judged=task):
                 report.timed_out.append(task_id)
         if gone:
-            await self.store.redis.zrem(keys.LIVE_TASKS, *gone)
+            async with self.store.redis.pipeline(transaction=False) as pipe:
+                for task_id in gone:
+                    pipe.zrem(keys.live_tasks(task_id), task_id)
+                await pipe.execute()
 
 
 def overdue_reason(

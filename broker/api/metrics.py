@@ -94,12 +94,15 @@ async def render(request: Request[Any, Any, Any]) -> bytes:
     account_ids = [a.id for a in ctx.settings.accounts]
     async with ctx.redis.pipeline(transaction=False) as pipe:
         pipe.hgetall(keys.METRICS)
-        pipe.zcard(keys.LIVE_TASKS)
+        for live_set in keys.LIVE_TASKS:
+            pipe.zcard(live_set)
         for account_id in account_ids:
             pipe.zcard(keys.account_waiting(account_id))
             pipe.zcard(keys.account_running(account_id))
             pipe.hget(keys.account_status(account_id), "state")
-        raw, live, *counts = await pipe.execute()
+        raw, *counts = await pipe.execute()
+    live = sum(counts[: keys.SHARDS])
+    counts = counts[keys.SHARDS :]
     own = ctx.metrics_process
     snapshots = [snapshot_of(ctx.metrics.registry, role="web", process=own, until_ms=now)]
     expired = []

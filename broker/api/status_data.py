@@ -68,7 +68,10 @@ async def snapshot(ctx: ApiContext, *, key: str | None) -> Snapshot:
     views = await account_views(ctx)
     unfinished = await ctx.queues.unfinished_of([a.id for a in settings.accounts])
     live = await ctx.store.get_many(unfinished[:LATEST_TASKS])
-    hooks_due = int(await ctx.redis.zcard(keys.HOOKS_DUE))
+    async with ctx.redis.pipeline(transaction=False) as pipe:
+        for due in keys.HOOKS_DUE:
+            pipe.zcard(due)
+        hooks_due = sum(await pipe.execute())
     receivers = await hook_receivers.failing(ctx.redis, since=now - RECEIVER_WINDOW_MS)
     day, month, finished = await history
     by_id = {t.id: t for t in finished}

@@ -79,8 +79,12 @@ async def list_tasks(request: AnyRequest) -> list[Task]:
     # within Redis retention; older history lives in the SQLite ledger, which the web does not read.
     ctx = context_of(request)
     ids = await _queued_ids(ctx)
-    for _, fields in await ctx.redis.xrevrange(keys.CHANGES_STREAM, count=_RECENT_CHANGES):
-        ids.append(fields[b"id"].decode())
+    # the latest of each shard's changes stream (task ids spread evenly over the shards)
+    async with ctx.redis.pipeline(transaction=False) as pipe:
+        for stream in keys.CHANGES_STREAMS:
+            pipe.xrevrange(stream, count=_RECENT_CHANGES // keys.SHARDS)
+        shards = await pipe.execute()
+    ids.extend(fields[b"id"].decode() for entries in shards for _, fields in entries)
     raws = await ctx.store.get_many_raw(list(dict.fromkeys(ids)))
     tasks = [decode_task(raw) for raw in raws]
     tasks.sort(key=lambda t: t.submit_time or 0, reverse=True)

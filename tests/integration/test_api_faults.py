@@ -10,7 +10,7 @@ import httpx
 import redis.asyncio as aioredis
 from workers_support import STAND_IN_WORKER
 
-from broker import heartbeat
+from broker import heartbeat, keys
 from broker.clock import now_ms
 from broker.shutdown import cancel_and_wait
 from workers.consumer import Entry, StreamConsumer
@@ -64,7 +64,7 @@ async def test_submits_answer_code_9_while_no_worker_lives_and_the_accounts_say_
         assert reply["code"] == expected, (path, reply)
         if expected == 9:
             assert reply["description"].startswith("no worker running") and reply["result"] is None
-    assert await redis.keys("mjb:task:*") == []  # nothing was stored
+    assert await redis.keys(keys.TASK_RECORDS_MATCH) == []  # nothing was stored
     await heartbeat.beat(redis, "w1", now=now_ms(), ttl_ms=60_000)
     reply = (await client.post("/mj/submit/imagine", json={"prompt": "a fox"})).json()
     assert reply["code"] == 1, reply
@@ -86,7 +86,7 @@ async def test_a_restarted_consumer_handles_what_it_left_pending_at_once(redis: 
         got.set()
 
     consumer = StreamConsumer(
-        redis, stream=stream, group=group, name=name, handle=handle, block_ms=100, claim_idle_ms=60_000
+        redis, reads=[[stream]], group=group, name=name, handle=handle, block_ms=100, claim_idle_ms=60_000
     )
     running = asyncio.create_task(consumer.run())
     try:

@@ -74,7 +74,7 @@ async def test_fifty_concurrent_imagines_give_3_started_10_queued_37_rejected(
     assert queued["description"] == "In queue, there are 2 tasks ahead"
     accepted = [r["result"] for r in replies if r["code"] in (1, 22)]
     assert len(await store.get_many_raw(accepted)) == 13
-    assert len(await redis.keys(keys.task_record("*"))) == 13
+    assert len(await redis.keys(keys.TASK_RECORDS_MATCH)) == 13
     assert (await queues.loads(["a1"]))["a1"] == (3, 10)
 
 
@@ -90,7 +90,7 @@ async def test_banned_word_gives_24_and_stores_nothing(
     }
     assert (await _post(client, "/mj/submit/imagine", {"prompt": "forbiddenness"}))["code"] == 1
     assert (await _post(client, "/mj/submit/shorten", {"prompt": "a bad word here"}))["code"] == 24
-    assert len(await redis.keys(keys.task_record("*"))) == 1
+    assert len(await redis.keys(keys.TASK_RECORDS_MATCH)) == 1
 
 
 async def test_reference_images_are_stored_as_blobs(client: httpx.AsyncClient, store: TaskStore) -> None:
@@ -120,7 +120,7 @@ async def test_invalid_imagine_gives_4_with_the_reason(
 ) -> None:
     reply = await _post(client, "/mj/submit/imagine", body)
     assert reply["code"] == 4 and message in reply["description"]
-    assert not await redis.keys(keys.task_record("*"))
+    assert not await redis.keys(keys.TASK_RECORDS_MATCH)
 
 
 async def test_oversized_image_gives_4(client: httpx.AsyncClient) -> None:
@@ -159,7 +159,7 @@ async def test_conflicting_mode_flags_are_code_4_and_store_nothing(
     client: httpx.AsyncClient, redis: aioredis.Redis
 ) -> None:
     async def tasks() -> int:
-        return len([k async for k in redis.scan_iter(match=keys.task_record("*"))])
+        return len([k async for k in redis.scan_iter(match=keys.TASK_RECORDS_MATCH)])
 
     before = await tasks()
     against_path = await _post(client, "/mj-relax/mj/submit/imagine", {"prompt": "x --fast"})

@@ -141,7 +141,7 @@ async def test_a_grid_is_stored_with_its_quarters_and_thumbnail(
         colours.append(image.convert("RGB").getpixel((50, 50)))
     assert colours == [(255, 0, 0), (0, 128, 0), (0, 0, 255), (255, 255, 0)]  # U1..U4 order
     # noted for retention with the record's lifetime
-    score = await redis.zscore(keys.STORED_IMAGES, "1700000000000001")
+    score = await redis.zscore(keys.stored_images("1700000000000001"), "1700000000000001")
     assert score == 1_000_000 + settings.tasks.retention_days * 86_400_000
 
 
@@ -175,7 +175,7 @@ async def test_copies_are_deleted_once_their_task_record_is_gone(
     retention = ImageRetention(store, redis, clock=lambda: now[0])
     for task_id in ("1700000000000003", "1700000000000004"):
         await store.save(task_id, [], manifest_for())
-        await redis.zadd(keys.STORED_IMAGES, {task_id: now[0] - 1})
+        await redis.zadd(keys.stored_images(task_id), {task_id: now[0] - 1})
     # the first task's record lives on (a later write extended it), the second's is gone
     await redis.hset(keys.task_record("1700000000000003"), mapping={"v": "1", "d": "{}"})
     await redis.pexpire(keys.task_record("1700000000000003"), 60_000)
@@ -183,12 +183,12 @@ async def test_copies_are_deleted_once_their_task_record_is_gone(
     assert await store.manifest("1700000000000003") is not None
     assert await ImageStore(LocalBackend(tmp_path)).manifest("1700000000000004") is None
     assert not (tmp_path / "04" / "1700000000000004").exists()
-    score = await redis.zscore(keys.STORED_IMAGES, "1700000000000003")
+    score = await redis.zscore(keys.stored_images("1700000000000003"), "1700000000000003")
     assert score is not None and now[0] < score <= now[0] + 60_000  # looked at again when it can be gone
     await redis.delete(keys.task_record("1700000000000003"))
     now[0] += 60_001
     assert await retention.sweep() == 1
-    assert await redis.zcard(keys.STORED_IMAGES) == 0
+    assert [await redis.zcard(stored) for stored in keys.STORED_IMAGES] == [0] * keys.SHARDS
 
 
 def manifest_for() -> Any:

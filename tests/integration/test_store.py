@@ -26,7 +26,7 @@ async def test_create_sets_a_revision_of_at_least_the_clock_and_announces_change
     task = await store.create(_task("1"))
     assert task.revision >= before
     assert (await store.get("1")) == task
-    entries = await redis.xrange(keys.CHANGES_STREAM)
+    entries = await redis.xrange(keys.changes_stream("1"))
     assert [e[1] for e in entries] == [{b"id": b"1", b"rev": str(task.revision).encode()}]
 
 
@@ -54,7 +54,7 @@ async def test_a_write_that_only_changes_properties_is_not_announced(
 
     await store.update("1", bind)
     await store.transition("1", TaskStatus.IN_PROGRESS, progress="10%")
-    entries = [e[1] for e in await redis.xrange(keys.CHANGES_STREAM)]
+    entries = [e[1] for e in await redis.xrange(keys.changes_stream("1"))]
     revisions = [int(e[b"rev"]) for e in entries]
     assert len(revisions) == 3 and revisions == sorted(set(revisions))
     task = await store.get("1")
@@ -93,7 +93,7 @@ async def test_a_finished_task_still_records_its_hook_error_quietly(
     assert finished is not None and recorded.changed and recorded.task is not None
     assert recorded.task.revision > finished.revision
     assert recorded.task.properties.notify_hook_error == "refused: host x is loopback"
-    entries = [e[1] for e in await redis.xrange(keys.CHANGES_STREAM)]
+    entries = [e[1] for e in await redis.xrange(keys.changes_stream("1"))]
     announced = [int(e[b"rev"]) for e in entries]
     assert len(announced) == 3 and announced[-1] == finished.revision  # quiet: no hook, no ledger row
 

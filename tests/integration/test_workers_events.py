@@ -267,7 +267,7 @@ async def _settled(redis: aioredis.Redis) -> None:
     """Wait until the worker acknowledged every event (late duplicates applied or dropped)."""
     async with asyncio.timeout(5):
         while True:
-            groups = await redis.xinfo_groups(keys.EVENTS_STREAM)
+            groups = [g for stream in keys.EVENTS_STREAMS for g in await redis.xinfo_groups(stream)]
             if all(g["pending"] == 0 and g["lag"] == 0 for g in groups):
                 return
             await asyncio.sleep(0.01)

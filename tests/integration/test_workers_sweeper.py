@@ -90,7 +90,7 @@ async def test_sweep_frees_slots_of_finished_tasks_and_ends_overdue_modal_and_qu
     assert m.fail_reason == "Modal not submitted within 1 minute"
     assert await queues.running("a1") == []
     await sweeper.sweep()
-    assert await redis.zcard(keys.LIVE_TASKS) == 0
+    assert [await redis.zcard(live) for live in keys.LIVE_TASKS] == [0] * keys.SHARDS
 
 
 async def _handle_changes(
@@ -99,7 +99,8 @@ async def _handle_changes(
     """Run the workers' `ChangeHandler` on the change-stream entries of `task_ids`."""
     entries = [
         (entry_id, fields)
-        for entry_id, fields in await store.redis.xrange(keys.CHANGES_STREAM)
+        for stream in dict.fromkeys(keys.changes_stream(task_id) for task_id in task_ids)
+        for entry_id, fields in await store.redis.xrange(stream)
         if fields[b"id"].decode() in task_ids
     ]
     outbox = HookOutbox(store.redis, ttl_ms=60_000)
