@@ -99,7 +99,18 @@ class BoundedCluster(RedisCluster):  # type: ignore[misc]  # redis is untyped he
     #: shard failing over is unreachable until its replica is promoted
     resend_window: float = RedisSettings().command_timeout_seconds
 
+    #: (host, port) of the configured seeds (`connect_cluster`)
+    seeds: tuple[tuple[str, int], ...] = ()
+
     async def initialize(self) -> BoundedCluster:
+        # redis-py 5.3 drops a node from its startup nodes at each lost connection to it, and
+        # reads the slot map from those alone: after a failover's burst of lost connections it
+        # may have none left and never reach the cluster again. The seeds are always among them.
+        startup = self.nodes_manager.startup_nodes
+        for host, port in self.seeds:
+            if f"{host}:{port}" not in startup:
+                node = ClusterNode(host, port, **self.get_connection_kwargs())
+                startup[node.name] = node
         try:
             await super().initialize()
         except RedisClusterException as exc:
@@ -332,6 +343,7 @@ def connect_cluster(
     )
     kwargs = client.get_connection_kwargs()
     kwargs["connection_class"] = hiredis_packed(kwargs["connection_class"])
+    client.seeds = tuple((s.get("host", "127.0.0.1"), int(s.get("port", 6379))) for s in seeds)
     client.command_timeout = client.resend_window = settings.command_timeout_seconds
     client.durability = durability
     return client
