@@ -32,6 +32,10 @@ What differs, and why:
 - **Scripts** are loaded on every primary (redis-py sends SCRIPT LOAD to all of them); a replica
   promoted since answers NOSCRIPT, and `broker.lua` loads them again and resends just those calls.
 - **Bounded connections per node** (`max_connections`) and redis-py's connect retries off.
+- **Two guards for redis-py 5.3**: the configured seeds stay among its startup nodes (it drops one
+  at each lost connection, and could be left with none after a failover), and the slot map is
+  read within the command timeout (a pipeline's ``__aenter__`` would read it with none, holding
+  the client's lock while a node does not answer).
 - **Commands packed by hiredis**, through the public ``get_connection_kwargs()`` of the client
   (the connection class nodes are built with), as for one node.
 - Every error that means "the cluster cannot take it now" (no node reachable to read the slot
@@ -112,7 +116,10 @@ class BoundedCluster(RedisCluster):  # type: ignore[misc]  # redis is untyped he
                 node = ClusterNode(host, port, **self.get_connection_kwargs())
                 startup[node.name] = node
         try:
-            await super().initialize()
+            async with asyncio.timeout(self.command_timeout):
+                await super().initialize()
+        except TimeoutError:
+            raise ClusterUnavailable(f"the slot map was not read within {self.command_timeout:g}s") from None
         except RedisClusterException as exc:
             if isinstance(exc.__cause__, AuthenticationError):
                 raise exc.__cause__ from None
@@ -183,6 +190,11 @@ class BoundedClusterPipeline(ClusterPipeline):  # type: ignore[misc]
 
     def ping(self, **kwargs: Any) -> BoundedClusterPipeline:
         return self.execute_command("PING", **kwargs)
+
+    async def __aenter__(self) -> BoundedClusterPipeline:
+        # No slot map read here: `execute` reads it if needed, within its deadline (redis-py's
+        # would read it without one, holding the client's lock while a node does not answer).
+        return self
 
     async def __aexit__(self, *exc: object) -> None:
         self.queued, self.durable = [], False
@@ -267,7 +279,8 @@ class BoundedClusterPipeline(ClusterPipeline):  # type: ignore[misc]
         """One send of `commands` through redis-py; a command with a node goes there behind ASKING.
         With `durable`, each keyed command goes to its slot's primary, explicitly, and each of
         those nodes ends with the waits."""
-        await self.cluster.initialize()
+        if durable:  # the slot map is needed here (redis-py reads it in `execute` otherwise)
+            await self.cluster.initialize()
         raw = _RawPipeline(self.cluster)
         nodes: dict[str, ClusterNode] = {}
         positions = []
