@@ -89,7 +89,10 @@ class PipelineBatcher:
     async def _send_merged(self, batch: list[_Pending], *, again: bool = True) -> None:
         """Send `batch` as one pipeline; with `again`, resend what may be resent if the connection fails."""
         spans: list[tuple[int, int]] = []
-        resend_all = again and all(p[2] for p in batch)
+        # (the idempotent callers' second merged send resends too when the client resends for a
+        # while, as a cluster client does through a failover: see broker.lua)
+        resends_later = getattr(self.redis, "resend_window", 0.0) > 0
+        resend_all = (again or resends_later) and all(p[2] for p in batch)
         durable = any(p[3] for p in batch)
 
         def fill_all(pipe: Pipeline) -> None:

@@ -12,15 +12,19 @@ failure reaches the caller (redis-py's `ConnectionError`): nothing that may have
 so such a pipeline may hold any command. A caller whose pipeline is *idempotent*, one that returns
 its first outcome and changes nothing more when it runs again, passes ``resend=True``: the
 pipeline is then sent once more on a new connection and the caller gets the replies of that
-second run. The calls sent that way, and why each is safe, are listed in README ("Redis"):
-admission (`broker.queues`), the compare-and-set of a task record with its announcement
-(`broker.store`), slot releases, and the hook outbox's scripts (`workers.outbox`).
+second run (a cluster client sends it again until its `resend_window` has passed: a shard that
+fails over is unreachable for a few seconds, and part of a pipeline may have run on other
+shards). The calls sent that way, and why each is safe, are listed in README ("Redis"): admission
+(`broker.queues`), the compare-and-set of a task record with its announcement (`broker.store`),
+slot releases, and the hook outbox's scripts (`workers.outbox`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
+import time
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -102,12 +106,31 @@ async def execute(
         if not resend:
             raise
         log.info("Redis connection failed (%s); sending an idempotent pipeline once more", exc)
-        replies = await _send(redis, fill, scripts, durable)
+        replies = await _resend(redis, fill, scripts, durable)
     if raise_on_error:
         for reply in replies:
             if isinstance(reply, Exception):
                 raise reply
     return replies
+
+
+async def _resend(redis: aioredis.Redis, fill: Fill, scripts: Sequence[Script], durable: bool) -> list[Any]:
+    """Send an idempotent pipeline again: once, or, with a client that has a `resend_window`
+    (a cluster: a failover makes a shard unreachable for a few seconds), again and again with
+    backoff until that many seconds have passed since the first resend."""
+    window: float = getattr(redis, "resend_window", 0.0)
+    deadline = time.monotonic() + window
+    pause = 0.1
+    while True:
+        try:
+            return await _send(redis, fill, scripts, durable)
+        except AuthenticationError:
+            raise
+        except RedisConnectionError:
+            if time.monotonic() + pause > deadline:
+                raise
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 1.0)
 
 
 async def _send(redis: aioredis.Redis, fill: Fill, scripts: Sequence[Script], durable: bool) -> list[Any]:

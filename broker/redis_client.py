@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import hiredis
 import redis.asyncio as aioredis
@@ -55,6 +55,9 @@ from redis.exceptions import AuthenticationError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from broker.config import RedisSettings, Settings
+
+if TYPE_CHECKING:
+    from broker.redis_cluster import BoundedCluster
 
 __all__ = [
     "BoundedPipeline",
@@ -212,10 +215,14 @@ def connect(url: str, settings: RedisSettings = _DEFAULTS) -> BoundedRedis:
     return apply_settings(BoundedRedis.from_pool(pool), settings)
 
 
-def open_redis(settings: Settings) -> BoundedRedis:
+def open_redis(settings: Settings) -> BoundedRedis | BoundedCluster:
     """The client of this process for `redis.mode`: what every process's ``main`` opens."""
     if settings.redis.mode == "single":
         return connect(settings.redis_url, settings.redis)
+    if settings.redis.mode == "cluster":
+        from broker.redis_cluster import connect_cluster
+
+        return connect_cluster(settings.redis.urls, settings.redis, _DURABILITY[settings.redis.durability])
     if settings.redis.mode == "sentinel":
         from broker.redis_sentinel import connect_sentinel  # it builds on this module
 
@@ -223,7 +230,7 @@ def open_redis(settings: Settings) -> BoundedRedis:
     raise NotImplementedError(f"redis.mode {settings.redis.mode}")
 
 
-async def preflight(client: BoundedRedis, settings: RedisSettings) -> None:
+async def preflight(client: BoundedRedis | BoundedCluster, settings: RedisSettings) -> None:
     """Check once at start that Redis takes this process: raise `RedisRefused` when it will not.
 
     A server that refuses the password (another checkout's embedded Valkey on the same port) or
@@ -238,6 +245,10 @@ async def preflight(client: BoundedRedis, settings: RedisSettings) -> None:
     passing state into a crash loop under its supervisor, and be unable to serve once the replica
     is back.
     """
+    if settings.mode == "cluster":
+        from broker.cluster_checks import cluster_preflight
+
+        return await cluster_preflight(client, settings)
     where = _where(settings)
     try:
         if settings.mode == "sentinel":

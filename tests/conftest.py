@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import redis.asyncio as aioredis
 from cancellation_support import fail_cancelled_tests
+from cluster_support import ValkeyCluster
 from workers_support import STAND_IN_WORKER, HookReceiver
 
 from broker import heartbeat
@@ -32,6 +33,17 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedR
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def valkey_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ValkeyCluster]:
+    """A Valkey Cluster (3 primaries, 3 replicas) for the session's cluster tests, started on first use."""
+    cluster = ValkeyCluster(tmp_path_factory.mktemp("cluster"))
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.shutdown()
 
 
 @pytest.fixture

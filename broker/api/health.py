@@ -3,7 +3,8 @@
 `/health` is liveness: the web process answers. `/ready` says whether a submit would be served
 end to end: Redis answers, a worker is alive (`broker.heartbeat`), and at least one configured
 account is held by a live bridge (its lease, which a dead bridge's expires within
-`bridge.lease_seconds`). Not ready is HTTP 503 with the reason. Neither names more than account ids.
+`bridge.lease_seconds`). A Redis Cluster is ready when every primary of its slot map answers and
+says ``cluster_state:ok``. Not ready is HTTP 503 with the reason. Neither names more than account ids.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from redis.exceptions import RedisError
 from broker import keys
 from broker.api.context import context_of
 from broker.clock import now_ms
+from broker.cluster_checks import cluster_problem
 from broker.heartbeat import workers_alive
+from broker.redis_cluster import BoundedCluster
 
 __all__ = ["HEALTH_HANDLERS", "Readiness"]
 
@@ -42,6 +45,9 @@ async def readiness(request: Request[Any, Any, Any]) -> Readiness:
     ids = [a.id for a in ctx.settings.accounts]
     state = Readiness(ready=False)
     try:
+        if isinstance(ctx.redis, BoundedCluster) and (problem := await cluster_problem(ctx.redis)):
+            state.reason = f"Redis Cluster down ({problem})"
+            return state
         async with ctx.redis.pipeline(transaction=False) as pipe:
             pipe.ping()
             for account_id in ids:
@@ -50,7 +56,8 @@ async def readiness(request: Request[Any, Any, Any]) -> Readiness:
         state.redis = True
         state.worker = await workers_alive(ctx.redis, now=now_ms()) > 0
     except (RedisError, OSError) as exc:
-        state.reason = f"Redis unreachable ({type(exc).__name__})"
+        down = "Redis Cluster down" if isinstance(ctx.redis, BoundedCluster) else "Redis unreachable"
+        state.reason = f"{down} ({type(exc).__name__})"
         return state
     state.accounts_held = [account_id for account_id, h in zip(ids, held, strict=True) if h]
     if not state.worker:

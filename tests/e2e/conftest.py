@@ -26,9 +26,9 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """The chaos tests' seed and counts on every run, passed or not (`record_property("chaos", ...)`,
-    "host_crash", "sentinel" and "processes")."""
+    "host_crash", "sentinel", "processes" and "cluster_kill")."""
     for report in [*terminalreporter.getreports("passed"), *terminalreporter.getreports("failed")]:
         for name, value in report.user_properties:
-            if name in ("chaos", "host_crash", "sentinel", "processes"):
+            if name in ("chaos", "host_crash", "sentinel", "processes", "cluster_kill"):
                 terminalreporter.write_sep("-", f"{name}: {report.nodeid}")
                 terminalreporter.write_line(str(value))
