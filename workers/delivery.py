@@ -53,6 +53,7 @@ import msgspec
 import redis.asyncio as aioredis
 from aiohttp.abc import AbstractResolver
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from broker import hook_receivers, keys
@@ -267,8 +268,12 @@ class HookDeliverer:
             await self._deliver_once(task_id, delivered, attempts, record)
         except asyncio.CancelledError:
             raise
+        except RedisError as exc:
+            # Redis unreachable (an outage, a failover): the lease runs out and the delivery is
+            # claimed again; one line, not a traceback per hook.
+            log.warning("hook delivery for task %s paused: Redis %s", task_id, type(exc).__name__)
         except Exception:
-            # Redis trouble or a bug: the lease runs out and the delivery is claimed again.
+            # a bug: the lease runs out and the delivery is claimed again
             log.exception("hook delivery for task %s failed unexpectedly", task_id)
 
     async def _deliver_once(
