@@ -294,17 +294,21 @@ class BenchStack:
         and every account."""
         self.config_path.write_text(yaml.safe_dump(self.config(), sort_keys=False))
         await self.hooks.start()
-        self.redis.start()
-        self.mjsim.start()
-        self.http = aiohttp.ClientSession(headers={"mj-api-secret": SECRET})
-        await self._answers(f"{self.sim_url}/_sim/health", self.mjsim)
-        names = list(self.services) if services is None else list(services)
-        for name in names:
-            self.services[name].start()
-        if "web" in names:
-            await self._answers(f"{self.web_url}/mj/account/list", self.services["web"], within)
-        if "bridge" in names:
-            await self.wait_online(within=120)
+        try:
+            self.redis.start()
+            self.mjsim.start()
+            self.http = aiohttp.ClientSession(headers={"mj-api-secret": SECRET})
+            await self._answers(f"{self.sim_url}/_sim/health", self.mjsim)
+            names = list(self.services) if services is None else list(services)
+            for name in names:
+                self.services[name].start()
+            if "web" in names:
+                await self._answers(f"{self.web_url}/mj/account/list", self.services["web"], within)
+            if "bridge" in names:
+                await self.wait_online(within=120)
+        except BaseException:
+            await self.close()  # a stack that did not come up leaves no process behind
+            raise
 
     async def close(self) -> None:
         for child in [*reversed(self.services.values()), self.mjsim]:
