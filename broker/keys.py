@@ -58,6 +58,7 @@ __all__ = [
     "bridge_rpc",
     "bridge_rpc_reply",
     "changes_stream",
+    "durability_probe",
     "events_stream",
     "finishing_stream",
     "hook_receiver",
@@ -356,3 +357,9 @@ def image_token(task_id: str) -> str:
     """The URL token of a task's copy in the image store (`workers.image_copy`): the first copy sets
     it, a copy of the same task made meanwhile (a finishing entry added twice) takes it."""
     return _sharded(task_shard(task_id), f"images:token:{task_id}")
+
+
+def durability_probe(task_id: str) -> str:
+    """A key in the task's shard written only to learn that the shard's earlier writes are durable
+    (`TaskStore.confirm_durable`)."""
+    return _sharded(task_shard(task_id), "durability-probe")

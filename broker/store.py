@@ -367,6 +367,17 @@ class TaskStore:
         replies = await self._batch.execute(fill, resend=True, durable=durable)
         return bool(replies[0])
 
+    async def confirm_durable(self, task_id: str) -> None:
+        """Return once every earlier write of the task's shard is durable, else raise `NotDurable`.
+
+        For a write whose durable wait failed (`NotDurable`: it may or may not survive a failover):
+        a later write to the same shard, confirmed durable, confirms it too, since the AOF and the
+        replication stream are prefixes of the server's history. A write lost meanwhile (its
+        primary failed over before a replica had it) is not in the record read after this.
+        """
+        probe = keys.durability_probe(task_id)
+        await self._batch.execute(lambda pipe: pipe.set(probe, self.clock(), px=60_000), durable=True)
+
     # -- indexes from Discord ids to tasks (matching events) ------------------------------------
 
     async def index(self, kind: str, value: str, task_id: str) -> None:

@@ -103,6 +103,10 @@ class Consumer:
         self._claimed: OrderedDict[str, None] = OrderedDict()
         #: ids seen past NOT_START: skipped by the reconcile until they leave the running set
         self._settled: set[str] = set()
+        #: claims that may be written but were not confirmed durable (`NotDurable` in a failover, or
+        #: no reply), with their nonce and plan: sent once a later durable write confirms them
+        #: (`_send_confirmed`)
+        self._unconfirmed: dict[str, tuple[str, Plan]] = {}
         self.sent = 0
         self.failed = 0
 
@@ -145,6 +149,9 @@ class Consumer:
             return False
         if task.status == TaskStatus.SUBMITTED and task.properties.rate_limited_until is not None:
             return await self._resume(task)
+        unconfirmed = self._unconfirmed.get(task_id)
+        if unconfirmed is not None and task.status == TaskStatus.SUBMITTED:
+            return await self._send_confirmed(task, *unconfirmed)
         if task.status != TaskStatus.NOT_START:
             self._settled.add(task_id)
             return False
@@ -259,15 +266,40 @@ class Consumer:
         return sent
 
     async def _claim(self, current: Task, plan: Plan) -> Task | None:
-        return await claim(
-            self.store,
-            current,
-            nonce=new_nonce(),
-            account_id=self.account_id,
-            now=self.clock(),
-            image_urls=plan.image_urls,
-            sent_prompt=plan.final_prompt,
-        )
+        nonce = new_nonce()
+        self._unconfirmed.pop(current.id, None)  # a claim lost with its primary: this one replaces it
+        try:
+            return await claim(
+                self.store,
+                current,
+                nonce=nonce,
+                account_id=self.account_id,
+                now=self.clock(),
+                image_urls=plan.image_urls,
+                sent_prompt=plan.final_prompt,
+            )
+        except RedisError:
+            # Written, maybe (a durable wait that failed, a reply that never came): never sent
+            # until a later durable write confirms it, and then with this nonce (the next round).
+            self._unconfirmed[current.id] = (nonce, plan)
+            raise
+
+    async def _send_confirmed(self, task: Task, nonce: str, plan: Plan) -> bool:
+        """Send a claim of ours that was not confirmed, once a later durable write confirms it
+        (`TaskStore.confirm_durable`; a failure again leaves it for the next round)."""
+        await self.store.confirm_durable(task.id)
+        del self._unconfirmed[task.id]
+        confirmed = await self.store.get(task.id)
+        if (
+            confirmed is None
+            or confirmed.status != TaskStatus.SUBMITTED
+            or confirmed.properties.nonce != nonce
+        ):
+            # Another writer's, or ours lost with its primary: the record read now is durable truth.
+            return False if confirmed is None else await self.start_task(task.id)
+        log.info("account %s: task %s claimed durably after a failover; sending it", self.account_id, task.id)
+        self._remember(task.id)
+        return await self._send(confirmed, plan)
 
     async def _fail(self, task_id: str, reason: str) -> None:
         self.failed += 1

@@ -21,12 +21,14 @@ from typing import Any
 import msgspec
 import pytest
 import redis.asyncio as aioredis
+from bridge_support import bridge_settings, running_bridge, submit, wait_online, wait_status, wait_until
+from mjsim_support import start_mjsim
 from redis.exceptions import ConnectionError as RedisConnectionError
 from sentinel_support import SentinelDeployment
 
 from broker import keys
 from broker.config import RedisSettings
-from broker.models import Task, TaskAction
+from broker.models import Task, TaskAction, TaskStatus
 from broker.queues import AccountQueues
 from broker.redis_client import BoundedRedis, NotDurable, RedisRefused, connect, preflight
 from broker.redis_sentinel import connect_sentinel, sentinel_addresses
@@ -291,3 +293,38 @@ async def test_the_client_follows_the_new_primary_after_the_primary_is_killed(
         await client.aclose()
     assert errors, "no command failed while the primary was gone"
     print(f"sentinel failover: writes resumed {took:.1f}s after the kill; failures meanwhile {len(errors)}")
+
+
+async def test_a_claim_not_confirmed_durable_is_sent_once_a_later_write_confirms_it(
+    deployment: SentinelDeployment, client: BoundedRedis
+) -> None:
+    """A claim whose durable wait fails may still be written: it was left SUBMITTED and never sent,
+    and the task failed at its timeout (3 to 20 of 200 in the cluster kill test). Once a later
+    durable write of its shard confirms it, the bridge sends it, with the nonce it claimed."""
+    sim = await start_mjsim(accounts=1, speed=0, job_seconds=0.2, progress_steps=1)
+    bridge_redis = connect_sentinel(_settings(deployment, command_timeout_seconds=1.0))
+    admitting = connect_sentinel(_settings(deployment, durability="local"))
+    try:
+        settings = bridge_settings(sim, "redis://127.0.0.1:1/0")
+        async with running_bridge(settings, bridge_redis) as bridge:
+            await wait_online(bridge, ["a0"])
+            threads = _hold_replicas(deployment, 1.8)
+            store = TaskStore(admitting, retention_seconds=60)
+            task, code = await submit(store, "a0", prompt="a lantern by the sea")
+            assert code == 1
+            claimed = await wait_status(store, task.id, [TaskStatus.SUBMITTED], within=5)
+            for thread in threads:
+                thread.join()
+            nonce = claimed.properties.nonce
+            assert nonce
+
+            async def sent() -> bool:
+                return (await sim.counters())["interactions"]["by_nonce"].get(nonce) == 1
+
+            await wait_until(sent, within=10, what="the claimed task sent once confirmed")
+            counters = (await sim.counters())["interactions"]
+            assert not counters["duplicate_keys"] and sum(counters["by_nonce"].values()) == 1
+    finally:
+        await admitting.aclose()
+        await bridge_redis.aclose()
+        await sim.close()
