@@ -154,6 +154,7 @@ class Consumer:
             return await self._send_confirmed(task, *unconfirmed)
         if task.status != TaskStatus.NOT_START:
             self._settled.add(task_id)
+            self._unconfirmed.pop(task_id, None)  # ended (its timeout) before it was confirmed
             return False
         if not await self._may_send(task_id):
             return False
