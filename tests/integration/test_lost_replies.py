@@ -300,6 +300,15 @@ async def test_worker_through_lost_replies_delivers_each_revision_once(
         final = await wait_final(store, task.id)
         await receiver.wait_for(lambda: any(r.version == final.revision for r in receiver.for_path("worker")))
         assert proxy.lost.is_set()
+        # The hook may come before the change's handling has reached the ledger (it is written after
+        # the hook's schedule): wait for it while the worker still runs, not after stopping it.
+        ledger = Ledger(tmp_path / "ledger.db")
+        try:
+            async with asyncio.timeout(10):
+                while (row := ledger.get(task.id)) is None:  # noqa: ASYNC110 - the worker's SQLite write
+                    await asyncio.sleep(0.02)
+        finally:
+            ledger.close()
     versions = [r.version for r in receiver.for_path("worker")]
     assert versions == sorted(set(versions)), versions  # none twice, none backwards
     assert final.status == TaskStatus.SUCCESS
@@ -310,12 +319,7 @@ async def test_worker_through_lost_replies_delivers_each_revision_once(
     ]
     # the resent write found its record and its announcement in place: each change announced once
     assert len(announced) == len(set(announced)), announced
-    ledger = Ledger(tmp_path / "ledger.db")
-    try:
-        row = ledger.get(task.id)
-    finally:
-        ledger.close()
-    assert row is not None and row["status"] == "SUCCESS"  # ...and recorded once (an upsert)
+    assert row["status"] == "SUCCESS"  # ...and recorded once (an upsert)
     assert msgspec.json.decode(row["task_json"])["revision"] == final.revision
 
 
