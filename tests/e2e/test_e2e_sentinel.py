@@ -105,7 +105,7 @@ async def test_the_stack_follows_a_sentinel_failover_and_loses_no_acknowledged_t
         job_seconds=0.6,
         speed=1.0,
         progress_steps=2,
-        lease_seconds=2.0,
+        lease_seconds=5.0,  # longer than the failover, as README asks of bridge.lease_seconds
         redis=deployment,
         redis_section=deployment.redis_section(command_timeout_seconds=COMMAND_TIMEOUT_S),
     )
